@@ -1,0 +1,96 @@
+"""`train-prior` command line: data from a folder of labelmaps or a synthetic family."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from .prior_training import PriorConfig, PriorTrainer
+from .volume import LABELMAP_SUFFIXES, read_labelmap
+
+
+class Tee:
+    """Write to a stream and a log file at once (the file gets whole lines only)."""
+
+    def __init__(self, stream, path):
+        self.stream, self.file = stream, open(path, "a")
+
+    def write(self, text):
+        self.stream.write(text)
+        clean = text.split("\r")[-1]
+        if clean:
+            self.file.write(clean)
+            self.file.flush()
+
+    def flush(self):
+        self.stream.flush()
+
+    def isatty(self):
+        return hasattr(self.stream, "isatty") and self.stream.isatty()
+
+
+def add_prior_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="folder of binary labelmaps (NIfTI / NRRD), one shape per file")
+    src.add_argument("--family", choices=["vertebra", "kidney"], help="train on a synthetic shape family")
+    p.add_argument("--count", type=int, default=220, help="synthetic: number of training shapes (default 220)")
+    p.add_argument("--scale", type=float, default=1.0, help="synthetic: grid scale (1 = full resolution)")
+    p.add_argument("--data-seed", type=int, default=0, help="synthetic: seed of the shape family")
+    p.add_argument("--val-count", type=int, default=8,
+                   help="validation shapes (synthetic: extra shapes; folder: taken from the end)")
+    p.add_argument("--out", required=True, help="output folder (prior.pt, last.pt, logs, curves.png)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    defaults = PriorConfig()
+    for f in fields(PriorConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        kind = float if f.name == "max_minutes" else type(default)
+        p.add_argument(flag, type=kind, default=default, help=f"(default {default})")
+
+
+def _folder_volumes(folder: str):
+    files = sorted(f for f in Path(folder).iterdir() if f.name.lower().endswith(LABELMAP_SUFFIXES))
+    if not files:
+        raise SystemExit(f"error: no labelmap files (.nii, .nii.gz, .nrrd) in {folder}")
+    return [read_labelmap(f) for f in files], [str(f) for f in files]
+
+
+def load_training_data(args):
+    """-> (train volumes, validation volumes, description for the metadata)."""
+    if args.family:
+        from .data.synthetic import make_shapes
+        vols = make_shapes(args.family, args.count + args.val_count, seed=args.data_seed, scale=args.scale)
+        desc = {"data": f"synthetic {args.family}", "data_seed": args.data_seed, "scale": args.scale,
+                "train_indices": [0, args.count - 1], "val_indices": [args.count, args.count + args.val_count - 1]}
+        return vols[:args.count], vols[args.count:], desc
+    vols, names = _folder_volumes(args.data)
+    n_val = min(args.val_count, max(len(vols) - 1, 0))
+    return vols[:len(vols) - n_val], vols[len(vols) - n_val:], {"data": args.data, "files": names}
+
+
+def train_prior_main(args) -> int:
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = Tee(sys.stdout, out / "train.log")
+    sys.stdout = log
+    try:
+        cfg = PriorConfig(**{f.name: getattr(args, f.name) for f in fields(PriorConfig)})
+        t0 = time.time()
+        train, val, desc = load_training_data(args)
+        print(f"{len(train)} training and {len(val)} validation shapes loaded in {time.time() - t0:.1f} s")
+        desc["command"] = " ".join(["python -m PatchSamplerLib"] + sys.argv[1:])
+        trainer = PriorTrainer(train, val, out, cfg, provenance=desc)
+        if args.resume:
+            trainer.resume()
+        prior = trainer.run()
+        print(f"best prior: {out / 'prior.pt'} (validation Dice {prior.metadata.get('val_dice')})")
+    finally:
+        sys.stdout = log.stream
+        log.file.close()
+    return 0

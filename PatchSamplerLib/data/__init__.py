@@ -1,0 +1,1 @@
+"""Datasets: synthetic shape families, loaders, splits."""

@@ -1,0 +1,97 @@
+"""Figures a person looks at: slices with the thesis's error colours (Fig. 5.5) and the
+patch boxes, and a 3-D view of the patch placement (Fig. 5.10).
+
+Colours: intersection grey, extra (reconstruction only) blue, missing (input only) orange.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+ERROR_COLOURS = {1: (0.6, 0.6, 0.6), 2: (0.12, 0.47, 0.85), 3: (1.0, 0.55, 0.0)}  # grey, blue, orange
+ERROR_NAMES = {1: "intersection", 2: "extra", 3: "missing"}
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def error_rgb(errors2d: np.ndarray) -> np.ndarray:
+    """(A, B) error codes -> (A, B, 3) RGB on a white background."""
+    rgb = np.ones(errors2d.shape + (3,))
+    for code, colour in ERROR_COLOURS.items():
+        rgb[errors2d == code] = colour
+    return rgb
+
+
+def _slice(volume_array: np.ndarray, axis: int, index: int) -> np.ndarray:
+    return np.take(volume_array, index, axis=axis)
+
+
+def _draw_boxes(ax, centres: np.ndarray, k: int, axis: int, index: int) -> None:
+    """Rectangles of the patches that intersect the plane `axis = index`."""
+    from matplotlib.patches import Rectangle
+    shown = [a for a in range(3) if a != axis]
+    half = (k - 1) / 2.0
+    for n, c in enumerate(centres):
+        if abs(c[axis] - index) <= half + 0.5:
+            ax.add_patch(Rectangle((c[shown[0]] - half - 0.5, c[shown[1]] - half - 0.5), k, k,
+                                   fill=False, edgecolor="red", linewidth=1.2))
+            ax.text(c[shown[0]], c[shown[1]], str(n + 1), color="red", fontsize=7, ha="center", va="center")
+
+
+def _slice_positions(mask: np.ndarray, axis: int, count: int) -> list[int]:
+    occupied = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+    if len(occupied) == 0:
+        return [mask.shape[axis] // 2] * count
+    return [int(v) for v in np.quantile(occupied, np.linspace(0.25, 0.75, count)).round()]
+
+
+def overview_figure(errors: np.ndarray, spacing, centres: np.ndarray, k: int, title: str, path) -> None:
+    """PNG: three axial (z) slices, one coronal (y) and one sagittal (x) slice with error colours
+    and patch boxes, plus a 3-D view of the patches on the input surface."""
+    plt = _plt()
+    reference = (errors == 1) | (errors == 3)
+    views = [(2, z) for z in _slice_positions(reference | (errors == 2), 2, 3)]
+    views += [(1, _slice_positions(reference, 1, 1)[0]), (0, _slice_positions(reference, 0, 1)[0])]
+    fig = plt.figure(figsize=(15, 9))
+    names = {0: "sagittal x", 1: "coronal y", 2: "axial z"}
+    for i, (axis, index) in enumerate(views):
+        ax = fig.add_subplot(2, 3, i + 1)
+        shown = [a for a in range(3) if a != axis]
+        ax.imshow(error_rgb(_slice(errors, axis, index)).transpose(1, 0, 2), origin="lower",
+                  aspect=spacing[shown[1]] / spacing[shown[0]], interpolation="nearest")
+        _draw_boxes(ax, centres, k, axis, index)
+        ax.set_title(f"{names[axis]} = {index}", fontsize=10)
+        ax.set_xticks([]); ax.set_yticks([])
+    _patch_view(fig.add_subplot(2, 3, 6, projection="3d"), reference, spacing, centres, k)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ERROR_COLOURS.values()]
+    fig.legend(handles + [plt.Rectangle((0, 0), 1, 1, fill=False, edgecolor="red")],
+               list(ERROR_NAMES.values()) + ["patch"], loc="lower center", ncol=4)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.95))
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _patch_view(ax, mask: np.ndarray, spacing, centres: np.ndarray, k: int, max_points: int = 4000) -> None:
+    """3-D scatter of the input surface (mm) with the patch boxes as wireframe cubes."""
+    from .metrics import surface
+    pts = np.argwhere(surface(mask)) * np.asarray(spacing)
+    if len(pts) > max_points:
+        pts = pts[np.random.default_rng(0).choice(len(pts), max_points, replace=False)]
+    ax.scatter(*pts.T, s=2, c="0.45", alpha=0.5)
+    for c in np.asarray(centres) * np.asarray(spacing):
+        _wire_cube(ax, c, np.asarray(spacing) * k / 2.0)
+    ax.set_title("patches on the input surface (mm)", fontsize=10)
+    ax.set_box_aspect(np.ptp(pts, axis=0) + 1e-6 if len(pts) else (1, 1, 1))
+
+
+def _wire_cube(ax, centre: np.ndarray, half: np.ndarray) -> None:
+    corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]) * half + centre
+    for a in range(8):
+        for b in range(a + 1, 8):
+            if np.sum(np.abs(corners[a] - corners[b]) > 1e-9) == 1:
+                ax.plot(*zip(corners[a], corners[b]), color="red", linewidth=0.8)

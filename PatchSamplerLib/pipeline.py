@@ -1,0 +1,140 @@
+"""End to end: volume + (N, K, T, sampler, prior) -> centres, patches, reconstruction, errors,
+metrics and timings. The only place that knows the order of the stages (DESIGN.md).
+
+The INR frame: coordinates are millimetres relative to the centre of the shape's bounding
+box. The prior knows shapes only inside its training box (`ShapePrior.extent_mm`) around
+that centre, so only the voxels of the input grid inside that box are decoded; everything
+else is background. A shape larger than the box gets a warning (its outside parts cannot be
+reconstructed). Inputs of any size work: a vertebra inside a 512 x 512 x 300 CT labelmap
+costs the same as the cropped vertebra.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .baselines import SAMPLERS
+from .devices import resolve_device
+from .inr import DEFAULT_FIT_LR, ShapePrior, decode_grid, fit_latent
+from .metrics import all_metrics, error_labels
+from .patches import check_patch_request, patch_coordinates, patch_labels
+from .volume import BinaryVolume, VolumeError, bbox_centre_mm, foreground_bbox, index_to_local_mm
+
+DEFAULT_N, DEFAULT_K, DEFAULT_T = 8, 11, 100
+
+
+@dataclass
+class ReconstructionResult:
+    """Everything a run produces, in the input volume's voxel grid (i, j, k order)."""
+    centres: np.ndarray                 # (N, 3) float voxel index of the patch centres
+    patch_coords: np.ndarray            # (N, K^3, 3) float voxel index of the patch voxels
+    patch_values: np.ndarray            # (N, K^3) 0/1 labels of the patch voxels
+    reconstruction: np.ndarray          # (X, Y, Z) bool
+    errors: np.ndarray                  # (X, Y, Z) uint8: 0 bg, 1 intersection, 2 extra, 3 missing
+    metrics: dict                       # dice, asd_mm, hd95_mm
+    timings: dict                       # seconds per stage
+    latent: np.ndarray                  # (D,) fitted latent
+    settings: dict                      # n, k, t, sampler, seed, device, prior, frame
+    warnings: list = field(default_factory=list)
+
+
+def frame_box(volume: BinaryVolume, centre_mm: np.ndarray, extent_mm) -> tuple[np.ndarray, np.ndarray]:
+    """Inclusive voxel-index box (lo, hi) of the voxels whose centres lie in the prior's frame
+    (centre_mm +- extent_mm / 2, local mm), clipped to the grid."""
+    spacing = np.asarray(volume.spacing)
+    half = np.asarray(extent_mm) / 2.0
+    lo = np.ceil((centre_mm - half) / spacing - 0.5).astype(int)
+    hi = np.floor((centre_mm + half) / spacing - 0.5).astype(int)
+    return np.maximum(lo, 0), np.minimum(hi, np.array(volume.shape) - 1)
+
+
+def _shape_outside_frame(volume: BinaryVolume, lo: np.ndarray, hi: np.ndarray) -> int:
+    """Number of foreground voxels outside the inclusive box [lo, hi]."""
+    inside = volume.mask[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1].sum()
+    return int(volume.voxel_count - inside)
+
+
+def choose_centres(volume: BinaryVolume, n: int, sampler: str, seed: int) -> np.ndarray:
+    """(N, 3) voxel-index patch centres from a baseline sampler ("fps" or "random")."""
+    if sampler == "fps":
+        return SAMPLERS["fps"](volume.mask, n, seed=seed, spacing=volume.spacing)
+    if sampler == "random":
+        return SAMPLERS["random"](volume.mask, n, seed=seed)
+    raise ValueError(f"unknown sampler {sampler!r}; choose fps or random")
+
+
+def validate_request(volume: BinaryVolume, n: int, k: int, t: int) -> None:
+    check_patch_request(n, k)
+    if int(t) != t or t < 0:
+        raise ValueError(f"the number of latent-fit steps T must be an integer >= 0, got {t}")
+    if volume.voxel_count == 0:
+        raise VolumeError("the mask is empty: nothing to reconstruct")
+
+
+def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t: int = DEFAULT_T,
+                sampler: str = "fps", prior: ShapePrior | str = "vertebra", seed: int = 0,
+                device: str = "auto", fit_lr: float = DEFAULT_FIT_LR, centres: np.ndarray | None = None,
+                chunk: int = 65536) -> ReconstructionResult:
+    """Reconstruct `volume` from N patches of K^3 voxels with T latent-fit steps.
+
+    `prior` is a ShapePrior or a bundled name / file; `centres` (N, 3) voxel index overrides
+    the sampler. Raises ValueError subclasses with user-facing messages on bad input."""
+    validate_request(volume, n, k, t)
+    dev = resolve_device(device)
+    if not isinstance(prior, ShapePrior):
+        prior = ShapePrior.load(prior)
+    decoder = prior.decoder.to(dev)
+    timings, notes = {}, []
+
+    clock = time.perf_counter()
+    centre_mm = bbox_centre_mm(volume.mask, volume.spacing)
+    lo, hi = frame_box(volume, centre_mm, prior.extent_mm)
+    outside = _shape_outside_frame(volume, lo, hi)
+    if outside:
+        notes.append(f"the shape is larger than the prior's frame {prior.extent_mm} mm: {outside} foreground "
+                     "voxels lie outside it and cannot be reconstructed")
+        warnings.warn(notes[-1])
+    if centres is None:
+        centres = choose_centres(volume, n, sampler, seed)
+    centres = np.asarray(centres, np.float32).reshape(-1, 3)
+    timings["sampling"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    coords_idx = patch_coordinates(torch.from_numpy(centres), k)           # (N, K^3, 3)
+    values = patch_labels(volume.mask, coords_idx)                          # (N, K^3)
+    coords_mm = index_to_local_mm(coords_idx, volume.spacing) - torch.as_tensor(centre_mm, dtype=torch.float32)
+    timings["extraction"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    latent = fit_latent(decoder, coords_mm.reshape(1, -1, 3).to(dev), values.reshape(1, -1).to(dev),
+                        steps=t, lr=fit_lr, seed=seed)
+    _sync(dev)
+    timings["latent_fit"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    prob = decode_grid(decoder, latent, tuple(hi - lo + 1), volume.spacing, centre_mm, offset=lo, chunk=chunk)
+    recon = np.zeros(volume.shape, bool)
+    recon[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] = prob.cpu().numpy() >= 0.5
+    timings["decode"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    metrics = all_metrics(recon, volume.mask, volume.spacing)
+    errors = error_labels(recon, volume.mask)
+    timings["metrics"] = time.perf_counter() - clock
+    timings["total"] = sum(timings.values())
+
+    settings = {"n": n, "k": k, "t": t, "sampler": "given" if sampler is None else sampler, "seed": seed,
+                "device": str(dev), "fit_lr": fit_lr, "prior": prior.metadata.get("path", "in memory"),
+                "frame_centre_mm": centre_mm.tolist(), "frame_extent_mm": list(prior.extent_mm),
+                "decoded_box_index": [lo.tolist(), hi.tolist()]}
+    return ReconstructionResult(centres, coords_idx.numpy(), values.numpy(), recon, errors, metrics, timings,
+                                latent[0].cpu().numpy(), settings, notes)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

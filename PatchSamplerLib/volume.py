@@ -1,0 +1,214 @@
+"""Shape I/O and geometry: the `BinaryVolume` and NIfTI / NRRD labelmap reading and writing.
+
+Array order used inside the library: **(i, j, k) = (x, y, z)**, i.e. the index order of
+SimpleITK's ``image[i, j, k]`` and of ITK / NIfTI headers. SimpleITK's and Slicer's numpy
+arrays are (k, j, i); they are transposed here, at the edge, and nowhere else.
+
+Coordinate systems (one function each, all tested by round trips):
+- voxel index (i, j, k): integer at voxel centres;
+- world (ITK / NIfTI files: LPS mm): ``origin + direction @ (spacing * index)``;
+- local millimetres (what the INR sees, before the frame centre is subtracted):
+  ``(index + 0.5) * spacing``, axis aligned with the image grid (direction ignored).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+LABELMAP_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".nhdr", ".mha", ".mhd")
+
+
+class VolumeError(ValueError):
+    """A labelmap that cannot be used, with a message meant for the user."""
+
+
+@dataclass
+class BinaryVolume:
+    """A binary mask with its geometry.
+
+    mask: (X, Y, Z) bool, index order (i, j, k).
+    spacing: (3,) float mm per voxel along i, j, k.
+    origin: (3,) float, world (LPS) mm of voxel (0, 0, 0)'s centre.
+    direction: (3, 3) float, columns = world directions of the i, j, k axes.
+    """
+    mask: np.ndarray
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+
+    def __post_init__(self):
+        self.mask = np.asarray(self.mask).astype(bool, copy=False)
+        if self.mask.ndim != 3:
+            raise VolumeError(f"a labelmap must be 3-D, got shape {self.mask.shape}")
+        self.spacing = tuple(float(s) for s in self.spacing)
+        if any(not np.isfinite(s) or s <= 0 for s in self.spacing):
+            raise VolumeError(f"voxel spacing must be positive, got {self.spacing}")
+        self.origin = np.asarray(self.origin, dtype=float).reshape(3)
+        self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.mask.shape)
+
+    @property
+    def voxel_count(self) -> int:
+        return int(self.mask.sum())
+
+    def with_mask(self, mask: np.ndarray) -> "BinaryVolume":
+        """A volume with the same geometry and another (X, Y, Z) mask."""
+        if tuple(mask.shape) != self.shape:
+            raise VolumeError(f"mask shape {mask.shape} differs from the volume's {self.shape}")
+        return BinaryVolume(mask, self.spacing, self.origin.copy(), self.direction.copy())
+
+
+# ---------------------------------------------------------------- coordinate conversions
+def index_to_world(index: np.ndarray, volume: BinaryVolume) -> np.ndarray:
+    """(..., 3) voxel index (i, j, k) -> (..., 3) world LPS mm."""
+    return volume.origin + (np.asarray(index, float) * volume.spacing) @ volume.direction.T
+
+
+def world_to_index(world: np.ndarray, volume: BinaryVolume) -> np.ndarray:
+    """(..., 3) world LPS mm -> (..., 3) continuous voxel index."""
+    local = (np.asarray(world, float) - volume.origin) @ np.linalg.inv(volume.direction).T
+    return local / np.asarray(volume.spacing)
+
+
+def index_to_local_mm(index, spacing):
+    """(..., 3) voxel index -> (..., 3) local mm of the voxel centre, (index + 0.5) * spacing.
+
+    Works on numpy arrays and torch tensors (differentiable)."""
+    if isinstance(index, np.ndarray):
+        return (index + 0.5) * np.asarray(spacing, dtype=index.dtype if index.dtype.kind == "f" else float)
+    return (index + 0.5) * index.new_tensor(spacing)
+
+
+def local_mm_to_index(local_mm, spacing):
+    """Inverse of `index_to_local_mm`."""
+    if isinstance(local_mm, np.ndarray):
+        return local_mm / np.asarray(spacing, dtype=float) - 0.5
+    return local_mm / local_mm.new_tensor(spacing) - 0.5
+
+
+def foreground_bbox(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inclusive (3,) lower and upper voxel index of the foreground. Raises on an empty mask."""
+    coords = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != d))) for d in range(3)]
+    if any(len(c) == 0 for c in coords):
+        raise VolumeError("the mask is empty: no foreground voxel")
+    return np.array([c[0] for c in coords]), np.array([c[-1] for c in coords])
+
+
+def bbox_centre_mm(mask: np.ndarray, spacing) -> np.ndarray:
+    """(3,) local mm of the centre of the foreground bounding box (voxel-centre convention)."""
+    lo, hi = foreground_bbox(mask)
+    return index_to_local_mm((lo + hi) / 2.0, spacing)
+
+
+# ---------------------------------------------------------------- file I/O
+def _sitk():
+    import SimpleITK as sitk
+    return sitk
+
+
+def _has_labelmap_suffix(path: str) -> bool:
+    return path.lower().endswith(LABELMAP_SUFFIXES)
+
+
+def _segment_names(reader) -> dict[int, str]:
+    """Label value -> segment name from a Slicer .seg.nrrd header (empty for other files)."""
+    names, keys = {}, set(reader.GetMetaDataKeys())
+    for i in range(1000):
+        if f"Segment{i}_LabelValue" not in keys:
+            break
+        try:
+            names[int(reader.GetMetaData(f"Segment{i}_LabelValue"))] = reader.GetMetaData(f"Segment{i}_Name")
+        except (RuntimeError, ValueError):
+            continue
+    return names
+
+
+def _describe_labels(labels, names) -> str:
+    return ", ".join(f"{v} ({names[v]})" if v in names else str(v) for v in labels)
+
+
+def read_labelmap(path: str, label: int | None = None) -> BinaryVolume:
+    """Read a NIfTI / NRRD labelmap and select one label as a binary mask.
+
+    A file with a single non-zero label needs no `label`; a multi-label file does, and the
+    error lists the labels present (with segment names for Slicer .seg.nrrd files).
+    Raises `VolumeError` (or FileNotFoundError) with a user-facing message.
+    """
+    sitk = _sitk()
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"input file not found: {path}")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+        image = reader.Execute()
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+        raise VolumeError(f"cannot read {path} as a labelmap (NIfTI or NRRD expected): {first}") from None
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise VolumeError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel "
+                          "(an overlapping multi-layer segmentation?); export a single-layer labelmap")
+    if image.GetDimension() != 3:
+        raise VolumeError(f"{path} is {image.GetDimension()}-D; a 3-D labelmap is needed")
+    array = sitk.GetArrayViewFromImage(image)
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
+            raise VolumeError(f"{path} holds non-integer values: a labelmap (integer labels) is needed")
+    labels = [int(v) for v in np.unique(array) if v != 0]
+    names = _segment_names(reader)
+    if not labels:
+        raise VolumeError(f"{path} is empty: no non-zero voxel")
+    if label is None:
+        if len(labels) > 1:
+            raise VolumeError(f"{path} holds several labels: {_describe_labels(labels, names)}; "
+                              "choose one with --label L")
+        label = labels[0]
+    elif label not in labels:
+        raise VolumeError(f"label {label} is not in {path}; labels present: {_describe_labels(labels, names)}")
+    mask = (array == label).transpose(2, 1, 0)
+    direction = np.array(image.GetDirection(), float).reshape(3, 3)
+    return BinaryVolume(np.ascontiguousarray(mask), image.GetSpacing(), np.array(image.GetOrigin()), direction)
+
+
+def to_sitk_image(array: np.ndarray, like: BinaryVolume, dtype=np.uint8):
+    """(X, Y, Z) array -> SimpleITK image with `like`'s spacing, origin and direction."""
+    sitk = _sitk()
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array, dtype).transpose(2, 1, 0)))
+    image.SetSpacing(like.spacing)
+    image.SetOrigin(tuple(like.origin))
+    image.SetDirection(tuple(like.direction.reshape(-1)))
+    return image
+
+
+def write_labelmap(path: str, array: np.ndarray, like: BinaryVolume) -> None:
+    """Write an (X, Y, Z) integer array as a labelmap with `like`'s exact geometry."""
+    if tuple(array.shape) != like.shape:
+        raise VolumeError(f"array shape {array.shape} differs from the reference geometry {like.shape}")
+    _sitk().WriteImage(to_sitk_image(array, like), os.fspath(path), True)
+
+
+def write_volume(path: str, volume: BinaryVolume) -> None:
+    """Write a BinaryVolume as a 0/1 uint8 labelmap."""
+    write_labelmap(path, volume.mask, volume)
+
+
+def resample_isotropic(volume: BinaryVolume, spacing_mm: float) -> BinaryVolume:
+    """Resample a mask to isotropic `spacing_mm` (linear interpolation of 0/1, threshold 0.5).
+
+    The physical extent and the world position of the image are kept."""
+    sitk = _sitk()
+    image = to_sitk_image(volume.mask, volume, np.float32)
+    size = [max(1, int(round(n * s / spacing_mm))) for n, s in zip(volume.shape, volume.spacing)]
+    # keep the physical box: corner of voxel 0 stays where it was
+    corner = index_to_world(np.full(3, -0.5), volume)
+    new_origin = corner + volume.direction @ np.full(3, spacing_mm / 2.0)
+    out = sitk.Resample(image, size, sitk.Transform(), sitk.sitkLinear, tuple(new_origin),
+                        (spacing_mm,) * 3, tuple(volume.direction.reshape(-1)), 0.0, sitk.sitkFloat32)
+    mask = sitk.GetArrayFromImage(out).transpose(2, 1, 0) >= 0.5
+    return BinaryVolume(mask, (spacing_mm,) * 3, new_origin, volume.direction.copy())

@@ -1,0 +1,91 @@
+"""Tests of PatchSamplerLib.baselines: random sampling and farthest point sampling (FPS)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from PatchSamplerLib.baselines import SAMPLERS, farthest_point_indices, fps_centres, random_centres
+from PatchSamplerLib.pointcloud import dense_cloud
+
+
+@pytest.fixture
+def l_mask():
+    """An L-shaped mask: a long bar along i and a long bar along k (1,900 voxels)."""
+    mask = np.zeros((40, 8, 40), bool)
+    mask[2:38, 2:6, 2:8] = True
+    mask[2:8, 2:6, 2:38] = True
+    return mask
+
+
+def _coverage(mask, centres):
+    """(mean, max) distance from every occupied voxel to its nearest centre."""
+    d, _ = cKDTree(centres).query(dense_cloud(mask))
+    return float(d.mean()), float(d.max())
+
+
+@pytest.mark.parametrize("name", ["fps", "random"])
+def test_centres_are_occupied_voxels(l_mask, name):
+    centres = SAMPLERS[name](l_mask, 8, seed=3)
+    assert centres.shape == (8, 3) and centres.dtype == np.float32
+    assert np.array_equal(centres, np.round(centres))          # voxel aligned
+    idx = centres.astype(int)
+    assert l_mask[idx[:, 0], idx[:, 1], idx[:, 2]].all()        # on occupied voxels
+    assert len({tuple(c) for c in centres.tolist()}) == 8      # distinct when enough voxels
+
+
+@pytest.mark.parametrize("name", ["fps", "random"])
+def test_reproducible_by_seed(l_mask, name):
+    a = SAMPLERS[name](l_mask, 6, seed=11)
+    assert np.array_equal(a, SAMPLERS[name](l_mask, 6, seed=11))
+    assert not np.array_equal(a, SAMPLERS[name](l_mask, 6, seed=12))
+
+
+def test_fps_covers_better_than_random(l_mask):
+    n = 6
+    fps = np.array([_coverage(l_mask, fps_centres(l_mask, n, seed=s)) for s in range(10)])
+    rnd = np.array([_coverage(l_mask, random_centres(l_mask, n, seed=s)) for s in range(10)])
+    assert fps[:, 0].mean() < rnd[:, 0].mean()
+    assert fps[:, 1].mean() < rnd[:, 1].mean()
+
+
+def test_fps_is_greedy_farthest(l_mask):
+    """Every FPS centre after the first maximises the distance to the centres chosen before it."""
+    points = dense_cloud(l_mask)
+    centres = fps_centres(l_mask, 5, seed=4)
+    for i in range(1, 5):
+        d_all = cKDTree(centres[:i]).query(points)[0]
+        d_chosen = cKDTree(centres[:i]).query(centres[i:i + 1])[0][0]
+        assert d_chosen == pytest.approx(d_all.max())
+
+
+def test_farthest_point_indices_greedy_on_a_line():
+    points = np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0], [10, 0, 0], [4, 0, 0]], np.float32)
+    assert farthest_point_indices(points, 3, first=0).tolist() == [0, 3, 4]
+
+
+def test_fps_spacing_changes_the_metric():
+    # in index space [0,0,3] is farther from the start; with spacing (1, 1, 0.1) [2,0,0] is
+    points = np.array([[0, 0, 0], [2, 0, 0], [0, 0, 3]], np.float32)
+    assert farthest_point_indices(points, 2, first=0)[1] == 2
+    assert farthest_point_indices(points, 2, first=0, spacing=(1.0, 1.0, 0.1))[1] == 1
+
+
+def test_random_with_fewer_voxels_than_n_uses_replacement():
+    mask = np.zeros((5, 5, 5), bool)
+    mask[1, 1, 1] = mask[3, 2, 4] = mask[0, 4, 2] = True
+    centres = random_centres(mask, 10, seed=0)
+    assert centres.shape == (10, 3)
+    assert {tuple(c) for c in centres.tolist()} <= {(1, 1, 1), (3, 2, 4), (0, 4, 2)}
+
+
+@pytest.mark.parametrize("name", ["fps", "random"])
+def test_empty_mask_raises(name):
+    with pytest.raises(ValueError, match="empty"):
+        SAMPLERS[name](np.zeros((4, 4, 4), bool), 3)
+
+
+@pytest.mark.parametrize("name", ["fps", "random"])
+def test_n_below_one_raises(l_mask, name):
+    with pytest.raises(ValueError):
+        SAMPLERS[name](l_mask, 0)

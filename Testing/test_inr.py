@@ -1,0 +1,95 @@
+"""The INR of SPEC 2.5: architecture, latent fitting, chunked decoding."""
+import numpy as np
+import pytest
+import torch
+
+from PatchSamplerLib.inr import (OccupancyDecoder, ShapePrior, count_parameters, decode_grid, fit_latent,
+                                 initial_latent)
+from PatchSamplerLib.checkpoints import CheckpointError
+
+
+def reference_forward(dec: OccupancyDecoder, coords, latents):
+    """Literal SPEC 2.5 formulation: concat [z, x] at block 0, [h, x] at block 4, residual elsewhere."""
+    z = latents[:, None, :].expand(-1, coords.shape[1], -1)
+    h = torch.relu(dec.blocks[0](torch.cat([z, coords], -1)))
+    for b in range(1, 7):
+        h = torch.relu(dec.blocks[b](torch.cat([h, coords], -1))) if b == 4 else h + torch.relu(dec.blocks[b](h))
+    return dec.out(h).squeeze(-1)
+
+
+def test_parameter_count_matches_thesis_table_5_7():
+    dec = OccupancyDecoder()
+    assert count_parameters(dec) == 116_481
+    assert count_parameters(dec) + 128 == 116_609
+    assert len(list(m for m in dec.modules() if isinstance(m, torch.nn.Linear))) == 8
+
+
+def test_split_first_layer_equals_concatenated_input():
+    torch.manual_seed(0)
+    dec = OccupancyDecoder()
+    coords, z = torch.randn(2, 50, 3) * 20, torch.randn(2, 128) * 0.1
+    assert torch.allclose(dec(coords, z), reference_forward(dec, coords, z), atol=1e-5)
+
+
+def _sphere_observation(radius=12.0, n=3000, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(1, n, 3, generator=g) - 0.5) * 60
+    return x, (x.norm(dim=-1) < radius).float()
+
+
+def test_fit_latent_lowers_the_loss_and_leaves_weights_untouched():
+    torch.manual_seed(0)
+    dec = OccupancyDecoder()
+    before = [p.clone() for p in dec.parameters()]
+    x, y = _sphere_observation()
+    from PatchSamplerLib.losses import occupancy_loss
+    z0 = initial_latent(1, seed=3)
+    loss0 = occupancy_loss(dec(x, z0), y)
+    z = fit_latent(dec, x, y, steps=60, lr=5e-2, init=z0)
+    assert occupancy_loss(dec(x, z), y) < loss0 - 0.05
+    assert all(torch.equal(a, b) for a, b in zip(before, dec.parameters()))
+    assert all(p.requires_grad for p in dec.parameters())
+    assert torch.equal(fit_latent(dec, x, y, steps=0, init=z0), z0)
+
+
+def test_fit_latent_rejects_negative_steps():
+    x, y = _sphere_observation(n=10)
+    with pytest.raises(ValueError, match="T"):
+        fit_latent(OccupancyDecoder(), x, y, steps=-1)
+
+
+def test_fit_is_deterministic_for_a_seed():
+    torch.manual_seed(1)
+    dec = OccupancyDecoder()
+    x, y = _sphere_observation(n=500)
+    assert torch.equal(fit_latent(dec, x, y, 5, seed=4), fit_latent(dec, x, y, 5, seed=4))
+
+
+def test_decode_grid_chunks_offsets_and_stride_agree_with_direct_evaluation():
+    torch.manual_seed(2)
+    dec = OccupancyDecoder()
+    z = torch.randn(128) * 0.1
+    spacing, centre = (1.5, 2.0, 0.5), np.array([10.0, 8.0, 3.0])
+    full = decode_grid(dec, z, (9, 7, 11), spacing, centre, chunk=37)
+    idx = torch.stack(torch.meshgrid(*[torch.arange(n) for n in (9, 7, 11)], indexing="ij"), -1).float()
+    coords = (idx + 0.5) * torch.tensor(spacing) - torch.tensor(centre, dtype=torch.float32)
+    direct = torch.sigmoid(dec(coords.reshape(1, -1, 3), z[None])).reshape(9, 7, 11)
+    assert torch.allclose(full, direct, atol=1e-6)
+    sub = decode_grid(dec, z, (4, 3, 5), spacing, centre, offset=(2, 1, 3))
+    assert torch.allclose(sub, full[2:6, 1:4, 3:8], atol=1e-6)
+    strided = decode_grid(dec, z, (9, 7, 11), spacing, centre, stride=2, chunk=5)
+    assert torch.allclose(strided, full[::2, ::2, ::2], atol=1e-6)
+
+
+def test_prior_save_load_round_trip_and_kind_check(tmp_path):
+    torch.manual_seed(3)
+    prior = ShapePrior(OccupancyDecoder(), (128, 120, 90), (1, 1, 1), {"note": "test"})
+    prior.save(tmp_path / "p.pt")
+    loaded = ShapePrior.load(tmp_path / "p.pt")
+    assert loaded.extent_mm == (128.0, 120.0, 90.0) and loaded.metadata["note"] == "test"
+    x, z = torch.randn(1, 20, 3), torch.randn(1, 128)
+    assert torch.equal(loaded.decoder(x, z), prior.decoder(x, z))
+    from PatchSamplerLib.checkpoints import save_checkpoint
+    save_checkpoint(tmp_path / "other.pt", "sampler", {}, {})
+    with pytest.raises(CheckpointError, match="'sampler' checkpoint"):
+        ShapePrior.load(tmp_path / "other.pt")

@@ -1,0 +1,107 @@
+"""The end-to-end library call `reconstruct` with a tiny prior trained in the session."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from PatchSamplerLib.inr import ShapePrior
+from PatchSamplerLib.metrics import all_metrics, dice
+from PatchSamplerLib.pipeline import frame_box, reconstruct
+from PatchSamplerLib.volume import BinaryVolume, VolumeError
+from tiny_prior import held_out_vertebra, tiny_prior_path
+
+
+@pytest.fixture(scope="module")
+def prior():
+    return ShapePrior.load(tiny_prior_path())
+
+
+def test_unseen_shape_is_reconstructed_and_more_patch_voxels_help(prior):
+    vol = held_out_vertebra(0)
+    rich = reconstruct(vol, 8, 5, 50, prior=prior, fit_lr=3e-2)
+    poor = reconstruct(vol, 1, 1, 50, prior=prior, fit_lr=3e-2)
+    assert rich.metrics["dice"] > 0.7
+    assert rich.metrics["dice"] > poor.metrics["dice"] + 0.1
+    assert rich.metrics == pytest.approx(all_metrics(rich.reconstruction, vol.mask, vol.spacing))
+    assert set(rich.timings) >= {"sampling", "extraction", "latent_fit", "decode", "metrics", "total"}
+
+
+def test_result_arrays_are_consistent(prior):
+    vol = held_out_vertebra(1)
+    res = reconstruct(vol, 4, 3, 10, prior=prior, sampler="random", seed=3)
+    assert res.centres.shape == (4, 3) and res.patch_coords.shape == (4, 27, 3)
+    assert all(vol.mask[tuple(c.astype(int))] for c in res.centres)      # voxel-aligned, occupied
+    assert res.reconstruction.shape == vol.shape
+    assert np.array_equal(res.errors == 1, res.reconstruction & vol.mask)
+    assert np.array_equal(res.errors == 2, res.reconstruction & ~vol.mask)
+    assert np.array_equal(res.errors == 3, ~res.reconstruction & vol.mask)
+    again = reconstruct(vol, 4, 3, 10, prior=prior, sampler="random", seed=3)
+    assert np.array_equal(res.reconstruction, again.reconstruction)
+
+
+def test_shape_inside_a_large_scan_gives_the_same_reconstruction(prior):
+    """A vertebra embedded in a much larger labelmap: only the prior's frame is decoded and the
+    result equals the cropped case voxel for voxel."""
+    vol = held_out_vertebra(2)
+    big = np.zeros((90, 80, 60), bool)
+    at = (40, 30, 25)
+    big[at[0]:at[0] + vol.shape[0], at[1]:at[1] + vol.shape[1], at[2]:at[2] + vol.shape[2]] = vol.mask
+    large = BinaryVolume(big, vol.spacing)
+    small_res = reconstruct(vol, 6, 5, 20, prior=prior)
+    large_res = reconstruct(large, 6, 5, 20, prior=prior)
+    lo, hi = large_res.settings["decoded_box_index"]
+    assert np.all((np.array(hi) - np.array(lo)) * 4.0 <= np.array(prior.extent_mm))  # voxel centres in the frame
+    assert not large_res.reconstruction[:lo[0]].any() and not large_res.reconstruction[hi[0] + 1:].any()
+    embedded = np.zeros_like(big)
+    embedded[at[0]:at[0] + vol.shape[0], at[1]:at[1] + vol.shape[1], at[2]:at[2] + vol.shape[2]] = \
+        small_res.reconstruction
+    # voxels the small grid could not hold differ at most at the crop border
+    assert dice(large_res.reconstruction, embedded) > 0.99
+    assert large_res.metrics["dice"] == pytest.approx(small_res.metrics["dice"], abs=0.01)
+
+
+def test_frame_box_is_centred_on_the_shape():
+    vol = BinaryVolume(np.zeros((100, 100, 100), bool), (2.0, 2.0, 2.0))
+    lo, hi = frame_box(vol, np.array([100.0, 100.0, 100.0]), (40.0, 40.0, 40.0))
+    assert lo.tolist() == [40, 40, 40] and hi.tolist() == [59, 59, 59]   # 20 voxels of 2 mm = 40 mm
+
+
+def test_shape_larger_than_the_frame_warns(prior):
+    small_frame = ShapePrior(prior.decoder, (40.0, 40.0, 40.0), prior.spacing_mm)
+    with pytest.warns(UserWarning, match="larger than the prior's frame"):
+        res = reconstruct(held_out_vertebra(0), 2, 3, 2, prior=small_frame)
+    assert res.warnings and not res.reconstruction[:2].any()
+
+
+def test_given_centres_are_used(prior):
+    vol = held_out_vertebra(0)
+    centres = np.argwhere(vol.mask)[:3].astype(np.float32)
+    res = reconstruct(vol, 3, 3, 2, prior=prior, centres=centres)
+    assert np.array_equal(res.centres, centres)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n": 0}, "N must be"), ({"k": 0}, "K must be"), ({"t": -1}, "T must be"),
+    ({"n": 64, "k": 41}, "exceeds the budget"), ({"sampler": "magic"}, "unknown sampler"),
+])
+def test_bad_requests_raise_clear_errors(prior, kwargs, message):
+    args = dict(n=2, k=3, t=1, prior=prior)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        reconstruct(held_out_vertebra(0), **args)
+
+
+def test_empty_mask_and_missing_cuda_are_refused(prior):
+    with pytest.raises(VolumeError, match="empty"):
+        reconstruct(BinaryVolume(np.zeros((8, 8, 8), bool)), 2, 3, 1, prior=prior)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            reconstruct(held_out_vertebra(0), 2, 3, 1, prior=prior, device="cuda")
+
+
+def test_tiny_mask_with_fewer_voxels_than_patches_works(prior):
+    mask = np.zeros((32, 30, 22), bool)
+    mask[15:17, 14, 10] = True                      # two voxels, four patches
+    res = reconstruct(BinaryVolume(mask, (4.0, 4.0, 4.0)), 4, 3, 5, prior=prior, sampler="random")
+    assert res.centres.shape == (4, 3)

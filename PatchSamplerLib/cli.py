@@ -99,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.command_line = " ".join(["python -m PatchSamplerLib"] + argv)   # recorded in models and results
     try:
         return args.func(args)
     except KeyboardInterrupt:

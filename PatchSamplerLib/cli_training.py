@@ -84,7 +84,7 @@ def train_prior_main(args) -> int:
         t0 = time.time()
         train, val, desc = load_training_data(args)
         print(f"{len(train)} training and {len(val)} validation shapes loaded in {time.time() - t0:.1f} s")
-        desc["command"] = " ".join(["python -m PatchSamplerLib"] + sys.argv[1:])
+        desc["command"] = args.command_line
         trainer = PriorTrainer(train, val, out, cfg, provenance=desc)
         if args.resume:
             trainer.resume()

@@ -9,7 +9,6 @@ The full thesis protocol (cross-validation, learned sampler, statistics) builds 
 from __future__ import annotations
 
 import csv
-import sys
 import time
 from pathlib import Path
 
@@ -119,7 +118,6 @@ def evaluate_main(args) -> int:
     path = run_cases(cases, configs, args.t, samplers, prior, args.runs, args.out, args.fit_lr, args.device)
     title = f"{args.family or args.data}, prior {args.prior}, T = {args.t}"
     table = summary_table(path, title)
-    (Path(args.out) / "table.md").write_text(table + "\nCommand: `" + " ".join(
-        ["python -m PatchSamplerLib"] + sys.argv[1:]) + "`\n")
+    (Path(args.out) / "table.md").write_text(table + f"\nCommand: `{args.command_line}`\n")
     print(table)
     return 0

@@ -89,11 +89,12 @@ def initial_latent(batch: int, latent_dim: int = LATENT_DIM, std: float = 1e-4, 
 
 def fit_latent(decoder: OccupancyDecoder, coords: torch.Tensor, labels: torch.Tensor, steps: int = 100,
                lr: float = DEFAULT_FIT_LR, reg: float = DEFAULT_LATENT_REG, seed: int = 0,
-               init: torch.Tensor | None = None) -> torch.Tensor:
+               init: torch.Tensor | None = None, callback=None) -> torch.Tensor:
     """Fit latents to observed occupancies with the decoder frozen [T eq. 3.10].
 
     coords: (B, P, 3) mm in the INR frame; labels: (B, P) 0/1. Adam on z for `steps` steps,
-    loss BCE + (1 - soft Dice) + reg * ||z||^2. Returns detached (B, D) latents."""
+    loss BCE + (1 - soft Dice) + reg * ||z||^2. `callback(step)` is called after every step
+    (for progress; it may raise to cancel). Returns detached (B, D) latents."""
     if steps < 0:
         raise ValueError(f"the number of latent-fit steps T must be >= 0, got {steps}")
     coords, labels = coords.detach(), labels.detach().to(coords.dtype)
@@ -102,11 +103,13 @@ def fit_latent(decoder: OccupancyDecoder, coords: torch.Tensor, labels: torch.Te
     z = z.to(coords).requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     with _Frozen(decoder):
-        for _ in range(steps):
+        for step in range(steps):
             opt.zero_grad(set_to_none=True)
             loss = occupancy_loss(decoder(coords, z), labels) + reg * latent_regulariser(z)
             loss.backward()
             opt.step()
+            if callback is not None:
+                callback(step + 1)
     return z.detach()
 
 

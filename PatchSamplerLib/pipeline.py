@@ -27,6 +27,26 @@ from .volume import BinaryVolume, VolumeError, bbox_centre_mm, foreground_bbox, 
 DEFAULT_N, DEFAULT_K, DEFAULT_T = 8, 11, 100
 
 
+class Cancelled(Exception):
+    """Raised inside `reconstruct` when its `should_cancel()` returns True."""
+
+
+class _Monitor:
+    """Progress reports (stage name, fraction of the whole run in [0, 1]) and cancellation."""
+    WEIGHTS = {"sampling": (0.0, 0.05), "extraction": (0.05, 0.1), "latent_fit": (0.1, 0.8),
+               "decode": (0.8, 0.95), "metrics": (0.95, 1.0)}
+
+    def __init__(self, progress=None, should_cancel=None):
+        self.progress, self.should_cancel = progress, should_cancel
+
+    def __call__(self, stage: str, within: float = 0.0) -> None:
+        if self.should_cancel is not None and self.should_cancel():
+            raise Cancelled(f"cancelled during {stage}")
+        if self.progress is not None:
+            lo, hi = self.WEIGHTS[stage]
+            self.progress(stage, lo + (hi - lo) * min(max(within, 0.0), 1.0))
+
+
 @dataclass
 class ReconstructionResult:
     """Everything a run produces, in the input volume's voxel grid (i, j, k order)."""
@@ -78,12 +98,16 @@ def validate_request(volume: BinaryVolume, n: int, k: int, t: int) -> None:
 def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t: int = DEFAULT_T,
                 sampler: str = "fps", prior: ShapePrior | str = "vertebra", seed: int = 0,
                 device: str = "auto", fit_lr: float = DEFAULT_FIT_LR, centres: np.ndarray | None = None,
-                chunk: int = 65536) -> ReconstructionResult:
+                chunk: int = 65536, progress=None, should_cancel=None) -> ReconstructionResult:
     """Reconstruct `volume` from N patches of K^3 voxels with T latent-fit steps.
 
     `prior` is a ShapePrior or a bundled name / file; `centres` (N, 3) voxel index overrides
-    the sampler. Raises ValueError subclasses with user-facing messages on bad input."""
+    the sampler. `progress(stage, fraction)` is called as the run advances; when
+    `should_cancel()` returns True the run stops with `Cancelled`. Raises ValueError subclasses
+    with user-facing messages on bad input."""
     validate_request(volume, n, k, t)
+    monitor = _Monitor(progress, should_cancel)
+    monitor("sampling")
     dev = resolve_device(device)
     if not isinstance(prior, ShapePrior):
         prior = ShapePrior.load(prior)
@@ -103,29 +127,35 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
     centres = np.asarray(centres, np.float32).reshape(-1, 3)
     timings["sampling"] = time.perf_counter() - clock
 
+    monitor("extraction")
     clock = time.perf_counter()
     coords_idx = patch_coordinates(torch.from_numpy(centres), k)           # (N, K^3, 3)
     values = patch_labels(volume.mask, coords_idx)                          # (N, K^3)
     coords_mm = index_to_local_mm(coords_idx, volume.spacing) - torch.as_tensor(centre_mm, dtype=torch.float32)
     timings["extraction"] = time.perf_counter() - clock
 
+    monitor("latent_fit")
     clock = time.perf_counter()
     latent = fit_latent(decoder, coords_mm.reshape(1, -1, 3).to(dev), values.reshape(1, -1).to(dev),
-                        steps=t, lr=fit_lr, seed=seed)
+                        steps=t, lr=fit_lr, seed=seed,
+                        callback=lambda step: monitor("latent_fit", step / t) if step % 10 == 0 else None)
     _sync(dev)
     timings["latent_fit"] = time.perf_counter() - clock
 
+    monitor("decode")
     clock = time.perf_counter()
     prob = decode_grid(decoder, latent, tuple(hi - lo + 1), volume.spacing, centre_mm, offset=lo, chunk=chunk)
     recon = np.zeros(volume.shape, bool)
     recon[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] = prob.cpu().numpy() >= 0.5
     timings["decode"] = time.perf_counter() - clock
 
+    monitor("metrics")
     clock = time.perf_counter()
     metrics = all_metrics(recon, volume.mask, volume.spacing)
     errors = error_labels(recon, volume.mask)
     timings["metrics"] = time.perf_counter() - clock
     timings["total"] = sum(timings.values())
+    monitor("metrics", 1.0)
 
     settings = {"n": n, "k": k, "t": t, "sampler": "given" if sampler is None else sampler, "seed": seed,
                 "device": str(dev), "fit_lr": fit_lr, "prior": prior.metadata.get("path", "in memory"),

@@ -105,3 +105,19 @@ def test_tiny_mask_with_fewer_voxels_than_patches_works(prior):
     mask[15:17, 14, 10] = True                      # two voxels, four patches
     res = reconstruct(BinaryVolume(mask, (4.0, 4.0, 4.0)), 4, 3, 5, prior=prior, sampler="random")
     assert res.centres.shape == (4, 3)
+
+
+def test_progress_is_reported_in_order_and_cancel_stops_the_run(prior):
+    from PatchSamplerLib.pipeline import Cancelled
+    seen = []
+    reconstruct(held_out_vertebra(0), 2, 3, 20, prior=prior, progress=lambda s, f: seen.append((s, f)))
+    stages = [s for s, _ in seen]
+    assert stages[0] == "sampling" and stages[-1] == "metrics" and "latent_fit" in stages and "decode" in stages
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    calls = []
+    def cancel_during_fit():
+        calls.append(1)
+        return len(calls) > 4
+    with pytest.raises(Cancelled, match="latent_fit"):
+        reconstruct(held_out_vertebra(0), 2, 3, 50, prior=prior, should_cancel=cancel_during_fit)

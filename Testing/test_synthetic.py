@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import ndimage
-from scipy.spatial import ConvexHull
+from scipy.spatial import ConvexHull, Delaunay
 
 from PatchSamplerLib.data.synthetic import GRIDS, make_shape, make_shapes
 
@@ -90,7 +90,7 @@ def _filled_hull_ratio(mask: np.ndarray) -> float:
     lo, hi = points.min(0).astype(int), points.max(0).astype(int)
     grid = np.stack(np.meshgrid(*[np.arange(a, b + 1) for a, b in zip(lo, hi)], indexing="ij"), -1)
     grid = grid.reshape(-1, 3).astype(float)
-    inside = np.all(grid @ hull.equations[:, :3].T + hull.equations[:, 3] <= 1e-6, axis=1)
+    inside = Delaunay(points[hull.vertices]).find_simplex(grid) >= 0
     return float(inside.sum()) / float(mask.sum())
 
 

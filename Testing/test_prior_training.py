@@ -1,0 +1,88 @@
+"""Prior training: resume after a kill reproduces an uninterrupted run, early stopping, CLI outputs."""
+import contextlib
+import io
+import json
+
+import pytest
+import torch
+
+from PatchSamplerLib.checkpoints import load_checkpoint
+from PatchSamplerLib.cli import main
+from PatchSamplerLib.data.synthetic import make_shapes
+from PatchSamplerLib.inr import ShapePrior
+from PatchSamplerLib.prior_training import PriorConfig, PriorTrainer, frame_of
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return make_shapes("kidney", 10, seed=3, scale=0.2)
+
+
+def _cfg(**kw):
+    base = dict(epochs=4, batch_size=4, points_per_shape=256, surface_fraction=0.5, val_every=2, val_t=3,
+                val_n=2, val_k=3, lr_schedule="cosine")
+    base.update(kw)
+    return PriorConfig(**base)
+
+
+def _quiet(fn):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn()
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(shapes, tmp_path):
+    full = PriorTrainer(shapes[:8], shapes[8:], tmp_path / "full", _cfg())
+    _quiet(full.run)
+
+    killed = PriorTrainer(shapes[:8], shapes[8:], tmp_path / "killed", _cfg())
+    original, calls = killed.train_epoch, []
+    def dying_epoch(progress):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(progress)
+    killed.train_epoch = dying_epoch
+    with pytest.raises(KeyboardInterrupt):
+        _quiet(killed.run)
+    assert load_checkpoint(tmp_path / "killed" / "last.pt", "prior-training")[1]["history"][-1]["epoch"] == 2
+
+    resumed = PriorTrainer(shapes[:8], shapes[8:], tmp_path / "killed", _cfg())
+    _quiet(resumed.resume)
+    assert resumed.epoch == 2
+    _quiet(resumed.run)
+    for a, b in zip(full.decoder.state_dict().values(), resumed.decoder.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+
+
+def test_early_stopping_when_validation_does_not_improve(shapes, tmp_path):
+    cfg = _cfg(epochs=50, val_every=1, patience=2, lr_net=0.0, lr_latent=0.0)
+    trainer = PriorTrainer(shapes[:8], shapes[8:], tmp_path, cfg)
+    _quiet(trainer.run)
+    assert trainer.epoch == 3             # best at epoch 1, then 2 validations without improvement
+
+
+def test_frame_is_the_largest_training_extent(shapes):
+    extent, spacing = frame_of(shapes)
+    assert extent == pytest.approx([s * sp for s, sp in zip(shapes[0].shape, shapes[0].spacing)])
+    assert spacing == shapes[0].spacing
+
+
+def test_train_prior_cli_writes_prior_logs_and_curves(tmp_path):
+    out = tmp_path / "run"
+    args = ["train-prior", "--family", "kidney", "--count", "6", "--val-count", "2", "--scale", "0.2",
+            "--epochs", "2", "--batch-size", "3", "--points-per-shape", "128", "--val-every", "1", "--val-t", "2",
+            "--val-n", "2", "--val-k", "3", "--out", str(out)]
+    assert _quiet(lambda: main(args)) == 0
+    assert {p.name for p in out.iterdir()} >= {"prior.pt", "last.pt", "train.log", "train_log.jsonl", "curves.png"}
+    prior = ShapePrior.load(out / "prior.pt")
+    meta = prior.metadata
+    assert meta["n_train"] == 6 and meta["n_val"] == 2 and meta["config"]["points_per_shape"] == 128
+    assert "train-prior --family kidney" in meta["command"] and meta["data"] == "synthetic kidney"
+    assert 0.0 <= meta["val_dice"] <= 1.0
+    rows = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and all("val_dice" in r for r in rows)
+    assert "epoch 2/2" in (out / "train.log").read_text()
+    assert _quiet(lambda: main(args[:-2] + ["--epochs", "3", "--resume", "--out", str(out)])) == 0
+    assert ShapePrior.load(out / "prior.pt").metadata["epochs"] in (1, 2, 3)
+    assert len((out / "train_log.jsonl").read_text().splitlines()) == 3

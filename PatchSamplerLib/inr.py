@@ -13,6 +13,8 @@ Also here: latent fitting [T eq. 3.10] and dense decoding in chunks [T eq. 3.11]
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 
@@ -111,6 +113,33 @@ def fit_latent(decoder: OccupancyDecoder, coords: torch.Tensor, labels: torch.Te
             if callback is not None:
                 callback(step + 1)
     return z.detach()
+
+
+def fit_latent_unrolled(decoder: OccupancyDecoder, coords: torch.Tensor, labels: torch.Tensor, steps: int = 100,
+                        lr: float = DEFAULT_FIT_LR, reg: float = DEFAULT_LATENT_REG, seed: int = 0,
+                        init: torch.Tensor | None = None, betas=(0.9, 0.999), eps: float = 1e-8) -> torch.Tensor:
+    """Latent fit that stays on the autograd graph [T §3.6]: the returned (B, D) latents are a
+    differentiable function of `coords` (B, P, 3) (and of the decoder's weights).
+
+    The same T Adam steps as `fit_latent` and `torch.optim.Adam` (identical trajectory), written
+    out so that every update is a tensor operation (create_graph=True): an exact unroll,
+    equivalent to the `higher` library's differentiable optimiser."""
+    if steps < 0:
+        raise ValueError(f"the number of latent-fit steps T must be >= 0, got {steps}")
+    labels = labels.detach().to(coords.dtype)
+    z = init.clone() if init is not None else initial_latent(coords.shape[0], decoder.latent_dim, seed=seed,
+                                                             device=coords.device)
+    z = z.to(coords).requires_grad_(True)
+    m, v = torch.zeros_like(z), torch.zeros_like(z)
+    b1, b2 = betas
+    for step in range(1, steps + 1):
+        loss = occupancy_loss(decoder(coords, z), labels) + reg * latent_regulariser(z)
+        (g,) = torch.autograd.grad(loss, z, create_graph=True)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        denom = torch.sqrt(torch.clamp(v, min=1e-30)) / math.sqrt(1 - b2 ** step) + eps
+        z = z - (lr / (1 - b1 ** step)) * m / denom
+    return z
 
 
 @torch.no_grad()

@@ -28,3 +28,31 @@ def occupancy_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def latent_regulariser(latents: torch.Tensor) -> torch.Tensor:
     """mean over latents of ||z||^2; latents (..., D) -> scalar."""
     return latents.pow(2).sum(-1).mean()
+
+
+# ---------------------------------------------------------------- sampler losses [T §3.6, SPEC 2.6]
+def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B, m, 3), (B, n, 3) -> (B, m, n) squared Euclidean distances."""
+    return (a[:, :, None, :] - b[:, None, :, :]).pow(2).sum(-1)
+
+
+def proximity_loss(generated: torch.Tensor, cloud: torch.Tensor, with_max: bool = False) -> torch.Tensor:
+    """mean over g of min_p ||g - p||^2 (averaged over the batch); `with_max` adds SampleNet's
+    max_g min_p ||g - p||^2 (ablation)."""
+    nearest = _squared_distances(generated, cloud).min(dim=2).values          # (B, m)
+    loss = nearest.mean(dim=1)
+    if with_max:
+        loss = loss + nearest.max(dim=1).values
+    return loss.mean()
+
+
+def repulsion_loss(points: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """sum over pairs i < j of 1 / ||r_i - r_j||^2 (averaged over the batch). (B, m, 3) -> scalar."""
+    d2 = _squared_distances(points, points)
+    upper = torch.triu(torch.ones_like(d2[0], dtype=torch.bool), diagonal=1)
+    return (1.0 / (d2[:, upper] + eps)).sum(dim=1).mean()
+
+
+def coverage_loss(points: torch.Tensor, cloud: torch.Tensor) -> torch.Tensor:
+    """SampleNet's coverage term (ablation for repulsion): mean over p of min_g ||p - g||^2."""
+    return _squared_distances(cloud, points).min(dim=2).values.mean()

@@ -1,0 +1,83 @@
+"""Stages 2.2-2.3 of SPEC.md: the learned point sampler [T §3.3, eq. 3.7; Lang et al. SampleNet].
+
+- `PointGenerator` (f_gen, S-NET style): per-point 1x1 Conv1d 3 -> 64 -> 128 -> 128 -> 256 -> 128,
+  each with BatchNorm + ReLU; global max-pool (order invariant); Linear 128 -> 256 + BN + ReLU;
+  Linear 256 -> 256 + BN + ReLU; Linear 256 -> 3m (no normalisation / activation) -> (m, 3)
+  unconstrained points G. (SampleNet's own code uses 3-64-64-64-128-128; we follow the thesis.)
+- `SoftProjection` (f_proj, eq. 3.7): for every g its k = 32 nearest neighbours p_j in the
+  input cloud P, weights w_j = softmax_j(-||g - p_j||^2 / t^2), r = sum_j w_j p_j. One learnable
+  scalar t, initialised to 1.0; t^2 is floored at `min_sigma` = 1e-4 (as SampleNet's code does)
+  for stability. Kept at inference (no hard nearest-neighbour matching), so r lies in the
+  convex hull of its neighbours.
+- `LearnedSampler`: both, on the normalised cloud in [-0.5, 0.5]^3 (`pointcloud.py`).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+CONV_WIDTHS = (64, 128, 128, 256, 128)
+FC_WIDTHS = (256, 256)
+DEFAULT_NEIGHBOURS = 32
+MIN_SIGMA = 1e-4
+
+
+class PointGenerator(nn.Module):
+    """f_gen: (B, n, 3) normalised cloud -> (B, m, 3) generated points."""
+
+    def __init__(self, n_points: int):
+        super().__init__()
+        self.n_points = n_points
+        layers, fan_in = [], 3
+        for width in CONV_WIDTHS:
+            layers += [nn.Conv1d(fan_in, width, 1), nn.BatchNorm1d(width), nn.ReLU()]
+            fan_in = width
+        self.features = nn.Sequential(*layers)
+        fc = []
+        for width in FC_WIDTHS:
+            fc += [nn.Linear(fan_in, width), nn.BatchNorm1d(width), nn.ReLU()]
+            fan_in = width
+        fc.append(nn.Linear(fan_in, 3 * n_points))
+        self.head = nn.Sequential(*fc)
+
+    def forward(self, cloud: torch.Tensor) -> torch.Tensor:
+        feats = self.features(cloud.transpose(1, 2))          # (B, C, n)
+        pooled = feats.max(dim=2).values                      # (B, C)
+        return self.head(pooled).reshape(-1, self.n_points, 3)
+
+
+class SoftProjection(nn.Module):
+    """f_proj [T eq. 3.7]: generated (B, m, 3), cloud (B, n, 3) -> projected (B, m, 3)."""
+
+    def __init__(self, neighbours: int = DEFAULT_NEIGHBOURS, initial_temperature: float = 1.0,
+                 min_sigma: float = MIN_SIGMA):
+        super().__init__()
+        self.neighbours, self.min_sigma = neighbours, min_sigma
+        self.temperature = nn.Parameter(torch.tensor(float(initial_temperature)))
+
+    def sigma(self) -> torch.Tensor:
+        """t^2, floored at `min_sigma`."""
+        return torch.clamp(self.temperature ** 2, min=self.min_sigma)
+
+    def forward(self, generated: torch.Tensor, cloud: torch.Tensor) -> torch.Tensor:
+        k = min(self.neighbours, cloud.shape[1])
+        d2 = torch.cdist(generated, cloud).pow(2)                                   # (B, m, n)
+        near_d2, idx = d2.topk(k, dim=-1, largest=False)                             # (B, m, k)
+        weights = torch.softmax(-near_d2 / self.sigma(), dim=-1)
+        neighbours = torch.gather(cloud[:, None].expand(-1, generated.shape[1], -1, -1), 2,
+                                  idx[..., None].expand(-1, -1, -1, 3))              # (B, m, k, 3)
+        return (weights[..., None] * neighbours).sum(dim=2)
+
+
+class LearnedSampler(nn.Module):
+    """cloud (B, n, 3) in [-0.5, 0.5]^3 -> (generated G, projected R), each (B, m, 3)."""
+
+    def __init__(self, n_patches: int, neighbours: int = DEFAULT_NEIGHBOURS):
+        super().__init__()
+        self.n_patches = n_patches
+        self.generator = PointGenerator(n_patches)
+        self.projection = SoftProjection(neighbours)
+
+    def forward(self, cloud: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        generated = self.generator(cloud)
+        return generated, self.projection(generated, cloud)

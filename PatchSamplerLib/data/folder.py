@@ -1,0 +1,330 @@
+"""Dataset items, the geometry shared by the loaders, any folder of labelmaps, one entry point.
+
+Every loader returns a `ShapeDataset`: a list of `ShapeItem` (a `BinaryVolume` with the
+subject it comes from, for grouped splits) that also carries `dropped`, the list of
+`Dropped(path, reason)` records of the inputs it rejected and why.
+
+Geometry (library convention, see `volume.py`): arrays are (i, j, k) = (x, y, z), world
+coordinates are LPS millimetres. Two operations are shared by all loaders:
+
+- **Reorientation to LPS axes** (`reorient_to_lps`): real scans come in any axis order and
+  sign (VerSe: "NOT in the same orientation"). The array axes are permuted and flipped so that
+  i, j, k point as closely as possible to +L, +P, +S (direction ~ identity), which is also the
+  axis convention of the synthetic families (x left-right, y anterior -> posterior, z inferior
+  -> superior). This only reorders voxels: no interpolation, the world position of every voxel
+  is unchanged, so a crop size (x, y, z) means the same anatomy in every item.
+- **Centring and cropping** (`crop_centred`): the window of the requested size whose centre is
+  the nearest voxel position to the centre of the foreground bounding box; the window may
+  reach outside the scan (padded with background). The origin moves to the window's first
+  voxel, so world positions are preserved exactly. A foreground larger than the window is an
+  error (`VolumeError`), never silently cut.
+
+`load_dataset(kind, root, **options)` dispatches to `load_verse`, `load_totalsegmentator`,
+`load_folder` and `load_synthetic`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, NamedTuple, Sequence
+
+import numpy as np
+
+from ..volume import (LABELMAP_SUFFIXES, BinaryVolume, VolumeError, foreground_bbox,
+                      index_to_world, read_labelmap, resample_isotropic)
+
+DATASET_KINDS = ("verse", "totalsegmentator", "folder", "synthetic-vertebra", "synthetic-kidney")
+
+
+# ---------------------------------------------------------------- items
+@dataclass
+class ShapeItem:
+    """One training / evaluation shape.
+
+    volume: the binary mask with its geometry (arrays (X, Y, Z), world LPS mm).
+    subject: the patient / subject id; items of one subject must stay in one split.
+    name: unique, human-readable id of the item (e.g. ``sub-verse500_dir-ax_L1``).
+    label: the label value the mask was taken from (VerSe vertebra label), else None.
+    source: the file the item was read from ("" for synthetic shapes).
+    """
+    volume: BinaryVolume
+    subject: str
+    name: str
+    label: int | None = None
+    source: str = ""
+
+
+class Dropped(NamedTuple):
+    """An input a loader rejected: the file (path) and why (reason, one line)."""
+    path: str
+    reason: str
+
+
+class ShapeDataset(list):
+    """A list of `ShapeItem` that also remembers what was dropped (`.dropped`)."""
+
+    def __init__(self, items: Iterable[ShapeItem] = (), dropped: Iterable[Dropped] = ()):
+        super().__init__(items)
+        self.dropped: list[Dropped] = list(dropped)
+
+    @property
+    def subjects(self) -> list[str]:
+        """The subject of every item, in item order (input of `splits.cross_validation_folds`)."""
+        return [item.subject for item in self]
+
+    def __repr__(self) -> str:
+        return (f"ShapeDataset({len(self)} items, {len(set(self.subjects))} subjects, "
+                f"{len(self.dropped)} dropped)")
+
+
+# ---------------------------------------------------------------- reorientation
+def lps_axis_order(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each world axis w (L, P, S): the array axis closest to it and the sign of that axis.
+
+    direction: (3, 3), columns = world directions of the i, j, k axes.
+    Returns perm (3,) int, with perm[w] the array axis along world axis w, and signs (3,)
+    of +1 / -1 (-1: the array axis points along -w). Oblique directions go to the nearest
+    axis (greedy on the largest |cosine|), so perm is always a permutation.
+    """
+    cosines = np.abs(np.asarray(direction, float).reshape(3, 3))
+    perm = np.full(3, -1)
+    used_world, used_array = set(), set()
+    for flat in np.argsort(-cosines, axis=None, kind="stable"):
+        w, a = divmod(int(flat), 3)
+        if w not in used_world and a not in used_array:
+            perm[w] = a
+            used_world.add(w)
+            used_array.add(a)
+    signs = np.where(np.asarray(direction, float)[np.arange(3), perm] < 0, -1, 1)
+    return perm, signs
+
+
+def reorient_to_lps(array: np.ndarray, spacing, origin, direction
+                    ) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray, np.ndarray]:
+    """Permute / flip an (X, Y, Z) array so its axes point to +L, +P, +S as closely as possible.
+
+    Lossless (voxels are only reordered) and world-preserving: voxel v of the result sits at
+    the same world position as the voxel it came from. Returns (array, spacing, origin,
+    direction) of the reoriented grid; direction is the identity for axis-aligned inputs.
+    """
+    direction = np.asarray(direction, float).reshape(3, 3)
+    spacing = np.asarray(spacing, float)
+    perm, signs = lps_axis_order(direction)
+    out = np.transpose(array, perm)
+    first_voxel = np.zeros(3)               # old index of the new voxel (0, 0, 0)
+    for w in range(3):
+        if signs[w] < 0:
+            out = np.flip(out, axis=w)
+            first_voxel[perm[w]] = array.shape[perm[w]] - 1
+    new_direction = direction[:, perm] * signs
+    new_origin = np.asarray(origin, float) + direction @ (spacing * first_voxel)
+    return (np.ascontiguousarray(out), tuple(float(s) for s in spacing[perm]),
+            new_origin, new_direction)
+
+
+def reorient_volume(volume: BinaryVolume) -> BinaryVolume:
+    """`reorient_to_lps` for a BinaryVolume."""
+    mask, spacing, origin, direction = reorient_to_lps(volume.mask, volume.spacing,
+                                                       volume.origin, volume.direction)
+    return BinaryVolume(mask, spacing, origin, direction)
+
+
+# ---------------------------------------------------------------- centring and cropping
+def check_crop_size(size: Sequence[int]) -> np.ndarray:
+    """(3,) int array of a crop size (x, y, z) in voxels; raises ValueError if not 3 positives."""
+    arr = np.asarray(size)
+    if arr.shape != (3,) or arr.dtype.kind not in "iuf" or not np.all(arr == np.round(arr)) \
+            or np.any(arr < 1):
+        raise ValueError(f"a crop size is 3 positive voxel counts (x, y, z), got {size!r}")
+    return arr.astype(int)
+
+
+def centred_window_start(lo: np.ndarray, hi: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """(3,) int first voxel of the `size` window centred on the box [lo, hi] (inclusive indices).
+
+    The window centre start + (size - 1) / 2 is the nearest reachable position to the box
+    centre (lo + hi) / 2 (ties rounded up). A box no larger than the window lies inside it."""
+    size = check_crop_size(size)
+    centre = (np.asarray(lo, float) + np.asarray(hi, float)) / 2.0
+    return np.floor(centre - (size - 1) / 2.0 + 0.5).astype(int)
+
+
+def copy_window(array: np.ndarray, start: Sequence[int], size: Sequence[int], fill=0) -> np.ndarray:
+    """The `size` block of `array` starting at index `start`; outside the array: `fill`."""
+    size = check_crop_size(size)
+    start = np.asarray(start, int)
+    out = np.full(tuple(size), fill, dtype=array.dtype)
+    src_lo = np.maximum(start, 0)
+    src_hi = np.minimum(start + size, array.shape)
+    if np.any(src_hi <= src_lo):
+        return out
+    dst_lo, dst_hi = src_lo - start, src_hi - start
+    out[tuple(slice(a, b) for a, b in zip(dst_lo, dst_hi))] = \
+        array[tuple(slice(a, b) for a, b in zip(src_lo, src_hi))]
+    return out
+
+
+def bbox_touches_border(lo: np.ndarray, hi: np.ndarray, shape: Sequence[int]) -> bool:
+    """Whether an inclusive foreground box reaches the outermost voxel layer of a grid."""
+    return bool(np.any(np.asarray(lo) <= 0) or np.any(np.asarray(hi) >= np.asarray(shape) - 1))
+
+
+def check_fits(lo: np.ndarray, hi: np.ndarray, size: Sequence[int], spacing) -> None:
+    """Raise VolumeError if the inclusive box [lo, hi] is larger than a crop of `size` voxels."""
+    extent = np.asarray(hi) - np.asarray(lo) + 1
+    size = check_crop_size(size)
+    if np.any(extent > size):
+        mm = extent * np.asarray(spacing, float)
+        raise VolumeError(f"foreground extent {tuple(int(e) for e in extent)} voxels "
+                          f"({', '.join(f'{m:.1f}' for m in mm)} mm) is larger than the crop "
+                          f"{tuple(int(s) for s in size)}")
+
+
+def crop_centred(volume: BinaryVolume, size: Sequence[int]) -> BinaryVolume:
+    """Centre the foreground's bounding box in a `size` (x, y, z) voxel window (crop / pad).
+
+    Spacing and direction are kept; the origin moves to the window's first voxel, so every
+    foreground voxel keeps its world position. Raises VolumeError on an empty mask or a
+    foreground larger than the window."""
+    lo, hi = foreground_bbox(volume.mask)
+    check_fits(lo, hi, size, volume.spacing)
+    start = centred_window_start(lo, hi, size)
+    mask = copy_window(volume.mask, start, size, fill=False)
+    return BinaryVolume(mask, volume.spacing, index_to_world(start, volume),
+                        volume.direction.copy())
+
+
+# ---------------------------------------------------------------- files
+def check_dataset_root(root) -> Path:
+    """The dataset folder as a Path; FileNotFoundError / NotADirectoryError with its name."""
+    path = Path(os.fspath(root)).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"dataset folder not found: {path}")
+    if not path.is_dir():
+        raise NotADirectoryError(f"dataset root must be a folder, got a file: {path}")
+    return path
+
+
+def labelmap_stem(name: str) -> str:
+    """File name without its labelmap suffix (longest match: ``a.seg.nrrd`` -> ``a``)."""
+    lower = name.lower()
+    for suffix in sorted(LABELMAP_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return name[: len(name) - len(suffix)]
+    return name
+
+
+def find_labelmaps(root, recursive: bool = True) -> list[Path]:
+    """Sorted labelmap files (NIfTI / NRRD / MetaImage) in `root`, hidden files skipped.
+
+    Raises FileNotFoundError if the folder is missing or holds no labelmap file."""
+    root = check_dataset_root(root)
+    candidates = root.rglob("*") if recursive else root.iterdir()
+    files = sorted(p for p in candidates
+                   if p.is_file() and p.name.lower().endswith(LABELMAP_SUFFIXES)
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    if not files:
+        raise FileNotFoundError(f"no labelmap files ({', '.join(LABELMAP_SUFFIXES)}) in {root}"
+                                + (" or its subfolders" if recursive else ""))
+    return files
+
+
+def read_nonzero_mask(path) -> BinaryVolume:
+    """Read a labelmap file; every non-zero voxel is foreground. An empty mask is allowed.
+
+    Unlike `read_labelmap` this accepts any label value (TotalSegmentator masks are 0/1,
+    but a 0/255 export should load too)."""
+    import SimpleITK as sitk
+    path = os.fspath(path)
+    try:
+        image = sitk.ReadImage(path)
+    except RuntimeError as exc:
+        raise VolumeError(f"cannot read {path} as a labelmap: {str(exc).strip().splitlines()[-1]}") from None
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise VolumeError(f"{path} is not a 3-D single-component labelmap")
+    mask = sitk.GetArrayViewFromImage(image).transpose(2, 1, 0) != 0
+    return BinaryVolume(np.ascontiguousarray(mask), image.GetSpacing(), np.array(image.GetOrigin()),
+                        np.array(image.GetDirection(), float).reshape(3, 3))
+
+
+def folder_subject(path: Path, root: Path) -> str:
+    """Subject of a file in a folder dataset: its top subfolder, or its stem for top-level files."""
+    rel = path.relative_to(root)
+    return rel.parts[0] if len(rel.parts) > 1 else labelmap_stem(rel.name)
+
+
+def load_folder(root, *, label: int | None = None, crop_size: Sequence[int] | None = None,
+                spacing_mm: float | None = None, reorient: bool = True,
+                recursive: bool = True) -> ShapeDataset:
+    """Every binary labelmap in a folder, one item per file.
+
+    label: the label to take from multi-label files (None: each file must hold one label).
+    spacing_mm: resample to this isotropic spacing (None: keep the file's grid).
+    crop_size: centre and crop / pad to (x, y, z) voxels (None: keep the whole grid).
+    reorient: reorder axes to LPS (see the module docstring).
+    Subjects: files in subfolders belong to the subject named by their top subfolder
+    (``root/patient7/liver.nii.gz`` -> ``patient7``); top-level files are their own subject.
+    Unreadable, empty, multi-label (without `label`) or too-large masks are dropped with the
+    reason in `.dropped`.
+    """
+    root = check_dataset_root(root)
+    items, dropped = [], []
+    for path in find_labelmaps(root, recursive):
+        try:
+            volume = read_labelmap(path, label)
+            if reorient:
+                volume = reorient_volume(volume)
+            if spacing_mm is not None:
+                volume = resample_isotropic(volume, spacing_mm)
+            if crop_size is not None:
+                volume = crop_centred(volume, crop_size)
+        except VolumeError as exc:
+            dropped.append(Dropped(str(path), str(exc)))
+            continue
+        name = labelmap_stem(str(path.relative_to(root)).replace(os.sep, "/"))
+        items.append(ShapeItem(volume, folder_subject(path, root), name, label, str(path)))
+    return ShapeDataset(items, dropped)
+
+
+# ---------------------------------------------------------------- synthetic and dispatch
+def load_synthetic(family: str, count: int, seed: int = 0, scale: float = 1.0) -> ShapeDataset:
+    """`count` synthetic shapes of `family` ("vertebra" / "kidney"); each is its own subject.
+
+    Shapes already come centred on their family grid (128 x 120 x 90 at 1 mm, 85 x 85 x 110
+    at 1.5 mm, times `scale`), so no crop is applied."""
+    from .synthetic import make_shape
+    if int(count) < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    items = []
+    for index in range(int(count)):
+        name = f"synthetic-{family}-s{seed}-{index:05d}"
+        items.append(ShapeItem(make_shape(family, seed, index, scale), name, name))
+    return ShapeDataset(items)
+
+
+def load_dataset(kind: str, root=None, **options) -> ShapeDataset:
+    """Load a dataset by kind: the one entry point for training and evaluation code.
+
+    kind: "verse" (`verse.load_verse`), "totalsegmentator"
+    (`totalsegmentator.load_totalsegmentator`), "folder" (`load_folder`): `root` is the
+    dataset folder; "synthetic-vertebra" / "synthetic-kidney" (`load_synthetic`): no root,
+    options count, seed, scale. Other options go to the loader.
+    """
+    if kind in ("synthetic-vertebra", "synthetic-kidney"):
+        if root is not None:
+            raise ValueError(f"{kind} is generated, it takes no dataset folder (got {root})")
+        if "count" not in options:
+            raise ValueError(f"{kind} needs count=<number of shapes>")
+        return load_synthetic(kind.split("-", 1)[1], **options)
+    if kind not in DATASET_KINDS:
+        raise ValueError(f"unknown dataset kind {kind!r}; choose one of {', '.join(DATASET_KINDS)}")
+    if root is None:
+        raise ValueError(f"dataset kind {kind!r} needs the dataset folder (root)")
+    if kind == "verse":
+        from .verse import load_verse
+        return load_verse(root, **options)
+    if kind == "totalsegmentator":
+        from .totalsegmentator import load_totalsegmentator
+        return load_totalsegmentator(root, **options)
+    return load_folder(root, **options)

@@ -1,0 +1,255 @@
+"""VerSe 2019 / 2020 vertebra masks -> one centred 128 x 120 x 90 volume per vertebra [T §4.2].
+
+Layouts (searched recursively under the root, so a folder holding both releases, one
+release, one split or a flat folder of masks all work):
+
+1. The subject-based ("VerSe complete", BIDS-like) layout of VerSe'19 and VerSe'20, the one the
+   maintainers recommend (github.com/anjany/verse README; osf.io/4skx2 wiki)::
+
+       dataset-verse20training/rawdata/sub-verse500/sub-verse500_dir-ax_ct.nii.gz
+       dataset-verse20training/derivatives/sub-verse500/sub-verse500_dir-ax_seg-vert_msk.nii.gz
+
+   VerSe'19 names carry no ``dir-`` entity (``sub-verse004_seg-vert_msk.nii.gz``), other sites
+   other subject ids (``sub-gl003_dir-ax_...``), and a patient with several CT series has one
+   file per series with a ``split-`` entity (``sub-verse503_split-verse553_...``). Every
+   ``*_seg-vert_msk.nii.gz`` file is a mask; its scan id is the name without that suffix and its
+   subject the first entity (``sub-verse503``), so the series of one patient share a subject.
+2. The MICCAI-challenge layout (VerSe'19 challenge release and the challenge copy of VerSe'20):
+   ``verse004_seg.nii.gz`` / ``verse500_CT-orient_seg.nii.gz`` next to the CT. A file
+   ``verse<digits>[...]_seg.nii.gz`` is a mask of subject ``sub-verse<digits>``.
+
+Assumptions (not verifiable without the data, stated so they can be checked on it):
+- Only the masks are read; the CT (``rawdata/``) is not needed and not required to exist.
+- VerSe'20 re-ships scans of VerSe'19 (374 unique scans out of 160 + 319): the same scan id
+  found twice is loaded once (the first path in sorted order) and the others are reported as
+  duplicates. Series of one patient across releases share the subject id, so grouped splits
+  never leak a patient even where ids differ.
+- Labels (README): 1-7 C1-C7, 8-19 T1-T12, 20-25 L1-L6, 28 T13; 26 (sacrum) and 27 (coccyx) are
+  not vertebrae and are not loaded by default (`labels` selects any set).
+
+Filters and geometry:
+- "Isotropic 1 mm" = every voxel spacing within ``1.0 +- 0.1`` mm (`spacing_tolerance_mm`);
+  checked on the header before the voxels are read. Kept scans are not resampled: an item
+  keeps its scan's spacing (e.g. 0.96 mm).
+- The label array is reoriented to LPS axes (`folder.reorient_to_lps`), so the crop's
+  128 x 120 x 90 is left-right x anterior-posterior x inferior-superior in every item.
+- A vertebra whose voxels reach the outermost voxel layer of the scan is cut by the field of
+  view (common at the top and bottom of a spine scan) and is dropped by default
+  (`drop_border_touching`): its shape is incomplete, not a vertebra.
+- Each kept vertebra is centred on its bounding-box centre in a 128 x 120 x 90 window
+  (`folder.crop_centred` rules: background padding, origin moved, world positions kept); a
+  vertebra larger than the window is dropped with its extent. Stray voxels of a label (if any)
+  are kept as they are.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..volume import BinaryVolume, VolumeError
+from .folder import (Dropped, ShapeDataset, ShapeItem, bbox_touches_border, centred_window_start,
+                     check_crop_size, check_dataset_root, check_fits, copy_window, reorient_to_lps)
+
+CROP_SIZE = (128, 120, 90)
+SPACING_MM = 1.0
+SPACING_TOLERANCE_MM = 0.1
+MASK_SUFFIX = "_seg-vert_msk.nii.gz"
+CHALLENGE_MASK = re.compile(r"^(verse\d+)(.*)_seg\.nii(\.gz)?$", re.IGNORECASE)
+
+VERTEBRA_NAMES = {**{i: f"C{i}" for i in range(1, 8)}, **{i: f"T{i - 7}" for i in range(8, 20)},
+                  **{i: f"L{i - 19}" for i in range(20, 26)}, 28: "T13"}
+VERTEBRA_LABELS = tuple(sorted(VERTEBRA_NAMES))
+
+
+@dataclass(frozen=True)
+class VerseScan:
+    """One vertebra mask file: path, scan id (file name without the mask suffix), subject."""
+    path: Path
+    scan_id: str
+    subject: str
+
+
+@dataclass
+class LabelGrid:
+    """An integer label array with its geometry (see `volume.BinaryVolume` for the fields).
+
+    labels: (X, Y, Z) integer array, (i, j, k) order; spacing (3,) mm; origin (3,) world LPS mm
+    of voxel (0, 0, 0); direction (3, 3), columns = world directions of i, j, k."""
+    labels: np.ndarray
+    spacing: tuple[float, float, float]
+    origin: np.ndarray
+    direction: np.ndarray
+
+    def index_to_world(self, index) -> np.ndarray:
+        """(3,) voxel index -> (3,) world LPS mm."""
+        return self.origin + self.direction @ (np.asarray(self.spacing) * np.asarray(index, float))
+
+
+# ---------------------------------------------------------------- finding the masks
+def parse_mask_name(name: str) -> tuple[str, str] | None:
+    """(scan id, subject) of a VerSe mask file name, or None if it is not one.
+
+    ``sub-verse503_split-verse553_seg-vert_msk.nii.gz`` -> (``sub-verse503_split-verse553``,
+    ``sub-verse503``); ``verse004_seg.nii.gz`` -> (``sub-verse004``, ``sub-verse004``)."""
+    if name.endswith(MASK_SUFFIX):
+        scan_id = name[: -len(MASK_SUFFIX)]
+        subject = scan_id.split("_", 1)[0]
+        return scan_id, subject if subject.startswith("sub-") else f"sub-{subject}"
+    match = CHALLENGE_MASK.match(name)
+    if match:
+        subject = f"sub-{match.group(1).lower()}"
+        return subject + match.group(2), subject
+    return None
+
+
+def find_verse_scans(root) -> tuple[list[VerseScan], list[Dropped]]:
+    """All VerSe vertebra masks under `root` (sorted by path), and the duplicates skipped.
+
+    Raises FileNotFoundError if the folder is missing or holds no mask."""
+    root = check_dataset_root(root)
+    scans, dropped, first_path = [], [], {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        parsed = parse_mask_name(path.name)
+        if parsed is None:
+            continue
+        scan_id, subject = parsed
+        if scan_id in first_path:
+            dropped.append(Dropped(str(path), f"duplicate of {first_path[scan_id]} "
+                                              f"(scan {scan_id} is in more than one release)"))
+            continue
+        first_path[scan_id] = path
+        scans.append(VerseScan(path, scan_id, subject))
+    if not scans:
+        raise FileNotFoundError(f"no VerSe vertebra masks (*{MASK_SUFFIX} or verse<N>_seg.nii.gz) "
+                                f"in {root} or its subfolders")
+    return scans, dropped
+
+
+# ---------------------------------------------------------------- reading and filtering
+def read_spacing(path) -> tuple[float, float, float]:
+    """Voxel spacing (mm) from the file header only, without reading the voxels."""
+    import SimpleITK as sitk
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(os.fspath(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise VolumeError(f"cannot read {path}: {str(exc).strip().splitlines()[-1]}") from None
+    return tuple(float(s) for s in reader.GetSpacing())
+
+
+def is_isotropic(spacing, target_mm: float = SPACING_MM,
+                 tolerance_mm: float = SPACING_TOLERANCE_MM) -> bool:
+    """Whether every spacing is within target_mm +- tolerance_mm."""
+    return bool(np.all(np.abs(np.asarray(spacing, float) - target_mm) <= tolerance_mm))
+
+
+def read_label_grid(path, reorient: bool = True) -> LabelGrid:
+    """Read a multi-label mask as an integer (X, Y, Z) array with its geometry.
+
+    reorient: reorder the axes to LPS (`folder.reorient_to_lps`). Raises VolumeError for
+    files that are not 3-D single-component integer labelmaps."""
+    import SimpleITK as sitk
+    try:
+        image = sitk.ReadImage(os.fspath(path))
+    except RuntimeError as exc:
+        raise VolumeError(f"cannot read {path}: {str(exc).strip().splitlines()[-1]}") from None
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise VolumeError(f"{path} is not a 3-D single-component labelmap")
+    array = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
+    if array.dtype.kind == "f":
+        if not np.all(array == np.round(array)):
+            raise VolumeError(f"{path} holds non-integer values: a labelmap is needed")
+        array = array.astype(np.int32)
+    geometry = (image.GetSpacing(), np.array(image.GetOrigin()),
+                np.array(image.GetDirection(), float).reshape(3, 3))
+    if reorient:
+        array, spacing, origin, direction = reorient_to_lps(array, *geometry)
+    else:
+        array, (spacing, origin, direction) = np.ascontiguousarray(array), geometry
+    return LabelGrid(array, tuple(float(s) for s in spacing), origin, direction)
+
+
+def label_boxes(labels: np.ndarray, wanted: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Inclusive (lo, hi) voxel bounding box of every wanted label present (one pass)."""
+    from scipy import ndimage
+    wanted = sorted(int(v) for v in wanted if int(v) > 0)
+    if not wanted:
+        return {}
+    slices = ndimage.find_objects(labels, max_label=wanted[-1])
+    boxes = {}
+    for value in wanted:
+        box = slices[value - 1]
+        if box is not None:
+            boxes[value] = (np.array([s.start for s in box]), np.array([s.stop - 1 for s in box]))
+    return boxes
+
+
+def vertebra_name(scan_id: str, label: int) -> str:
+    """Item name: scan id and vertebra name (``sub-verse500_dir-ax_L1``)."""
+    return f"{scan_id}_{VERTEBRA_NAMES.get(label, f'label{label}')}"
+
+
+def split_vertebrae(grid: LabelGrid, scan: VerseScan, labels: Sequence[int],
+                    crop_size: Sequence[int], drop_border_touching: bool
+                    ) -> tuple[list[ShapeItem], list[Dropped]]:
+    """One centred, cropped `ShapeItem` per wanted label of a scan, and the vertebrae dropped."""
+    items, dropped = [], []
+    for label, (lo, hi) in label_boxes(grid.labels, labels).items():
+        name = vertebra_name(scan.scan_id, label)
+        if drop_border_touching and bbox_touches_border(lo, hi, grid.labels.shape):
+            dropped.append(Dropped(str(scan.path), f"{name} (label {label}): cut by the scan border "
+                                                   "(touches the outermost voxel layer)"))
+            continue
+        try:
+            check_fits(lo, hi, crop_size, grid.spacing)
+        except VolumeError as exc:
+            dropped.append(Dropped(str(scan.path), f"{name} (label {label}): {exc}"))
+            continue
+        start = centred_window_start(lo, hi, crop_size)
+        mask = copy_window(grid.labels, start, crop_size) == label
+        volume = BinaryVolume(mask, grid.spacing, grid.index_to_world(start), grid.direction.copy())
+        items.append(ShapeItem(volume, scan.subject, name, label, str(scan.path)))
+    return items, dropped
+
+
+def load_verse(root, *, labels: Sequence[int] = VERTEBRA_LABELS,
+               crop_size: Sequence[int] = CROP_SIZE, spacing_mm: float = SPACING_MM,
+               spacing_tolerance_mm: float = SPACING_TOLERANCE_MM,
+               drop_border_touching: bool = True, reorient: bool = True) -> ShapeDataset:
+    """Single vertebrae of every isotropic ~1 mm VerSe scan under `root`.
+
+    Returns a ShapeDataset: one item per kept vertebra (subject = patient, label = VerSe label,
+    volume = `crop_size` (x, y, z) voxels at the scan's spacing, world geometry kept), in
+    scan order then label order; `.dropped` says why each scan or vertebra was left out
+    (not isotropic, duplicate, unreadable, no vertebra label, cut by the border, too large).
+    """
+    crop_size = tuple(int(s) for s in check_crop_size(crop_size))
+    scans, dropped = find_verse_scans(root)
+    items = []
+    for scan in scans:
+        try:
+            spacing = read_spacing(scan.path)
+            if not is_isotropic(spacing, spacing_mm, spacing_tolerance_mm):
+                shown = ", ".join(f"{s:.3g}" for s in spacing)
+                reason = (f"spacing ({shown}) mm is not isotropic {spacing_mm:g} mm "
+                          f"(tolerance +-{spacing_tolerance_mm:g} mm)")
+                dropped.append(Dropped(str(scan.path), reason))
+                continue
+            grid = read_label_grid(scan.path, reorient)
+        except VolumeError as exc:
+            dropped.append(Dropped(str(scan.path), str(exc)))
+            continue
+        scan_items, scan_dropped = split_vertebrae(grid, scan, labels, crop_size, drop_border_touching)
+        if not scan_items and not scan_dropped:
+            present = [int(v) for v in np.unique(grid.labels) if v != 0]
+            dropped.append(Dropped(str(scan.path), f"no vertebra label of {sorted(labels)} "
+                                                   f"(labels present: {present or 'none'})"))
+        items.extend(scan_items)
+        dropped.extend(scan_dropped)
+    return ShapeDataset(items, dropped)

@@ -233,7 +233,8 @@ class PriorTrainer:
                 jsonl.write(json.dumps(row) + "\n"); jsonl.flush()
                 progress.done(_describe(row))
                 self.save_last()
-                if stop or (cfg.max_minutes and self.elapsed > cfg.max_minutes * 60):
+                out_of_time = cfg.max_minutes and self.elapsed > cfg.max_minutes * 60
+                if (stop or out_of_time) and self.epoch < cfg.epochs:
                     self.log("early stopping" if stop else f"time budget of {cfg.max_minutes} min reached")
                     break
         finally:

@@ -8,7 +8,6 @@ from dataclasses import fields
 from pathlib import Path
 
 from .prior_training import PriorConfig, PriorTrainer
-from .volume import LABELMAP_SUFFIXES, read_labelmap
 
 
 class Tee:
@@ -52,10 +51,15 @@ def add_prior_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _folder_volumes(folder: str):
-    files = sorted(f for f in Path(folder).iterdir() if f.name.lower().endswith(LABELMAP_SUFFIXES))
-    if not files:
-        raise SystemExit(f"error: no labelmap files (.nii, .nii.gz, .nrrd) in {folder}")
-    return [read_labelmap(f) for f in files], [str(f) for f in files]
+    """Binary masks of a folder (`data.folder.load_folder`, axes reoriented to LPS) -> (volumes,
+    names); files that cannot be used are reported and skipped."""
+    from .data.folder import load_folder
+    dataset = load_folder(folder)
+    for path, reason in dataset.dropped:
+        print(f"skipped {path}: {reason}")
+    if not dataset:
+        raise ValueError(f"no usable labelmap (.nii, .nii.gz, .nrrd) in {folder}")
+    return [item.volume for item in dataset], [item.name for item in dataset]
 
 
 def load_training_data(args):

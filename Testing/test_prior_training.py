@@ -86,3 +86,21 @@ def test_train_prior_cli_writes_prior_logs_and_curves(tmp_path):
     assert _quiet(lambda: main(args[:-2] + ["--epochs", "3", "--resume", "--out", str(out)])) == 0
     assert ShapePrior.load(out / "prior.pt").metadata["epochs"] in (1, 2, 3)
     assert len((out / "train_log.jsonl").read_text().splitlines()) == 3
+
+
+def test_train_prior_from_a_folder_skips_unusable_files(tmp_path, capsys):
+    import numpy as np
+    from PatchSamplerLib.volume import BinaryVolume, write_volume
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, vol in enumerate(make_shapes("kidney", 4, seed=5, scale=0.2)):
+        write_volume(data / f"case{i}.nii.gz", vol)
+    write_volume(data / "empty.nii.gz", BinaryVolume(np.zeros((5, 5, 5), bool)))
+    out = tmp_path / "run"
+    args = ["train-prior", "--data", str(data), "--val-count", "1", "--epochs", "1", "--batch-size", "2",
+            "--points-per-shape", "64", "--val-t", "1", "--val-n", "1", "--val-k", "3", "--out", str(out)]
+    assert main(args) == 0
+    assert "skipped" in capsys.readouterr().out
+    meta = ShapePrior.load(out / "prior.pt").metadata
+    assert (meta["n_train"], meta["n_val"]) == (3, 1) and len(meta["files"]) == 4
+    assert main(["train-prior", "--data", str(tmp_path / "nothing"), "--out", str(out)]) == 2

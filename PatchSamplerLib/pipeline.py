@@ -122,7 +122,8 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
         notes.append(f"the shape is larger than the prior's frame {prior.extent_mm} mm: {outside} foreground "
                      "voxels lie outside it and cannot be reconstructed")
         warnings.warn(notes[-1])
-    if centres is None:
+    given = centres is not None
+    if not given:
         centres = choose_centres(volume, n, sampler, seed)
     centres = np.asarray(centres, np.float32).reshape(-1, 3)
     timings["sampling"] = time.perf_counter() - clock
@@ -157,7 +158,7 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
     timings["total"] = sum(timings.values())
     monitor("metrics", 1.0)
 
-    settings = {"n": n, "k": k, "t": t, "sampler": "given" if sampler is None else sampler, "seed": seed,
+    settings = {"n": n, "k": k, "t": t, "sampler": "given" if given else sampler, "seed": seed,
                 "device": str(dev), "fit_lr": fit_lr, "prior": prior.metadata.get("path", "in memory"),
                 "frame_centre_mm": centre_mm.tolist(), "frame_extent_mm": list(prior.extent_mm),
                 "decoded_box_index": [lo.tolist(), hi.tolist()]}

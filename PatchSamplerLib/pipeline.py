@@ -22,7 +22,7 @@ from .devices import resolve_device
 from .inr import DEFAULT_FIT_LR, ShapePrior, decode_grid, fit_latent
 from .metrics import all_metrics, error_labels
 from .patches import check_patch_request, patch_coordinates, patch_labels
-from .volume import BinaryVolume, VolumeError, bbox_centre_mm, foreground_bbox, index_to_local_mm
+from .volume import BinaryVolume, VolumeError, bbox_centre_mm, index_to_local_mm
 
 DEFAULT_N, DEFAULT_K, DEFAULT_T = 8, 11, 100
 

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ import torch
 from scipy import ndimage
 
 from .baselines import fps_centres
-from .checkpoints import atomic_torch_save, load_checkpoint, save_checkpoint
+from .checkpoints import load_checkpoint, save_checkpoint
 from .inr import LATENT_DIM, OccupancyDecoder, ShapePrior, decode_grid, fit_latent
 from .losses import latent_regulariser, occupancy_loss
 from .metrics import dice

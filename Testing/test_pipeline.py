@@ -1,5 +1,4 @@
 """The end-to-end library call `reconstruct` with a tiny prior trained in the session."""
-import warnings
 
 import numpy as np
 import pytest

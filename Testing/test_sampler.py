@@ -1,7 +1,6 @@
 """Learned sampler building blocks (SPEC 2.2-2.3, 2.6): generator, soft projection, sampler
 losses, and the differentiable latent-fit unroll checked against torch.optim.Adam, `higher`
 and finite differences."""
-import math
 
 import pytest
 import torch

@@ -50,7 +50,7 @@ def add_prior_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument(flag, type=kind, default=default, help=f"(default {default})")
 
 
-def _folder_volumes(folder: str):
+def folder_volumes(folder: str):
     """Binary masks of a folder (`data.folder.load_folder`, axes reoriented to LPS) -> (volumes,
     names); files that cannot be used are reported and skipped."""
     from .data.folder import load_folder
@@ -70,7 +70,7 @@ def load_training_data(args):
         desc = {"data": f"synthetic {args.family}", "data_seed": args.data_seed, "scale": args.scale,
                 "train_indices": [0, args.count - 1], "val_indices": [args.count, args.count + args.val_count - 1]}
         return vols[:args.count], vols[args.count:], desc
-    vols, names = _folder_volumes(args.data)
+    vols, names = folder_volumes(args.data)
     n_val = min(args.val_count, max(len(vols) - 1, 0))
     return vols[:len(vols) - n_val], vols[len(vols) - n_val:], {"data": args.data, "files": names}
 

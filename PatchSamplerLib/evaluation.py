@@ -104,14 +104,14 @@ def summary_table(csv_path, title: str = "") -> str:
 
 
 def evaluate_main(args) -> int:
-    from .cli_training import _folder_volumes
+    from .cli_training import folder_volumes
     from .data.synthetic import make_shape
     prior = ShapePrior.load(args.prior)
     if args.family:
         cases = [(f"{args.family}_{args.data_seed}_{i:04d}", make_shape(args.family, args.data_seed, i, args.scale))
                  for i in range(args.count)]
     else:
-        vols, names = _folder_volumes(args.data)
+        vols, names = folder_volumes(args.data)
         cases = [(Path(n).name, v) for n, v in zip(names, vols)][:args.count]
     configs = parse_configs(args.configs)
     samplers = args.samplers.split(",")

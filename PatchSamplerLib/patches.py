@@ -51,6 +51,19 @@ def patch_labels(mask: np.ndarray | torch.Tensor, coords: torch.Tensor) -> torch
     return values * inside.to(torch.float32)
 
 
+def extract_patches(mask: np.ndarray, spacing, centres: np.ndarray, k: int, centre_mm):
+    """Centres -> the patches as the INR sees them [T eq. 3.8].
+
+    mask (X, Y, Z) bool; spacing (3,) mm; centres (N, 3) voxel index; centre_mm (3,) the INR
+    frame's centre in local mm. Returns coords_idx (N, K^3, 3) voxel index, labels (N, K^3) 0/1
+    float32 and coords_mm (N, K^3, 3) float32 mm relative to the frame centre."""
+    from .volume import index_to_local_mm
+    coords_idx = patch_coordinates(torch.as_tensor(np.asarray(centres, np.float32)), k)
+    labels = patch_labels(mask, coords_idx)
+    coords_mm = index_to_local_mm(coords_idx, spacing) - torch.as_tensor(centre_mm, dtype=torch.float32)
+    return coords_idx, labels, coords_mm
+
+
 def patch_boxes(centres: np.ndarray, k: int) -> np.ndarray:
     """(N, 3) centres -> (N, 2, 3) inclusive voxel index box corners of the rounded patches."""
     lo = np.floor(np.asarray(centres, float) - (k - 1) / 2.0 + 0.5)  # same rounding as patch_labels

@@ -21,8 +21,8 @@ from .baselines import SAMPLERS
 from .devices import resolve_device
 from .inr import DEFAULT_FIT_LR, ShapePrior, decode_grid, fit_latent
 from .metrics import all_metrics, error_labels
-from .patches import check_patch_request, patch_coordinates, patch_labels
-from .volume import BinaryVolume, VolumeError, bbox_centre_mm, index_to_local_mm
+from .patches import check_patch_request, extract_patches
+from .volume import BinaryVolume, VolumeError, bbox_centre_mm
 
 DEFAULT_N, DEFAULT_K, DEFAULT_T = 8, 11, 100
 
@@ -102,7 +102,7 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
     """Reconstruct `volume` from N patches of K^3 voxels with T latent-fit steps.
 
     `prior` is a ShapePrior or a bundled name / file; `centres` (N, 3) voxel index overrides
-    the sampler. `progress(stage, fraction)` is called as the run advances; when
+    the sampler (then `sampler` only names where they came from; None records "given"). `progress(stage, fraction)` is called as the run advances; when
     `should_cancel()` returns True the run stops with `Cancelled`. Raises ValueError subclasses
     with user-facing messages on bad input."""
     validate_request(volume, n, k, t)
@@ -122,17 +122,14 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
         notes.append(f"the shape is larger than the prior's frame {prior.extent_mm} mm: {outside} foreground "
                      "voxels lie outside it and cannot be reconstructed")
         warnings.warn(notes[-1])
-    given = centres is not None
-    if not given:
+    if centres is None:
         centres = choose_centres(volume, n, sampler, seed)
     centres = np.asarray(centres, np.float32).reshape(-1, 3)
     timings["sampling"] = time.perf_counter() - clock
 
     monitor("extraction")
     clock = time.perf_counter()
-    coords_idx = patch_coordinates(torch.from_numpy(centres), k)           # (N, K^3, 3)
-    values = patch_labels(volume.mask, coords_idx)                          # (N, K^3)
-    coords_mm = index_to_local_mm(coords_idx, volume.spacing) - torch.as_tensor(centre_mm, dtype=torch.float32)
+    coords_idx, values, coords_mm = extract_patches(volume.mask, volume.spacing, centres, k, centre_mm)
     timings["extraction"] = time.perf_counter() - clock
 
     monitor("latent_fit")
@@ -158,7 +155,7 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
     timings["total"] = sum(timings.values())
     monitor("metrics", 1.0)
 
-    settings = {"n": n, "k": k, "t": t, "sampler": "given" if given else sampler, "seed": seed,
+    settings = {"n": n, "k": k, "t": t, "sampler": sampler or "given", "seed": seed,
                 "device": str(dev), "fit_lr": fit_lr, "prior": prior.metadata.get("path", "in memory"),
                 "frame_centre_mm": centre_mm.tolist(), "frame_extent_mm": list(prior.extent_mm),
                 "decoded_box_index": [lo.tolist(), hi.tolist()]}

@@ -31,7 +31,7 @@ from .checkpoints import load_checkpoint, save_checkpoint
 from .inr import LATENT_DIM, OccupancyDecoder, ShapePrior, decode_grid, fit_latent
 from .losses import latent_regulariser, occupancy_loss
 from .metrics import dice
-from .patches import patch_coordinates, patch_labels
+from .patches import extract_patches
 from .progress import Progress
 from .volume import BinaryVolume, bbox_centre_mm, index_to_local_mm
 
@@ -96,26 +96,21 @@ def frame_of(volumes: list[BinaryVolume]) -> tuple[tuple[float, ...], tuple[floa
     return tuple(float(e) for e in extent), tuple(volumes[0].spacing)
 
 
-def patch_observation(volume: BinaryVolume, centres: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """FPS/random centres -> (P, 3) coords in mm (frame of `volume`) and (P,) labels."""
-    coords_idx = patch_coordinates(torch.from_numpy(centres), k).reshape(-1, 3)
-    labels = patch_labels(volume.mask, coords_idx)
-    centre = torch.as_tensor(bbox_centre_mm(volume.mask, volume.spacing), dtype=torch.float32)
-    return index_to_local_mm(coords_idx, volume.spacing) - centre, labels
-
-
 def validation_dice(decoder: OccupancyDecoder, volumes: list[BinaryVolume], cfg: PriorConfig) -> float:
     """Mean Dice of reconstructions of `volumes` from FPS patches (decoded at stride 2)."""
     scores = []
     for i, vol in enumerate(volumes):
-        coords, labels = patch_observation(vol, fps_centres(vol.mask, cfg.val_n, seed=i), cfg.val_k)
-        z = fit_latent(decoder, coords[None], labels[None], cfg.val_t, lr=cfg.val_fit_lr, seed=i)
-        scores.append(_dice_at_stride(decoder, z, vol))
+        centre_mm = bbox_centre_mm(vol.mask, vol.spacing)
+        _, labels, coords = extract_patches(vol.mask, vol.spacing, fps_centres(vol.mask, cfg.val_n, seed=i),
+                                            cfg.val_k, centre_mm)
+        z = fit_latent(decoder, coords.reshape(1, -1, 3), labels.reshape(1, -1), cfg.val_t, lr=cfg.val_fit_lr,
+                       seed=i)
+        scores.append(_dice_at_stride(decoder, z, vol, centre_mm))
     return float(np.mean(scores))
 
 
-def _dice_at_stride(decoder, latent, vol: BinaryVolume, stride: int = 2) -> float:
-    prob = decode_grid(decoder, latent, vol.shape, vol.spacing, bbox_centre_mm(vol.mask, vol.spacing), stride=stride)
+def _dice_at_stride(decoder, latent, vol: BinaryVolume, centre_mm, stride: int = 2) -> float:
+    prob = decode_grid(decoder, latent, vol.shape, vol.spacing, centre_mm, stride=stride)
     return dice(prob.numpy() >= 0.5, vol.mask[::stride, ::stride, ::stride])
 
 
@@ -197,8 +192,8 @@ class PriorTrainer:
 
     def train_dice(self, count: int = 8) -> float:
         """Mean Dice of the training latents' reconstructions (first `count` shapes, stride 2)."""
-        return float(np.mean([_dice_at_stride(self.decoder, self.latents[i].detach(), v)
-                              for i, v in enumerate(self.train_volumes[:count])]))
+        return float(np.mean([_dice_at_stride(self.decoder, self.latents[i].detach(), v, shape.centre_mm)
+                              for i, (v, shape) in enumerate(zip(self.train_volumes[:count], self.shapes))]))
 
     def validate(self) -> dict:
         self.decoder.eval()

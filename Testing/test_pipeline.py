@@ -76,8 +76,9 @@ def test_shape_larger_than_the_frame_warns(prior):
 def test_given_centres_are_used(prior):
     vol = held_out_vertebra(0)
     centres = np.argwhere(vol.mask)[:3].astype(np.float32)
-    res = reconstruct(vol, 3, 3, 2, prior=prior, centres=centres)
+    res = reconstruct(vol, 3, 3, 2, prior=prior, centres=centres, sampler=None)
     assert np.array_equal(res.centres, centres) and res.settings["sampler"] == "given"
+    assert reconstruct(vol, 3, 3, 2, prior=prior, centres=centres, sampler="fps").settings["sampler"] == "fps"
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -32,7 +32,7 @@ if os.path.isdir(os.path.join(_EXTENSION_ROOT, "PatchSamplerLib")) and _EXTENSIO
     sys.path.append(_EXTENSION_ROOT)
 
 from PatchSamplerLogic import (K_RANGE, N_RANGE, SAMPLER_LABELS, T_RANGE, PatchSamplerLogic,  # noqa: E402
-                               array_to_image, install_packages, learned_sampler_unavailable_reason,
+                               array_to_image, install_packages, learned_sampler_status,
                                missing_packages)
 
 HELP_TEXT = """
@@ -249,7 +249,8 @@ class PatchSamplerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.enabled = ready
         self.ui.applyButton.toolTip = _("Reconstruct the selected segment") if ready else _("Select a segment")
         if p.sampler == Sampler.LEARNED:
-            self.ui.statusLabel.text = learned_sampler_unavailable_reason(p.n, p.k, chosenFile(p.samplerModelFile)) or ""
+            prior = chosenFile(p.priorFile) if p.prior == Prior.FILE else p.prior.value
+            self.ui.statusLabel.text = learned_sampler_status(prior, p.n, p.k, p.t, chosenFile(p.samplerModelFile))
 
     def onSegmentSelectionChanged(self, *args):
         if self._parameterNode is None:

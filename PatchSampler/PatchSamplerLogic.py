@@ -87,42 +87,64 @@ def check_request(n: int, k: int, t: int, sampler: str) -> None:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLER_CHOICES)}")
 
 
-def learned_sampler_unavailable_reason(n: int, k: int, sampler_model=None) -> str | None:
-    """Why the learned sampler cannot run for (N, K), or None when it can.
+def find_learned_sampler(prior, n: int, k: int, t: int, sampler_model=None):
+    """-> (SamplerModel, notes) for (prior, N, K, T), or (None, why it cannot run).
 
-    No learned sampler models can be loaded by this version of PatchSampler yet; when they
-    can, this is where a bundled model for (N, K) or `sampler_model` (a file) is looked up."""
+    `sampler_model`: a sampler file (or SamplerModel); None looks up the bundled sampler of the
+    prior for (N, K) (PatchSamplerLib.sampler.load_learned_sampler)."""
+    from PatchSamplerLib.sampler import load_learned_sampler
+    try:
+        return load_learned_sampler(prior.metadata.get("path"), n, k, t, sampler_model)
+    except ValueError as exc:
+        return None, f"{exc} Use FPS or random, or compare all to run the samplers that are available."
+
+
+def learned_sampler_status(prior, n: int, k: int, t: int, sampler_model=None) -> str:
+    """One line for the module's status label about the learned sampler for (prior, N, K, T),
+    from the model files only (works before torch is installed): which file will be used, or
+    why none can be."""
+    from PatchSamplerLib.checkpoints import CheckpointError, resolve_prior_path, resolve_sampler_path
     if sampler_model:
-        return (f"cannot load the learned sampler model {sampler_model}: loading learned sampler models is not "
-                "available in this version of PatchSampler; use FPS or random")
-    return (f"no learned sampler model is installed for N={n}, K={k}; use FPS or random, "
-            "or compare all to run the samplers that are available")
+        return f"Learned sampler: {Path(sampler_model).name}"
+    try:
+        path, note = resolve_sampler_path(resolve_prior_path(prior), n, k, t)
+    except CheckpointError as exc:
+        return str(exc)
+    return f"Learned sampler: {path.name}" + (f" ({note})" if note else "")
 
 
-def sampler_centres(sampler: str, volume, n: int, k: int, seed: int, sampler_model=None) -> np.ndarray:
-    """(N, 3) float32 patch centres, voxel index (i, j, k) of `volume`, for one sampler.
+def sampler_centres(sampler: str, volume, n: int, seed: int, learned=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(centres (N, 3), generated points (N, 3) or None), float32 voxel index (i, j, k) of
+    `volume`, for one sampler.
 
     The single place where a sampler name becomes centres: "fps" and "random" are the
-    library's baselines (exactly what the command line runs); "learned" raises
-    SamplerUnavailable until a learned sampler model can be loaded."""
+    library's baselines, "learned" the SamplerModel `learned` (exactly what the command line
+    runs)."""
     if sampler == "learned":
-        raise SamplerUnavailable(learned_sampler_unavailable_reason(n, k, sampler_model))
+        from PatchSamplerLib.sampler import learned_centres
+        if learned is None:
+            raise SamplerUnavailable("no learned sampler model was given")
+        generated, projected = learned_centres(learned, volume.mask)
+        return projected, generated
     from PatchSamplerLib.pipeline import choose_centres
-    return np.asarray(choose_centres(volume, n, sampler, seed), np.float32)
+    return np.asarray(choose_centres(volume, n, sampler, seed), np.float32), None
 
 
-def samplers_to_run(sampler: str, n: int, k: int, sampler_model=None) -> tuple[list[str], dict[str, str]]:
-    """(samplers to run, {sampler: why it is skipped}) for a sampler choice.
+def samplers_to_run(sampler: str, n: int, k: int, t: int, prior, sampler_model=None):
+    """(samplers to run, {sampler: why it is skipped}, the learned SamplerModel or None).
 
     A single unavailable sampler raises SamplerUnavailable; "all" runs the available ones and
     lists the others as skipped."""
-    reason = learned_sampler_unavailable_reason(n, k, sampler_model)
+    learned, reason = None, None
+    if sampler in ("learned", COMPARE_ALL):
+        learned, notes = find_learned_sampler(prior, n, k, t, sampler_model)
+        reason = notes if learned is None else None
     if sampler == COMPARE_ALL:
         run = [s for s in SAMPLERS if s != "learned" or reason is None]
-        return run, ({"learned": reason} if reason else {})
+        return run, ({"learned": reason} if reason else {}), learned
     if sampler == "learned" and reason:
         raise SamplerUnavailable(reason)
-    return [sampler], {}
+    return [sampler], {}, learned
 
 
 # ------------------------------------------------------------------------ dependencies
@@ -657,14 +679,14 @@ class PatchSamplerLogic:
         is built outside the scene and added at the end: a failed or cancelled run leaves the scene
         as it was. Raises ValueError (incl. SamplerUnavailable) with user-facing messages."""
         check_request(n, k, t, sampler)
-        samplers, skipped = samplers_to_run(sampler, n, k, sampler_model)
         scene = segmentationNode.GetScene()
         if scene is None:
             raise ValueError(f"{segmentationNode.GetName()} is not in a scene")
-        steps = _Progress(progress, should_cancel, len(samplers))
-
-        steps.step("Loading the prior", 0.0)
+        if progress is not None:
+            progress("Loading the prior", 0.0)
         shape_prior = self.load_prior(prior, device)
+        samplers, skipped, learned = samplers_to_run(sampler, n, k, t, shape_prior, sampler_model)
+        steps = _Progress(progress, should_cancel, len(samplers))
         steps.step("Reading the segment", 0.05)
         grid = read_segment_grid(segmentationNode, segmentId, frame_mm=shape_prior.extent_mm)
         volume = grid.to_volume()
@@ -673,7 +695,7 @@ class PatchSamplerLogic:
         results = {}
         for index, name in enumerate(samplers):
             steps.step(f"{SAMPLER_LABELS[name]}: starting", 0.1 + 0.8 * index / len(samplers))
-            results[name] = self.run_sampler(volume, name, n, k, t, shape_prior, device, seed, sampler_model, fit_lr,
+            results[name] = self.run_sampler(volume, name, n, k, t, shape_prior, device, seed, learned, fit_lr,
                                              steps.for_sampler(index, name), should_cancel)
 
         steps.step("Creating the output nodes", 0.9)
@@ -704,19 +726,21 @@ class PatchSamplerLogic:
         return prior if isinstance(prior, ShapePrior) else ShapePrior.load(str(prior))
 
     @staticmethod
-    def run_sampler(volume, sampler: str, n: int, k: int, t: int, prior, device: str, seed: int, sampler_model,
+    def run_sampler(volume, sampler: str, n: int, k: int, t: int, prior, device: str, seed: int, learned,
                     fit_lr, progress, should_cancel):
-        """The library's reconstruct() with this sampler's centres; sampling time included."""
+        """The library's reconstruct() with this sampler's centres (`learned`: the SamplerModel
+        for "learned"); sampling time included."""
         import warnings
         from PatchSamplerLib.pipeline import reconstruct
         clock = time.perf_counter()
-        centres = sampler_centres(sampler, volume, n, k, seed, sampler_model)
+        centres, generated = sampler_centres(sampler, volume, n, seed, learned)
         sampling = time.perf_counter() - clock
         options = {} if fit_lr is None else {"fit_lr": fit_lr}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")            # the result carries them (table "Note")
             result = reconstruct(volume, n, k, t, sampler=sampler, prior=prior, seed=seed, device=device,
-                                 centres=centres, progress=progress, should_cancel=should_cancel, **options)
+                                 centres=centres, generated=generated, progress=progress,
+                                 should_cancel=should_cancel, **options)
         result.timings["sampling"] += sampling
         result.timings["total"] += sampling
         return result

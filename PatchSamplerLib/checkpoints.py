@@ -12,7 +12,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
 
 FORMAT = "patchsampler"
 FORMAT_VERSION = 1
@@ -26,6 +25,7 @@ class CheckpointError(ValueError):
 
 def atomic_torch_save(obj, path) -> None:
     """torch.save to a temporary file in the same folder, then rename over `path`."""
+    import torch                      # imported here: listing models must work before torch is installed
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -48,6 +48,7 @@ def save_checkpoint(path, kind: str, state_dict: dict, metadata: dict) -> None:
 
 def load_checkpoint(path, kind: str) -> tuple[dict, dict]:
     """Read a checkpoint of `kind` -> (state_dict, metadata). Raises CheckpointError."""
+    import torch
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -84,3 +85,49 @@ def resolve_prior_path(name_or_path: str | os.PathLike | None) -> Path:
     if path.is_file():
         return path
     raise CheckpointError(f"prior {str(name_or_path)!r} is neither a bundled prior ({choices}) nor a file")
+
+
+def sampler_file_name(prior: str, n: int, k: int, t: int) -> str:
+    """Bundled sampler naming: sampler_<prior>_n<N>_k<K>_t<T>.pt."""
+    return f"sampler_{prior}_n{n}_k{k}_t{t}.pt"
+
+
+def bundled_samplers() -> dict[tuple[str, int, int, int], Path]:
+    """Bundled samplers: {(prior name, N, K, T): path} from Resources/Models/sampler_*.pt."""
+    import re
+    found = {}
+    for path in sorted(MODELS_DIR.glob("sampler_*.pt")) if MODELS_DIR.is_dir() else []:
+        match = re.fullmatch(r"sampler_(.+)_n(\d+)_k(\d+)_t(\d+)\.pt", path.name)
+        if match:
+            found[(match[1], int(match[2]), int(match[3]), int(match[4]))] = path
+    return found
+
+
+def prior_name(prior_path: str | os.PathLike | None) -> str | None:
+    """The bundled name of a prior file (Resources/Models/prior_<name>.pt), else None."""
+    if prior_path is None:
+        return None
+    for name, path in bundled_models().items():
+        if Path(prior_path).resolve() == path.resolve():
+            return name
+    return None
+
+
+def resolve_sampler_path(prior_path, n: int, k: int, t: int) -> tuple[Path, str | None]:
+    """The bundled sampler for (prior, N, K) -> (path, note). Prefers the same T; another T of
+    the same (N, K) is used with a note. Raises CheckpointError naming the bundled ones."""
+    name = prior_name(prior_path)
+    bundled = bundled_samplers()
+    listing = ", ".join(f"{p} N={bn} K={bk} T={bt}" for p, bn, bk, bt in sorted(bundled)) or "none installed"
+    if name is None:
+        raise CheckpointError(f"no bundled learned sampler belongs to the prior {prior_path}; pass a sampler trained "
+                              f"with it (--sampler-model FILE). Bundled samplers: {listing}")
+    if (name, n, k, t) in bundled:
+        return bundled[(name, n, k, t)], None
+    other_t = sorted((bt, path) for (p, bn, bk, bt), path in bundled.items() if (p, bn, bk) == (name, n, k))
+    if other_t:
+        bt, path = min(other_t, key=lambda item: abs(item[0] - t))
+        return path, f"no bundled sampler for T={t}; using the one trained for T={bt}"
+    raise CheckpointError(f"no bundled learned sampler for N={n}, K={k} with the {name!r} prior. Bundled samplers: "
+                          f"{listing}. Train one with `python -m PatchSamplerLib train-sampler --prior {name} "
+                          f"--n {n} --k {k} ...` and pass it with --sampler-model FILE.")

@@ -33,7 +33,8 @@ def _run(args) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # the result carries them; printed below
         result = reconstruct(volume, args.n, args.k, args.t, sampler=args.sampler, prior=prior, seed=args.seed,
-                             device=str(device), fit_lr=args.fit_lr)
+                             device=str(device), fit_lr=args.fit_lr, sampler_model=args.sampler_model,
+                             dense_decode=args.dense_decode)
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
     m = result.metrics
@@ -47,7 +48,7 @@ def _run(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli_training import add_prior_arguments
+    from .cli_training import add_prior_arguments, add_sampler_arguments
     parser = argparse.ArgumentParser(prog="python -m PatchSamplerLib",
                                      description="Learned patch sampling for implicit shape reconstruction.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -66,11 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=8, help="number of patches N (default 8)")
     p.add_argument("--k", type=int, default=11, help="patch size K in voxels (default 11)")
     p.add_argument("--t", type=int, default=100, help="latent-fit steps T (default 100)")
-    p.add_argument("--sampler", choices=["fps", "random"], default="fps")
+    p.add_argument("--sampler", choices=["fps", "random", "learned"], default="fps",
+                   help="fps, random, or learned (the bundled sampler for the prior and (N, K), or --sampler-model)")
+    p.add_argument("--sampler-model", default=None, help="a learned sampler file (from train-sampler)")
     p.add_argument("--prior", default=None, help="bundled prior name (vertebra, kidney) or a prior file")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fit-lr", type=float, default=1e-2, help="Adam learning rate of the latent fit")
+    p.add_argument("--dense-decode", action="store_true",
+                   help="decode every voxel (the reference) instead of coarse-to-fine")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=_run)
 
@@ -84,8 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--configs", default="4x9,8x11,12x13", help="N x K list (default 4x9,8x11,12x13)")
     p.add_argument("--t", type=int, default=100)
-    p.add_argument("--samplers", default="fps,random")
-    p.add_argument("--runs", type=int, default=1, help="runs (seeds) per case and sampler")
+    p.add_argument("--samplers", default="fps,random",
+                   help="comma list of fps, random, learned (learned: the bundled sampler of the prior per (N, K))")
+    p.add_argument("--runs", type=int, default=1,
+                   help="runs (seeds) per case for fps and random (learned is deterministic: one run)")
     p.add_argument("--prior", required=True)
     p.add_argument("--fit-lr", type=float, default=1e-2)
     p.add_argument("--device", default="auto")
@@ -95,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-prior", help="train the auto-decoder INR prior")
     add_prior_arguments(p)
     p.set_defaults(func=lambda a: __import__("PatchSamplerLib.cli_training", fromlist=["x"]).train_prior_main(a))
+
+    p = sub.add_parser("train-sampler", help="train the learned patch sampler through a frozen prior",
+                       description="Train one learned sampler for (N, K, T) and a prior [T §3.6]. --mode faithful: "
+                                   "the thesis (all patch voxels, loss on every voxel of the grid); --mode fast: "
+                                   "fit on every --patch-stride-th patch voxel and loss on --loss-voxels "
+                                   "boundary-weighted voxels per shape (practical on a CPU).")
+    add_sampler_arguments(p)
+    p.set_defaults(func=lambda a: __import__("PatchSamplerLib.cli_training", fromlist=["x"]).train_sampler_main(a))
     return parser
 
 

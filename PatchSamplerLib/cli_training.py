@@ -1,7 +1,9 @@
-"""`train-prior` command line: data from a folder of labelmaps or a synthetic family."""
+"""`train-prior` and `train-sampler` command lines: data from a folder of labelmaps or a
+synthetic family."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from dataclasses import fields
@@ -30,24 +32,45 @@ class Tee:
         return hasattr(self.stream, "isatty") and self.stream.isatty()
 
 
-def add_prior_arguments(p: argparse.ArgumentParser) -> None:
+def add_data_arguments(p: argparse.ArgumentParser, count: int) -> None:
+    """--data / --family and the synthetic-data options shared by the training commands."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="folder of binary labelmaps (NIfTI / NRRD), one shape per file")
     src.add_argument("--family", choices=["vertebra", "kidney"], help="train on a synthetic shape family")
-    p.add_argument("--count", type=int, default=220, help="synthetic: number of training shapes (default 220)")
+    p.add_argument("--count", type=int, default=count, help=f"synthetic: number of training shapes (default {count})")
     p.add_argument("--scale", type=float, default=1.0, help="synthetic: grid scale (1 = full resolution)")
     p.add_argument("--data-seed", type=int, default=0, help="synthetic: seed of the shape family")
     p.add_argument("--val-count", type=int, default=8,
                    help="validation shapes (synthetic: extra shapes; folder: taken from the end)")
-    p.add_argument("--out", required=True, help="output folder (prior.pt, last.pt, logs, curves.png)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    defaults = PriorConfig()
-    for f in fields(PriorConfig):
+
+
+def add_config_arguments(p: argparse.ArgumentParser, config_class) -> None:
+    """One --option per field of a config dataclass, with its default (booleans: flags)."""
+    defaults = config_class()
+    for f in fields(config_class):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            p.add_argument(flag, action="store_true", help="(ablation switch; default off)")
+            continue
         kind = float if f.name == "max_minutes" else type(default)
         p.add_argument(flag, type=kind, default=default, help=f"(default {default})")
+
+
+def add_prior_arguments(p: argparse.ArgumentParser) -> None:
+    add_data_arguments(p, count=220)
+    p.add_argument("--out", required=True, help="output folder (prior.pt, last.pt, logs, curves.png)")
+    add_config_arguments(p, PriorConfig)
+
+
+def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
+    from .sampler_training import SamplerConfig
+    add_data_arguments(p, count=64)
+    p.add_argument("--prior", required=True, help="bundled prior name (vertebra, kidney) or a prior file")
+    p.add_argument("--out", required=True, help="output folder (sampler.pt, last.pt, logs, curves.png)")
+    add_config_arguments(p, SamplerConfig)
 
 
 def folder_volumes(folder: str):
@@ -75,26 +98,60 @@ def load_training_data(args):
     return vols[:len(vols) - n_val], vols[len(vols) - n_val:], {"data": args.data, "files": names}
 
 
-def train_prior_main(args) -> int:
-    import torch
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
+@contextlib.contextmanager
+def console_log(out: Path):
+    """Everything printed inside also goes to out/train.log."""
     out.mkdir(parents=True, exist_ok=True)
     log = Tee(sys.stdout, out / "train.log")
     sys.stdout = log
     try:
-        cfg = PriorConfig(**{f.name: getattr(args, f.name) for f in fields(PriorConfig)})
-        t0 = time.time()
-        train, val, desc = load_training_data(args)
-        print(f"{len(train)} training and {len(val)} validation shapes loaded in {time.time() - t0:.1f} s")
-        desc["command"] = args.command_line
+        yield
+    finally:
+        sys.stdout = log.stream
+        log.file.close()
+
+
+def _config(args, config_class):
+    return config_class(**{f.name: getattr(args, f.name) for f in fields(config_class)})
+
+
+def _load_data(args):
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.time()
+    train, val, desc = load_training_data(args)
+    print(f"{len(train)} training and {len(val)} validation shapes loaded in {time.time() - t0:.1f} s")
+    desc["command"] = args.command_line
+    return train, val, desc
+
+
+def train_prior_main(args) -> int:
+    out = Path(args.out)
+    with console_log(out):
+        cfg = _config(args, PriorConfig)
+        train, val, desc = _load_data(args)
         trainer = PriorTrainer(train, val, out, cfg, provenance=desc)
         if args.resume:
             trainer.resume()
         prior = trainer.run()
         print(f"best prior: {out / 'prior.pt'} (validation Dice {prior.metadata.get('val_dice')})")
-    finally:
-        sys.stdout = log.stream
-        log.file.close()
+    return 0
+
+
+def train_sampler_main(args) -> int:
+    from .inr import ShapePrior
+    from .sampler_training import SamplerConfig, SamplerTrainer
+    out = Path(args.out)
+    cfg = _config(args, SamplerConfig)
+    cfg.check()                                      # fail before loading anything
+    prior = ShapePrior.load(args.prior)
+    with console_log(out):
+        train, val, desc = _load_data(args)
+        trainer = SamplerTrainer(train, val, prior, out, cfg, provenance=desc)
+        if args.resume:
+            trainer.resume()
+        model = trainer.run()
+        print(f"best sampler: {out / 'sampler.pt'} (validation Dice {model.metadata.get('val_dice')}, "
+              f"FPS {model.metadata.get('fps_val_dice')})")
     return 0

@@ -30,16 +30,17 @@ def _slice(volume_array: np.ndarray, axis: int, index: int) -> np.ndarray:
     return np.take(volume_array, index, axis=axis)
 
 
-def _draw_boxes(ax, centres: np.ndarray, k: int, axis: int, index: int) -> None:
-    """Rectangles of the patches that intersect the plane `axis = index`."""
+def _draw_boxes(ax, centres: np.ndarray, k: int, axis: int, index: int, every: bool = False,
+                colour: str = "red") -> None:
+    """Rectangles of the patches that intersect the plane `axis = index` (all with `every`)."""
     from matplotlib.patches import Rectangle
     shown = [a for a in range(3) if a != axis]
     half = (k - 1) / 2.0
     for n, c in enumerate(centres):
-        if abs(c[axis] - index) <= half + 0.5:
+        if every or abs(c[axis] - index) <= half + 0.5:
             ax.add_patch(Rectangle((c[shown[0]] - half - 0.5, c[shown[1]] - half - 0.5), k, k,
-                                   fill=False, edgecolor="red", linewidth=1.2))
-            ax.text(c[shown[0]], c[shown[1]], str(n + 1), color="red", fontsize=7, ha="center", va="center")
+                                   fill=False, edgecolor=colour, linewidth=1.2))
+            ax.text(c[shown[0]], c[shown[1]], str(n + 1), color=colour, fontsize=7, ha="center", va="center")
 
 
 def _slice_positions(mask: np.ndarray, axis: int, count: int) -> list[int]:
@@ -76,7 +77,8 @@ def overview_figure(errors: np.ndarray, spacing, centres: np.ndarray, k: int, ti
     plt.close(fig)
 
 
-def _patch_view(ax, mask: np.ndarray, spacing, centres: np.ndarray, k: int, max_points: int = 4000) -> None:
+def _patch_view(ax, mask: np.ndarray, spacing, centres: np.ndarray, k: int, max_points: int = 4000,
+                colour: str = "red") -> None:
     """3-D scatter of the input surface (mm) with the patch boxes as wireframe cubes."""
     from .metrics import surface
     pts = np.argwhere(surface(mask)) * np.asarray(spacing)
@@ -84,14 +86,44 @@ def _patch_view(ax, mask: np.ndarray, spacing, centres: np.ndarray, k: int, max_
         pts = pts[np.random.default_rng(0).choice(len(pts), max_points, replace=False)]
     ax.scatter(*pts.T, s=2, c="0.45", alpha=0.5)
     for c in np.asarray(centres) * np.asarray(spacing):
-        _wire_cube(ax, c, np.asarray(spacing) * k / 2.0)
+        _wire_cube(ax, c, np.asarray(spacing) * k / 2.0, colour)
     ax.set_title("patches on the input surface (mm)", fontsize=10)
     ax.set_box_aspect(np.ptp(pts, axis=0) + 1e-6 if len(pts) else (1, 1, 1))
 
 
-def _wire_cube(ax, centre: np.ndarray, half: np.ndarray) -> None:
+def _wire_cube(ax, centre: np.ndarray, half: np.ndarray, colour: str = "red") -> None:
     corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]) * half + centre
     for a in range(8):
         for b in range(a + 1, 8):
             if np.sum(np.abs(corners[a] - corners[b]) > 1e-9) == 1:
-                ax.plot(*zip(corners[a], corners[b]), color="red", linewidth=0.8)
+                ax.plot(*zip(corners[a], corners[b]), color=colour, linewidth=0.8)
+
+
+PLACEMENT_COLOURS = ("crimson", "royalblue", "darkgreen", "darkorange")
+
+
+def placement_figure(mask: np.ndarray, spacing, placements: dict, k: int, title: str, path) -> None:
+    """PNG [T Fig. 5.10]: per sampler (a column) the patches on the shape's surface in 3-D and on
+    the shape's projections along z (axial) and y (coronal). placements: {name: (N, 3) centres
+    in voxel index}."""
+    plt = _plt()
+    fig = plt.figure(figsize=(5 * len(placements), 13))
+    cols = len(placements)
+    for c, (name, centres) in enumerate(placements.items()):
+        colour = PLACEMENT_COLOURS[c % len(PLACEMENT_COLOURS)]
+        ax = fig.add_subplot(3, cols, c + 1, projection="3d")
+        _patch_view(ax, mask, spacing, centres, k, colour=colour)
+        ax.set_title(f"{name}: {len(centres)} patches of {k}³ voxels", fontsize=11)
+        for row, axis in ((1, 2), (2, 1)):
+            ax = fig.add_subplot(3, cols, row * cols + c + 1)
+            shown = [a for a in range(3) if a != axis]
+            ax.imshow(mask.any(axis=axis).T, origin="lower", cmap="Greys", vmin=0, vmax=2.5,
+                      aspect=spacing[shown[1]] / spacing[shown[0]], interpolation="nearest")
+            _draw_boxes(ax, centres, k, axis, int(round(float(np.mean(np.asarray(centres)[:, axis])))),
+                        every=True, colour=colour)
+            ax.set_title(f"{name}: projection along {'xyz'[axis]}", fontsize=10)
+            ax.set_xticks([]); ax.set_yticks([])
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

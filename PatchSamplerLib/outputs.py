@@ -41,6 +41,10 @@ def patches_record(result: ReconstructionResult, volume: BinaryVolume) -> dict:
                 "box_index_ijk": {"lower": b[0].tolist(), "upper": b[1].tolist()},
                 "foreground_voxels": int(result.patch_values[i].sum())}
                for i, (c, w, b) in enumerate(zip(result.centres, world, boxes))]
+    if result.generated is not None:      # learned sampler: its points before and after projection
+        for patch, gen in zip(patches, result.generated):
+            patch["generated_index_ijk"] = [round(float(v), 4) for v in gen]
+            patch["projected_index_ijk"] = patch["centre_index_ijk"]
     keys = ("n", "k", "t", "sampler", "seed", "prior", "fit_lr")
     return {**{key: result.settings[key] for key in keys},
             "coordinates": "voxel index (i, j, k) of the input image; world = ITK/NIfTI LPS millimetres",
@@ -51,7 +55,8 @@ def metrics_record(result: ReconstructionResult) -> dict:
     return {**{k: _json_number(float(v)) for k, v in result.metrics.items()},
             "seconds": {k: round(v, 4) for k, v in result.timings.items()},
             "device": result.settings["device"], "warnings": result.warnings,
-            "frame": {k: result.settings[k] for k in ("frame_centre_mm", "frame_extent_mm", "decoded_box_index")}}
+            "frame": {k: result.settings[k] for k in ("frame_centre_mm", "frame_extent_mm", "decoded_box_index",
+                                                      "decode", "decoder_points")}}
 
 
 def _write_all(folder: Path, result: ReconstructionResult, volume: BinaryVolume, title: str) -> None:

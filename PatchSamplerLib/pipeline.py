@@ -19,9 +19,10 @@ import torch
 
 from .baselines import SAMPLERS
 from .devices import resolve_device
-from .inr import DEFAULT_FIT_LR, ShapePrior, decode_grid, fit_latent
+from .inr import DEFAULT_FIT_LR, ShapePrior, decode_grid, decode_grid_coarse_to_fine, fit_latent
 from .metrics import all_metrics, error_labels
 from .patches import check_patch_request, extract_patches
+from .sampler import learned_centres, load_learned_sampler
 from .volume import BinaryVolume, VolumeError, bbox_centre_mm
 
 DEFAULT_N, DEFAULT_K, DEFAULT_T = 8, 11, 100
@@ -60,6 +61,7 @@ class ReconstructionResult:
     latent: np.ndarray                  # (D,) fitted latent
     settings: dict                      # n, k, t, sampler, seed, device, prior, frame
     warnings: list = field(default_factory=list)
+    generated: np.ndarray | None = None  # (N, 3) learned sampler: generated points before projection
 
 
 def frame_box(volume: BinaryVolume, centre_mm: np.ndarray, extent_mm) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +86,18 @@ def choose_centres(volume: BinaryVolume, n: int, sampler: str, seed: int) -> np.
         return SAMPLERS["fps"](volume.mask, n, seed=seed, spacing=volume.spacing)
     if sampler == "random":
         return SAMPLERS["random"](volume.mask, n, seed=seed)
-    raise ValueError(f"unknown sampler {sampler!r}; choose fps or random")
+    raise ValueError(f"unknown sampler {sampler!r}; choose fps, random or learned")
+
+
+def sample_centres(volume: BinaryVolume, n: int, k: int, t: int, sampler: str, seed: int, prior: ShapePrior,
+                   sampler_model=None) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """-> (centres (N, 3), generated points (N, 3) or None, notes) voxel index. "learned" uses
+    `sampler_model` (a SamplerModel or file) or the bundled sampler of (prior, N, K)."""
+    if sampler != "learned":
+        return choose_centres(volume, n, sampler, seed), None, []
+    model, notes = load_learned_sampler(prior.metadata.get("path"), n, k, t, sampler_model)
+    generated, projected = learned_centres(model, volume.mask)
+    return projected, generated, notes
 
 
 def validate_request(volume: BinaryVolume, n: int, k: int, t: int) -> None:
@@ -98,11 +111,16 @@ def validate_request(volume: BinaryVolume, n: int, k: int, t: int) -> None:
 def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t: int = DEFAULT_T,
                 sampler: str = "fps", prior: ShapePrior | str = "vertebra", seed: int = 0,
                 device: str = "auto", fit_lr: float = DEFAULT_FIT_LR, centres: np.ndarray | None = None,
-                chunk: int = 65536, progress=None, should_cancel=None) -> ReconstructionResult:
+                chunk: int = 65536, progress=None, should_cancel=None, sampler_model=None,
+                generated: np.ndarray | None = None, dense_decode: bool = False) -> ReconstructionResult:
     """Reconstruct `volume` from N patches of K^3 voxels with T latent-fit steps.
 
-    `prior` is a ShapePrior or a bundled name / file; `centres` (N, 3) voxel index overrides
-    the sampler (then `sampler` only names where they came from; None records "given"). `progress(stage, fraction)` is called as the run advances; when
+    `prior` is a ShapePrior or a bundled name / file; sampler "fps", "random" or "learned" (with
+    `sampler_model`, a SamplerModel or file, or else the bundled sampler for (prior, N, K)).
+    `centres` (N, 3) voxel index overrides the sampler (then `sampler` only names where they
+    came from, None records "given"; `generated` are a learned sampler's points before
+    projection, recorded). The decode is coarse-to-fine (`inr.decode_grid_coarse_to_fine`)
+    unless `dense_decode` (every voxel, the reference). `progress(stage, fraction)` is called as the run advances; when
     `should_cancel()` returns True the run stops with `Cancelled`. Raises ValueError subclasses
     with user-facing messages on bad input."""
     validate_request(volume, n, k, t)
@@ -123,7 +141,8 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
                      "voxels lie outside it and cannot be reconstructed")
         warnings.warn(notes[-1])
     if centres is None:
-        centres = choose_centres(volume, n, sampler, seed)
+        centres, generated, sampler_notes = sample_centres(volume, n, k, t, sampler, seed, prior, sampler_model)
+        notes += sampler_notes
     centres = np.asarray(centres, np.float32).reshape(-1, 3)
     timings["sampling"] = time.perf_counter() - clock
 
@@ -142,7 +161,13 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
 
     monitor("decode")
     clock = time.perf_counter()
-    prob = decode_grid(decoder, latent, tuple(hi - lo + 1), volume.spacing, centre_mm, offset=lo, chunk=chunk)
+    box = tuple(int(v) for v in hi - lo + 1)
+    if dense_decode:
+        prob = decode_grid(decoder, latent, box, volume.spacing, centre_mm, offset=lo, chunk=chunk)
+        evaluated = int(np.prod(box))
+    else:
+        prob, evaluated = decode_grid_coarse_to_fine(decoder, latent, box, volume.spacing, centre_mm, offset=lo,
+                                                     chunk=chunk)
     recon = np.zeros(volume.shape, bool)
     recon[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] = prob.cpu().numpy() >= 0.5
     timings["decode"] = time.perf_counter() - clock
@@ -158,9 +183,10 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
     settings = {"n": n, "k": k, "t": t, "sampler": sampler or "given", "seed": seed,
                 "device": str(dev), "fit_lr": fit_lr, "prior": prior.metadata.get("path", "in memory"),
                 "frame_centre_mm": centre_mm.tolist(), "frame_extent_mm": list(prior.extent_mm),
-                "decoded_box_index": [lo.tolist(), hi.tolist()]}
+                "decoded_box_index": [lo.tolist(), hi.tolist()],
+                "decode": "dense" if dense_decode else "coarse-to-fine", "decoder_points": evaluated}
     return ReconstructionResult(centres, coords_idx.numpy(), values.numpy(), recon, errors, metrics, timings,
-                                latent[0].cpu().numpy(), settings, notes)
+                                latent[0].cpu().numpy(), settings, notes, generated)
 
 
 def _sync(device: torch.device) -> None:

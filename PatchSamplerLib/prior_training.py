@@ -105,11 +105,11 @@ def validation_dice(decoder: OccupancyDecoder, volumes: list[BinaryVolume], cfg:
                                             cfg.val_k, centre_mm)
         z = fit_latent(decoder, coords.reshape(1, -1, 3), labels.reshape(1, -1), cfg.val_t, lr=cfg.val_fit_lr,
                        seed=i)
-        scores.append(_dice_at_stride(decoder, z, vol, centre_mm))
+        scores.append(dice_at_stride(decoder, z, vol, centre_mm))
     return float(np.mean(scores))
 
 
-def _dice_at_stride(decoder, latent, vol: BinaryVolume, centre_mm, stride: int = 2) -> float:
+def dice_at_stride(decoder, latent, vol: BinaryVolume, centre_mm, stride: int = 2) -> float:
     prob = decode_grid(decoder, latent, vol.shape, vol.spacing, centre_mm, stride=stride)
     return dice(prob.numpy() >= 0.5, vol.mask[::stride, ::stride, ::stride])
 
@@ -192,7 +192,7 @@ class PriorTrainer:
 
     def train_dice(self, count: int = 8) -> float:
         """Mean Dice of the training latents' reconstructions (first `count` shapes, stride 2)."""
-        return float(np.mean([_dice_at_stride(self.decoder, self.latents[i].detach(), v, shape.centre_mm)
+        return float(np.mean([dice_at_stride(self.decoder, self.latents[i].detach(), v, shape.centre_mm)
                               for i, (v, shape) in enumerate(zip(self.train_volumes[:count], self.shapes))]))
 
     def validate(self) -> dict:

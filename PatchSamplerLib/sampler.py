@@ -13,8 +13,11 @@
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
+
+from .pointcloud import simplified_cloud
 
 CONV_WIDTHS = (64, 128, 128, 256, 128)
 FC_WIDTHS = (256, 256)
@@ -81,3 +84,77 @@ class LearnedSampler(nn.Module):
     def forward(self, cloud: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         generated = self.generator(cloud)
         return generated, self.projection(generated, cloud)
+
+
+class SamplerModel:
+    """A trained LearnedSampler with what it was trained for.
+
+    n, k, t: patches, patch size and latent-fit steps it was trained with; metadata:
+    provenance (prior, data, hyperparameters, validation Dice, command line)."""
+
+    KIND = "sampler"
+
+    def __init__(self, sampler: LearnedSampler, k: int, t: int, metadata: dict | None = None):
+        self.sampler, self.k, self.t = sampler, int(k), int(t)
+        self.metadata = dict(metadata or {})
+
+    @property
+    def n(self) -> int:
+        return self.sampler.n_patches
+
+    @classmethod
+    def new(cls, n: int, k: int, t: int, neighbours: int = DEFAULT_NEIGHBOURS) -> "SamplerModel":
+        return cls(LearnedSampler(n, neighbours), k, t)
+
+    def save(self, path) -> None:
+        from .checkpoints import save_checkpoint
+        meta = dict(self.metadata, n=self.n, k=self.k, t=self.t, neighbours=self.sampler.projection.neighbours)
+        save_checkpoint(path, self.KIND, self.sampler.state_dict(), meta)
+
+    @classmethod
+    def load(cls, path) -> "SamplerModel":
+        from .checkpoints import CheckpointError, load_checkpoint
+        state, meta = load_checkpoint(path, cls.KIND)
+        model = cls.new(meta["n"], meta["k"], meta["t"], meta.get("neighbours", DEFAULT_NEIGHBOURS))
+        try:
+            model.sampler.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: weights do not fit the sampler architecture ({exc})") from None
+        model.sampler.eval()
+        model.metadata = dict(meta, path=str(path))
+        return model
+
+
+def learned_centres(model: SamplerModel, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inference: (X, Y, Z) mask -> (generated, projected), each (N, 3) float32 voxel index.
+    The projected points are the patch centres (the soft projection is kept, SPEC 2.3)."""
+    cloud, norm = simplified_cloud(mask)
+    model.sampler.eval()
+    with torch.no_grad():
+        generated, projected = model.sampler(torch.from_numpy(cloud)[None])
+    return (norm.inverse(generated[0].numpy()).astype(np.float32),
+            norm.inverse(projected[0].numpy()).astype(np.float32))
+
+
+def load_learned_sampler(prior_path, n: int, k: int, t: int, sampler_model=None) -> tuple[SamplerModel, list[str]]:
+    """The sampler for a run -> (model, notes). `sampler_model`: a SamplerModel, a file, or None
+    for the bundled one of (prior, N, K) (`checkpoints.resolve_sampler_path`). Raises
+    ValueError (CheckpointError) with a user message when there is none or N does not match."""
+    from .checkpoints import resolve_sampler_path
+    notes = []
+    if isinstance(sampler_model, SamplerModel):
+        model = sampler_model
+    else:
+        path = sampler_model
+        if path is None:
+            path, note = resolve_sampler_path(prior_path, n, k, t)
+            notes += [note] if note else []
+        model = SamplerModel.load(path)
+    if model.n != n:
+        raise ValueError(f"the learned sampler {model.metadata.get('path', '')} places N={model.n} patches; "
+                         f"N={n} was requested")
+    if model.k != k:
+        notes.append(f"the learned sampler was trained for K={model.k}, used here with K={k}")
+    if model.t != t and not notes:
+        notes.append(f"the learned sampler was trained for T={model.t}, used here with T={t}")
+    return model, notes

@@ -2,13 +2,13 @@
 
     python PatchSamplerLib/train.py prior --family vertebra --out runs/prior_vertebra
     Slicer --no-main-window --python-script PatchSamplerLib/train.py prior --family kidney --out runs/prior_kidney
+    python PatchSamplerLib/train.py sampler --family vertebra --prior vertebra --n 4 --k 9 --t 100 --out runs/s49
 
 Runs as a plain script (no package context: it puts the repository root on sys.path itself),
 reads its arguments from sys.argv as Slicer passes them (everything after the script path;
 Slicer's own start-up flags are ignored if they appear), prints progress line by line when
 not on a terminal, and exits with a status (under Slicer through ``slicer.util.exit`` so the
-application quits). Subcommands: ``prior``. (The learned sampler's ``sampler`` subcommand comes
-with the learned-sampler training.)
+application quits). Subcommands: ``prior`` (= ``train-prior``) and ``sampler`` (= ``train-sampler``).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ if __package__ in (None, ""):   # run as a file, not as part of the package: mak
 
 SLICER_FLAGS = {"--no-main-window", "--no-splash", "--testing", "--disable-cli-modules",
                 "--disable-loadable-modules", "--disable-scripted-loadable-modules", "--python-script"}
-SUBCOMMANDS = {"prior": "train-prior"}
+SUBCOMMANDS = {"prior": "train-prior", "sampler": "train-sampler"}
 
 
 def script_arguments(argv: list[str]) -> list[str]:
@@ -42,7 +42,7 @@ def running_in_slicer() -> bool:
 
 
 def run(argv: list[str]) -> int:
-    """Dispatch `prior ...` to the package CLI; returns the exit status."""
+    """Dispatch `prior ...` / `sampler ...` to the package CLI; returns the exit status."""
     from PatchSamplerLib.cli import main
     if not argv or argv[0] not in SUBCOMMANDS:
         print(f"usage: train.py {{{','.join(SUBCOMMANDS)}}} [options]   (train.py prior --help for the options)",

@@ -12,7 +12,7 @@ slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip
 from slicer_scene import (ROOT, add_segmentation, ijk_to_ras_matrix, rotation_matrix, load_segmentation, new_scene,  # noqa: E402
                           node_ids, save_segmentation, segment_fingerprint, segment_id_by_name, segment_names,
                           segment_on_world_grid)
-from tiny_prior import TINY_SCALE, tiny_prior_path  # noqa: E402
+from tiny_prior import tiny_sampler_path, TINY_SCALE, tiny_prior_path  # noqa: E402
 
 import PatchSamplerLogic as L  # noqa: E402
 from PatchSamplerLib.data.synthetic import make_shape  # noqa: E402
@@ -160,7 +160,7 @@ def test_a_failing_run_leaves_the_scene_unchanged(case, prior):
     logic = L.PatchSamplerLogic()
     with pytest.raises(ValueError, match="'Empty' is empty"):
         logic.process(node, empty_id, N, K, T, prior=prior)
-    with pytest.raises(L.SamplerUnavailable, match=f"no learned sampler model is installed for N={N}, K={K}"):
+    with pytest.raises(L.SamplerUnavailable, match="no bundled learned sampler belongs to the prior"):
         logic.process(node, case["segment_id"], N, K, T, sampler="learned", prior=prior)
     with pytest.raises(ValueError, match="K must be odd"):
         logic.process(node, case["segment_id"], N, 6, T, prior=prior)
@@ -196,10 +196,10 @@ def test_compare_all_runs_the_available_samplers_and_says_why_learned_did_not(pr
     output = L.PatchSamplerLogic().process(node, segment_id, 4, 3, 10, sampler="all", prior=prior,
                                            progress=lambda m, f: reports.append((m, f)))
     assert [run.sampler for run in output.runs] == ["fps", "random"]
-    assert "no learned sampler model" in output.skipped["learned"]
+    assert "no bundled learned sampler" in output.skipped["learned"]
     rows = L.table_rows(output.table_node)
     assert [row["Sampler"] for row in rows] == ["Learned", "FPS", "Random"]
-    assert np.isnan(rows[0]["Dice"]) and "no learned sampler model" in rows[0]["Note"]
+    assert np.isnan(rows[0]["Dice"]) and "no bundled learned sampler" in rows[0]["Note"]
     assert [row["Dice"] for row in rows[1:]] == pytest.approx([run.result.metrics["dice"] for run in output.runs])
     fractions = [f for _, f in reports]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
@@ -295,17 +295,48 @@ def test_shared_labelmap_layers_give_each_segment_its_own_voxels():
 
 
 # ------------------------------------------------------------------------ samplers and dependencies
-def test_the_sampler_seam_gives_the_library_centres_and_refuses_learned(case):
-    volume = case["output"].volume
+def test_the_sampler_seam_gives_the_library_centres(case, prior):
+    from PatchSamplerLib.inr import ShapePrior
     from PatchSamplerLib.pipeline import choose_centres
-    assert np.array_equal(L.sampler_centres("fps", volume, 5, K, 3), choose_centres(volume, 5, "fps", 3))
-    assert np.array_equal(L.sampler_centres("random", volume, 5, K, 3), choose_centres(volume, 5, "random", 3))
-    with pytest.raises(L.SamplerUnavailable, match="N=5, K=9"):
-        L.sampler_centres("learned", volume, 5, 9, 3)
+    from PatchSamplerLib.sampler import SamplerModel, learned_centres
+    volume = case["output"].volume
+    for name in ("fps", "random"):
+        centres, generated = L.sampler_centres(name, volume, 5, 3)
+        assert np.array_equal(centres, choose_centres(volume, 5, name, 3)) and generated is None
+    model = SamplerModel.load(tiny_sampler_path())
+    centres, generated = L.sampler_centres("learned", volume, 2, 0, model)
+    expected = learned_centres(model, volume.mask)
+    assert np.array_equal(centres, expected[1]) and np.array_equal(generated, expected[0])
+    shape_prior = ShapePrior.load(prior)
     with pytest.raises(L.SamplerUnavailable, match="model.pt"):
-        L.samplers_to_run("learned", 5, 9, sampler_model="model.pt")
-    assert L.samplers_to_run("all", 5, 9)[0] == ["fps", "random"]
-    assert L.samplers_to_run("random", 5, 9) == (["random"], {})
+        L.samplers_to_run("learned", 5, 9, T, shape_prior, sampler_model="model.pt")
+    assert L.samplers_to_run("all", 5, 9, T, shape_prior)[0] == ["fps", "random"]
+    assert L.samplers_to_run("random", 5, 9, T, shape_prior) == (["random"], {}, None)
+    run, skipped, learned = L.samplers_to_run("all", 2, 3, T, shape_prior, str(tiny_sampler_path()))
+    assert run == ["learned", "fps", "random"] and not skipped and learned.n == 2
+
+
+def test_compare_all_with_a_sampler_model_runs_the_learned_sampler_like_the_library(prior):
+    from PatchSamplerLib.pipeline import reconstruct
+    scene = new_scene()
+    shape = make_shape("vertebra", 99, 2, TINY_SCALE)
+    node, segment_id = add_segmentation(scene, shape.mask, ijk_to_ras_matrix(SPACING, np.eye(3), (0, 0, 0)))
+    output = L.PatchSamplerLogic().process(node, segment_id, 2, 3, 10, sampler="all", prior=prior,
+                                           sampler_model=str(tiny_sampler_path()))
+    assert [run.sampler for run in output.runs] == ["learned", "fps", "random"] and not output.skipped
+    learned = output.runs[0]
+    assert learned.segmentation_node.GetName().endswith("Learned patches")
+    assert learned.centres_node.GetNumberOfControlPoints() == 2
+    library = reconstruct(output.volume, 2, 3, 10, sampler="learned", prior=prior,
+                          sampler_model=str(tiny_sampler_path()))
+    assert learned.result.metrics["dice"] == pytest.approx(library.metrics["dice"], abs=1e-6)
+    np.testing.assert_allclose(learned.result.generated, library.generated)
+
+
+def test_the_status_line_names_the_learned_sampler_or_why_there_is_none(prior):
+    assert L.learned_sampler_status(prior, 4, 9, 100, "/x/my_sampler.pt") == "Learned sampler: my_sampler.pt"
+    assert "no bundled learned sampler belongs to the prior" in L.learned_sampler_status(prior, 4, 9, 100)
+    assert "no prior given" in L.learned_sampler_status(None, 4, 9, 100)
 
 
 def test_dependencies_go_through_pytorch_utils_then_pip(monkeypatch):

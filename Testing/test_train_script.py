@@ -60,3 +60,16 @@ def test_run_returns_the_cli_status_for_help_and_errors(capsys):
     assert train.run(["prior", "--help"]) == 0
     assert "--points-per-shape" in capsys.readouterr().out
     assert train.run(["sampler"]) == 2
+
+
+def test_plain_python_run_trains_a_sampler(tmp_path):
+    from tiny_prior import tiny_prior_path
+    out = tmp_path / "sampler"
+    args = ["sampler", "--family", "vertebra", "--scale", "0.25", "--count", "2", "--val-count", "1",
+            "--prior", str(tiny_prior_path()), "--n", "2", "--k", "3", "--t", "3", "--mode", "fast", "--epochs", "1",
+            "--batch-size", "2", "--loss-voxels", "256", "--out", str(out)]
+    proc = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stdout and "epoch 1/1" in proc.stdout and "FPS validation Dice" in proc.stdout
+    for name in ("sampler.pt", "last.pt", "train_log.jsonl", "train.log", "curves.png"):
+        assert (out / name).is_file(), name

@@ -30,3 +30,26 @@ def held_out_vertebra(index: int = 0):
     """A small vertebra the tiny prior never saw (another seed)."""
     from PatchSamplerLib.data.synthetic import make_shape
     return make_shape("vertebra", 99, index, TINY_SCALE)
+
+
+def tiny_sampler_config(**changes):
+    """Settings of the tiny sampler runs: N = 2 patches of 3^3 voxels, T = 5, fast mode."""
+    from PatchSamplerLib.sampler_training import SamplerConfig
+    options = dict(n=2, k=3, t=5, mode="fast", epochs=2, batch_size=2, loss_voxels=512, lr_step_epoch=1)
+    options.update(changes)
+    return SamplerConfig(**options)
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_sampler_path() -> Path:
+    """Train (once per process) and return the path of a tiny learned sampler for the tiny prior."""
+    from PatchSamplerLib.data.synthetic import make_shapes
+    from PatchSamplerLib.inr import ShapePrior
+    from PatchSamplerLib.sampler_training import SamplerTrainer
+
+    out = Path(tempfile.mkdtemp(prefix="patchsampler-tiny-sampler-"))
+    vols = make_shapes("vertebra", 5, seed=0, scale=TINY_SCALE)
+    with contextlib.redirect_stdout(io.StringIO()):
+        SamplerTrainer(vols[:4], vols[4:], ShapePrior.load(tiny_prior_path()), out, tiny_sampler_config(),
+                       log=lambda *a: None).run()
+    return out / "sampler.pt"

@@ -1,0 +1,368 @@
+"""End-to-end sampler training [T §3.6, §4.4; SPEC 2.6], through a frozen INR prior.
+
+Per shape: mask -> 2048-point cloud P -> generated G -> projected R -> voxel-index centres ->
+K^3 patch coordinates (labels V[round(x)], constants) -> T Adam steps of the latent fit that
+stay on the autograd graph (`inr.fit_latent_unrolled`) -> decode -> loss.
+
+Loss = L_proximity(G, P) + 0.001 L_repulsion(R) + L_r, L_r = BCE + (1 - soft Dice) of the
+decoded occupancies against the mask. Ablation switches: SampleNet's max proximity term,
+SampleNet's coverage term instead of repulsion, a projection loss t^2, k = 16 neighbours.
+
+Memory: the generator runs on the whole batch (BatchNorm needs it); each shape's
+reconstruction loss is then backpropagated on its own into the batch's projected points and
+accumulated (SPEC 2.6); the decode is done in chunks with the exact gradient of the global
+soft Dice (`reconstruction_loss_and_grad`), so the full-grid loss never holds the graph of
+more than one chunk.
+
+Fidelity modes (`SamplerConfig.mode`):
+- ``faithful`` (the thesis): the latent fit sees every voxel of every patch; L_r is over every
+  voxel of the shape's full-resolution grid.
+- ``fast`` (practical on a CPU): the latent fit during training sees every `patch_stride`-th
+  voxel of each patch along each axis (the centre voxel always included; with K = 9 and stride
+  2, 125 of 729 voxels); L_r is over `loss_voxels` voxels per shape and step, a
+  `surface_fraction` share drawn within `surface_band_mm` of the surface and the rest uniformly
+  over the grid. Validation is always the real task (all patch voxels, T steps, decoded Dice).
+
+Outputs in `out_dir`: sampler.pt (best validation Dice), last.pt (resumable, atomic, written
+after every epoch), train_log.jsonl, train.log (CLI), curves.png.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .baselines import fps_centres
+from .checkpoints import load_checkpoint, save_checkpoint
+from .inr import ShapePrior, fit_latent, fit_latent_unrolled
+from .losses import SOFT_DICE_EPS, coverage_loss, proximity_loss, repulsion_loss
+from .patches import extract_patches, patch_labels, patch_offsets
+from .pointcloud import CloudNormalisation, simplified_cloud
+from .prior_training import TrainingShape, dice_at_stride, prepare_shape, sample_points
+from .progress import Progress
+from .sampler import SamplerModel, learned_centres
+from .volume import BinaryVolume, bbox_centre_mm, index_to_local_mm
+
+MODES = ("faithful", "fast")
+
+
+@dataclass
+class SamplerConfig:
+    """Hyperparameters; defaults are the thesis's (SPEC 2.6) unless noted."""
+    n: int = 4
+    k: int = 9
+    t: int = 100
+    mode: str = "faithful"
+    epochs: int = 400
+    batch_size: int = 8
+    lr: float = 0.01
+    lr_step_epoch: int = 200           # StepLR: x lr_gamma after this many epochs
+    lr_gamma: float = 0.1
+    neighbours: int = 32               # soft projection k (ablation: 16)
+    repulsion_weight: float = 1e-3
+    proximity_max: bool = False        # ablation: + SampleNet's max_g min_p ||g - p||^2
+    coverage: bool = False             # ablation: SampleNet's coverage term instead of repulsion
+    projection_loss: bool = False      # ablation: + t^2
+    fit_lr: float = 1e-2               # latent-fit Adam lr (as in inference)
+    patch_stride: int = 2              # fast mode only: fit on every s-th patch voxel per axis
+    loss_voxels: int = 8192            # fast mode only: voxels of L_r per shape and step
+    surface_fraction: float = 0.5      # fast mode only: share of them near the surface
+    surface_band_mm: float = 2.0
+    chunk: int = 65536                 # voxels per decode chunk
+    val_every: int = 1
+    max_minutes: float | None = None   # wall-clock budget (stops after the epoch that exceeds it)
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.n < 1 or self.k < 1 or self.t < 1:
+            raise ValueError(f"N, K and T must be >= 1 to train a sampler, got {self.n}, {self.k}, {self.t}")
+        if self.batch_size < 2:
+            raise ValueError("batch size must be >= 2 (the generator's BatchNorm needs a batch)")
+        if self.patch_stride < 1:
+            raise ValueError(f"patch stride must be >= 1, got {self.patch_stride}")
+
+
+@dataclass
+class SamplerShape:
+    """Everything one training / validation shape needs, computed once."""
+    volume: BinaryVolume
+    cloud: torch.Tensor                 # (2048, 3) normalised to [-0.5, 0.5]^3
+    norm: CloudNormalisation
+    mask: torch.Tensor                  # (X, Y, Z) bool
+    centre_mm: np.ndarray               # (3,) INR frame centre, local mm
+    table: TrainingShape                # sampling tables for the fast mode's loss voxels
+
+
+def prepare_sampler_shape(volume: BinaryVolume, band_mm: float) -> SamplerShape:
+    cloud, norm = simplified_cloud(volume.mask)
+    return SamplerShape(volume, torch.from_numpy(cloud), norm, torch.from_numpy(np.ascontiguousarray(volume.mask)),
+                        bbox_centre_mm(volume.mask, volume.spacing), prepare_shape(volume, band_mm))
+
+
+def patch_subset(k: int, stride: int) -> torch.Tensor:
+    """Indices into `patch_offsets(k)` (K^3 rows) of the voxels whose offsets are multiples of
+    `stride` on every axis (the centre voxel is always one; stride 1 keeps all K^3)."""
+    keep = (torch.remainder(patch_offsets(k), stride) == 0).all(dim=1)
+    return torch.nonzero(keep).squeeze(1)
+
+
+def full_grid_points(shape: SamplerShape) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every voxel of the grid: coords (X*Y*Z, 3) mm in the frame, labels (X*Y*Z,) 0/1."""
+    vol = shape.volume
+    ijk = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in vol.shape], indexing="ij"),
+                      dim=-1).reshape(-1, 3)
+    coords = index_to_local_mm(ijk, vol.spacing) - torch.as_tensor(shape.centre_mm, dtype=torch.float32)
+    return coords, shape.mask.reshape(-1).float()
+
+
+def reconstruction_loss_and_grad(decoder, latent: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor,
+                                 chunk: int) -> tuple[float, torch.Tensor]:
+    """L_r = mean BCE + (1 - soft Dice) of f(coords, latent) against labels, and dL_r/dlatent.
+
+    latent (1, D); coords (M, 3) mm; labels (M,). Exact for any M: pass 1 computes the logits
+    in chunks without a graph (for the global sums of the soft Dice), pass 2 backpropagates
+    each chunk's share dL/dlogit . logit (dL/dlogit is known once the sums are). Returns
+    (loss value, (1, D) gradient)."""
+    z = latent.detach().requires_grad_(True)
+    with torch.no_grad():
+        feats = decoder.latent_features(z)
+        logits = torch.cat([decoder.forward_features(coords[None, s:s + chunk], feats)[0]
+                            for s in range(0, len(coords), chunk)])
+        p = torch.sigmoid(logits)
+        m = float(len(labels))
+        inter, total = (p * labels).sum(), p.sum() + labels.sum() + SOFT_DICE_EPS
+        dice = (2 * inter + SOFT_DICE_EPS) / total
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+        d_dice_dp = (2 * labels * total - (2 * inter + SOFT_DICE_EPS)) / total ** 2
+        d_logit = (p - labels) / m - d_dice_dp * p * (1 - p)
+    for s in range(0, len(coords), chunk):
+        part = decoder.forward_features(coords[None, s:s + chunk], decoder.latent_features(z))[0]
+        (part * d_logit[s:s + chunk]).sum().backward()
+    return float(bce + 1 - dice), z.grad
+
+
+def unrolled_latent(decoder, shape: SamplerShape, projected: torch.Tensor, k: int, subset: torch.Tensor, t: int,
+                    fit_lr: float) -> torch.Tensor:
+    """Projected points (m, 3) normalised -> (1, D) latent after T differentiable fit steps on
+    the patch voxels `subset` (rows of `patch_offsets(k)`); any float dtype."""
+    vol = shape.volume
+    centres = shape.norm.inverse(projected)                                        # (m, 3) voxel index
+    coords_idx = centres[:, None, :] + patch_offsets(k).to(projected)[subset][None]  # (m, S, 3)
+    labels = patch_labels(shape.mask, coords_idx).to(projected).reshape(1, -1)
+    coords = index_to_local_mm(coords_idx, vol.spacing) - torch.as_tensor(shape.centre_mm).to(projected)
+    return fit_latent_unrolled(decoder, coords.reshape(1, -1, 3), labels, t, lr=fit_lr)
+
+
+def patch_dice(decoder, shape: SamplerShape, centres: np.ndarray, k: int, t: int, fit_lr: float) -> float:
+    """Dice (decoded at stride 2) of the reconstruction from full patches at `centres` (N, 3)."""
+    vol = shape.volume
+    _, labels, coords = extract_patches(vol.mask, vol.spacing, centres, k, shape.centre_mm)
+    z = fit_latent(decoder, coords.reshape(1, -1, 3), labels.reshape(1, -1), t, lr=fit_lr)
+    return dice_at_stride(decoder, z, vol, shape.centre_mm)
+
+
+class SamplerTrainer:
+    """One sampler for (N, K, T, prior); `run()` trains with checkpoints, logs and validation."""
+
+    def __init__(self, train: list[BinaryVolume], val: list[BinaryVolume], prior: ShapePrior, out_dir,
+                 cfg: SamplerConfig, provenance: dict | None = None, log=print):
+        cfg.check()
+        if len(train) < 2:
+            raise ValueError("at least 2 training shapes are needed")
+        self.cfg, self.out, self.log, self.prior = cfg, Path(out_dir), log, prior
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.shapes = [prepare_sampler_shape(v, cfg.surface_band_mm) for v in train]
+        self.val_shapes = [prepare_sampler_shape(v, cfg.surface_band_mm) for v in val]
+        self.decoder = prior.decoder.eval().requires_grad_(False)
+        self.provenance = provenance or {}
+        torch.manual_seed(cfg.seed)
+        self.model = SamplerModel.new(cfg.n, cfg.k, cfg.t, cfg.neighbours)
+        self.opt = torch.optim.Adam(self.model.sampler.parameters(), lr=cfg.lr)
+        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_step_epoch, gamma=cfg.lr_gamma)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.subset = patch_subset(cfg.k, cfg.patch_stride if cfg.mode == "fast" else 1)
+        self.epoch, self.best_val, self.elapsed, self.history = 0, -1.0, 0.0, []
+        self.baseline = None
+
+    # ---------------------------------------------------------- state
+    def save_last(self) -> None:
+        state = {"sampler": self.model.sampler.state_dict(), "optimizer": self.opt.state_dict(),
+                 "scheduler": self.sched.state_dict(), "gen": self.gen.get_state(),
+                 "scalars": torch.tensor([self.epoch, self.best_val, self.elapsed], dtype=torch.float64)}
+        save_checkpoint(self.out / "last.pt", "sampler-training", state,
+                        {"config": asdict(self.cfg), "history": self.history, "n_train": len(self.shapes),
+                         "fps_val_dice": self.baseline})
+
+    def resume(self) -> None:
+        state, meta = load_checkpoint(self.out / "last.pt", "sampler-training")
+        if meta["n_train"] != len(self.shapes):
+            raise ValueError(f"resume: the checkpoint has {meta['n_train']} training shapes, the data {len(self.shapes)}")
+        saved = {key: meta["config"][key] for key in ("n", "k", "t", "mode", "neighbours")}
+        if saved != {key: getattr(self.cfg, key) for key in saved}:
+            raise ValueError(f"resume: the checkpoint was trained with {saved}; the options differ")
+        self.model.sampler.load_state_dict(state["sampler"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.gen.set_state(state["gen"])
+        epoch, self.best_val, self.elapsed = state["scalars"].tolist()
+        self.epoch, self.history, self.baseline = int(epoch), meta["history"], meta.get("fps_val_dice")
+        self.log(f"resumed at epoch {self.epoch} (best validation Dice {self.best_val:.4f})")
+
+    # ---------------------------------------------------------- one step
+    def sampler_losses(self, generated: torch.Tensor, projected: torch.Tensor, clouds: torch.Tensor) -> torch.Tensor:
+        """L_s: proximity (+ max term) + 0.001 repulsion (or coverage) (+ t^2); (B, m, 3) inputs."""
+        cfg = self.cfg
+        loss = proximity_loss(generated, clouds, with_max=cfg.proximity_max)
+        spread = coverage_loss(projected, clouds) if cfg.coverage else repulsion_loss(projected)
+        loss = loss + cfg.repulsion_weight * spread
+        if cfg.projection_loss:
+            loss = loss + self.model.sampler.projection.sigma()
+        return loss
+
+    def loss_points(self, shape: SamplerShape) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where L_r is evaluated: every voxel (faithful) or a boundary-weighted subset (fast)."""
+        if self.cfg.mode == "faithful":
+            return full_grid_points(shape)
+        return sample_points(shape.table, self.cfg.loss_voxels, self.cfg.surface_fraction, self.gen)
+
+    def shape_loss(self, shape: SamplerShape, projected: torch.Tensor, batch_len: int) -> float:
+        """Backpropagate one shape's L_r / batch_len into `projected` (m, 3), a leaf; returns L_r."""
+        z = unrolled_latent(self.decoder, shape, projected, self.cfg.k, self.subset, self.cfg.t, self.cfg.fit_lr)
+        loss, grad = reconstruction_loss_and_grad(self.decoder, z, *self.loss_points(shape), self.cfg.chunk)
+        z.backward(grad / batch_len)
+        return loss
+
+    def batch_gradients(self, ids: list[int]) -> tuple[float, float]:
+        """Gradients of L_s + mean over the batch of L_r in the sampler's .grad -> (L_r mean, L_s).
+
+        The generator runs once on the whole batch; each shape's L_r is backpropagated on its own
+        into a detached copy of the projected points and the sum is pushed through the sampler
+        once (the same gradient as one backward of the summed loss, at one shape's memory)."""
+        clouds = torch.stack([self.shapes[i].cloud for i in ids])
+        generated, projected = self.model.sampler(clouds)
+        leaf = projected.detach().requires_grad_(True)
+        rec = [self.shape_loss(self.shapes[i], leaf[b], len(ids)) for b, i in enumerate(ids)]
+        l_s = self.sampler_losses(generated, projected, clouds)
+        self.opt.zero_grad(set_to_none=True)
+        (l_s + (projected * leaf.grad).sum()).backward()
+        return float(np.mean(rec)), l_s.item()
+
+    def train_step(self, ids: list[int]) -> tuple[float, float]:
+        """One batch -> (L_r, L_s) means; one optimiser step."""
+        rec, l_s = self.batch_gradients(ids)
+        if not np.isfinite(l_s) or not np.isfinite(rec):
+            raise FloatingPointError(f"non-finite sampler training loss at epoch {self.epoch + 1}")
+        self.opt.step()
+        return rec, l_s
+
+    def train_epoch(self, progress: Progress) -> dict:
+        self.model.sampler.train()
+        order = torch.randperm(len(self.shapes), generator=self.gen).tolist()
+        batches = [order[b:b + self.cfg.batch_size] for b in range(0, len(order), self.cfg.batch_size)]
+        batches = [ids for ids in batches if len(ids) >= 2]              # BatchNorm needs two
+        rec, sam = [], []
+        for ids in batches:
+            r, s = self.train_step(ids)
+            rec.append(r), sam.append(s)
+            progress.update(len(rec) * self.cfg.batch_size, f"L_r {r:.4f}")
+        self.sched.step()
+        return {"loss_rec": float(np.mean(rec)), "loss_sampler": float(np.mean(sam)),
+                "temperature": self.model.sampler.projection.temperature.item()}
+
+    # ---------------------------------------------------------- validation
+    def validation_dice(self) -> float:
+        """Mean Dice over the validation shapes of the real task (all patch voxels, T steps)."""
+        cfg = self.cfg
+        return float(np.mean([patch_dice(self.decoder, s, learned_centres(self.model, s.volume.mask)[1], cfg.k,
+                                         cfg.t, cfg.fit_lr) for s in self.val_shapes]))
+
+    def fps_validation_dice(self) -> float:
+        """The same score for FPS centres (seed 0): the baseline to beat, logged once."""
+        cfg = self.cfg
+        return float(np.mean([patch_dice(self.decoder, s, fps_centres(s.volume.mask, cfg.n, seed=0), cfg.k, cfg.t,
+                                         cfg.fit_lr) for s in self.val_shapes]))
+
+    def finished_model(self, val_dice: float | None) -> SamplerModel:
+        meta = dict(self.provenance, config=asdict(self.cfg), epochs=self.epoch, val_dice=val_dice,
+                    fps_val_dice=self.baseline, n_train=len(self.shapes), n_val=len(self.val_shapes),
+                    prior=self.prior.metadata.get("path", "in memory"), training_minutes=round(self.elapsed / 60, 2))
+        self.model.metadata.update(meta)
+        return self.model
+
+    def run(self) -> SamplerModel:
+        cfg, start = self.cfg, time.time() - self.elapsed
+        if self.val_shapes and self.baseline is None:
+            self.baseline = self.fps_validation_dice()
+            self.log(f"FPS validation Dice (baseline): {self.baseline:.4f}")
+        with open(self.out / "train_log.jsonl", "a") as jsonl:
+            while self.epoch < cfg.epochs:
+                progress = Progress(len(self.shapes), f"epoch {self.epoch + 1}/{cfg.epochs}")
+                t0 = time.time()
+                row = self.train_epoch(progress)
+                self.epoch += 1
+                row = {"epoch": self.epoch, **row, "seconds": round(time.time() - t0, 2),
+                       "lr": self.opt.param_groups[0]["lr"], "peak_rss_gb": round(peak_rss_gb(), 3)}
+                self._maybe_validate(row)
+                self.elapsed = time.time() - start
+                row["elapsed_min"] = round(self.elapsed / 60, 2)
+                self.history.append(row)
+                jsonl.write(json.dumps(row) + "\n")
+                jsonl.flush()
+                progress.done(" ".join(f"{k} {v:.4f}" for k, v in row.items() if k in ("loss_rec", "val_dice"))
+                              + (" (saved)" if row.get("saved") else ""))
+                self.save_last()
+                if cfg.max_minutes and self.elapsed > cfg.max_minutes * 60 and self.epoch < cfg.epochs:
+                    self.log(f"time budget of {cfg.max_minutes} min reached")
+                    break
+        if not (self.out / "sampler.pt").exists():
+            self.finished_model(None).save(self.out / "sampler.pt")
+        plot_sampler_curves(self.history, self.baseline, self.out / "curves.png")
+        return SamplerModel.load(self.out / "sampler.pt")
+
+    def _maybe_validate(self, row: dict) -> None:
+        if self.epoch % self.cfg.val_every and self.epoch != self.cfg.epochs:
+            return
+        row["val_dice"] = self.validation_dice() if self.val_shapes else -row["loss_rec"]
+        if row["val_dice"] > self.best_val:
+            self.best_val = row["val_dice"]
+            self.finished_model(row["val_dice"] if self.val_shapes else None).save(self.out / "sampler.pt")
+            row["saved"] = True
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far, GB (ru_maxrss: KiB on Linux, bytes on macOS;
+    NaN on Windows, which has no `resource` module)."""
+    import sys
+    try:
+        import resource
+    except ImportError:
+        return float("nan")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1e9 if sys.platform == "darwin" else peak * 1024 / 1e9
+
+
+def plot_sampler_curves(history: list[dict], fps_val: float | None, path) -> None:
+    """PNG: training L_r per epoch and validation Dice (with the FPS baseline as a line)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot([r["epoch"] for r in history], [r["loss_rec"] for r in history], marker=".")
+    a.set(xlabel="epoch", ylabel="L_r = BCE + 1 - soft Dice", title="training reconstruction loss")
+    pts = [(r["epoch"], r["val_dice"]) for r in history if "val_dice" in r]
+    if pts:
+        b.plot(*zip(*pts), marker="o", label="learned sampler")
+    if fps_val is not None:
+        b.axhline(fps_val, color="grey", linestyle="--", label="FPS (seed 0)")
+    b.set(xlabel="epoch", ylabel="Dice", title="validation Dice (all patch voxels, T steps)")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,95 @@
+"""The learned sampler in runs: `run --sampler learned`, bundled-model lookup and its messages,
+patches.json with generated and projected points, and the coarse-to-fine decode."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from PatchSamplerLib import checkpoints
+from PatchSamplerLib.checkpoints import CheckpointError
+from PatchSamplerLib.cli import main
+from PatchSamplerLib.inr import ShapePrior
+from PatchSamplerLib.metrics import dice
+from PatchSamplerLib.pipeline import reconstruct
+from PatchSamplerLib.sampler import SamplerModel, learned_centres
+from PatchSamplerLib.volume import write_volume
+from tiny_prior import held_out_vertebra, tiny_prior_path, tiny_sampler_path
+
+
+@pytest.fixture()
+def models(tmp_path, monkeypatch):
+    """A models folder with the tiny prior as 'tiny' and its sampler for N = 2, K = 3, T = 5."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(tiny_prior_path(), folder / "prior_tiny.pt")
+    shutil.copy(tiny_sampler_path(), folder / "sampler_tiny_n2_k3_t5.pt")
+    monkeypatch.setattr(checkpoints, "MODELS_DIR", folder)
+    return folder
+
+
+def test_learned_centres_are_the_projected_points_inside_the_shape_hull():
+    vol = held_out_vertebra(1)
+    model = SamplerModel.load(tiny_sampler_path())
+    generated, projected = learned_centres(model, vol.mask)
+    assert generated.shape == projected.shape == (2, 3)
+    occupied = np.argwhere(vol.mask)
+    assert np.all(projected >= occupied.min(0) - 1e-4) and np.all(projected <= occupied.max(0) + 1e-4)
+    # deterministic
+    np.testing.assert_array_equal(projected, learned_centres(model, vol.mask)[1])
+
+
+def test_bundled_sampler_is_found_by_prior_and_n_k(models):
+    vol = held_out_vertebra(0)
+    res = reconstruct(vol, 2, 3, 5, sampler="learned", prior="tiny")
+    assert res.settings["sampler"] == "learned" and res.generated.shape == (2, 3)
+    assert not res.warnings
+    other_t = reconstruct(vol, 2, 3, 7, sampler="learned", prior="tiny")
+    assert "trained for T=5" in other_t.warnings[0]
+    with pytest.raises(CheckpointError, match=r"N=3, K=3 .*tiny N=2 K=3 T=5"):
+        reconstruct(vol, 3, 3, 5, sampler="learned", prior="tiny")
+
+
+def test_a_sampler_for_another_n_is_refused(models):
+    with pytest.raises(ValueError, match="places N=2 patches; N=4 was requested"):
+        reconstruct(held_out_vertebra(0), 4, 3, 5, sampler="learned", prior="tiny",
+                    sampler_model=tiny_sampler_path())
+
+
+def test_cli_run_learned_writes_generated_and_projected_points(tmp_path):
+    vol = held_out_vertebra(2)
+    write_volume(tmp_path / "v.nii.gz", vol)
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(tmp_path / "v.nii.gz"), "--n", "2", "--k", "3", "--t", "5", "--sampler",
+                 "learned", "--sampler-model", str(tiny_sampler_path()), "--prior", str(tiny_prior_path()),
+                 "--out", str(out)]) == 0
+    record = json.loads((out / "patches.json").read_text())
+    assert record["sampler"] == "learned" and len(record["patches"]) == 2
+    model = SamplerModel.load(tiny_sampler_path())
+    generated, projected = learned_centres(model, vol.mask)
+    for patch, g, r in zip(record["patches"], generated, projected):
+        np.testing.assert_allclose(patch["generated_index_ijk"], g, atol=1e-3)
+        np.testing.assert_allclose(patch["projected_index_ijk"], r, atol=1e-3)
+
+
+def test_cli_without_a_sampler_for_the_prior_says_what_exists(tmp_path, capsys):
+    vol = held_out_vertebra(2)
+    write_volume(tmp_path / "v.nii.gz", vol)
+    code = main(["run", "--input", str(tmp_path / "v.nii.gz"), "--n", "2", "--k", "3", "--sampler", "learned",
+                 "--prior", str(tiny_prior_path()), "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert "--sampler-model" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_coarse_to_fine_decode_matches_the_dense_decode_with_fewer_evaluations():
+    prior = ShapePrior.load(tiny_prior_path())
+    for i in range(3):
+        vol = held_out_vertebra(i)
+        fast = reconstruct(vol, 6, 5, 30, prior=prior, seed=i)
+        dense = reconstruct(vol, 6, 5, 30, prior=prior, seed=i, dense_decode=True)
+        assert dice(fast.reconstruction, dense.reconstruction) >= 0.999
+        assert fast.settings["decoder_points"] < dense.settings["decoder_points"]
+        assert fast.metrics["dice"] == pytest.approx(dense.metrics["dice"], abs=2e-3)

@@ -1,0 +1,151 @@
+"""Sampler training: exact chunked loss gradients, the whole chain against finite differences,
+the batch gradient against plain autograd, resume after a kill, and the fast mode's subsets."""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from PatchSamplerLib.checkpoints import load_checkpoint
+from PatchSamplerLib.data.synthetic import make_shapes
+from PatchSamplerLib.inr import OccupancyDecoder, ShapePrior
+from PatchSamplerLib.losses import occupancy_loss
+from PatchSamplerLib.patches import patch_offsets
+from PatchSamplerLib.sampler import LearnedSampler
+from PatchSamplerLib.sampler_training import (SamplerConfig, SamplerTrainer, full_grid_points, patch_subset,
+                                              prepare_sampler_shape, reconstruction_loss_and_grad, unrolled_latent)
+from tiny_prior import TINY_SCALE, tiny_prior_path, tiny_sampler_config
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return make_shapes("vertebra", 6, seed=0, scale=TINY_SCALE)
+
+
+@pytest.fixture(scope="module")
+def prior():
+    return ShapePrior.load(tiny_prior_path())
+
+
+def test_chunked_loss_and_gradient_equal_autograd_of_the_whole_loss():
+    torch.manual_seed(0)
+    decoder = OccupancyDecoder().requires_grad_(False)
+    z = torch.randn(1, 128) * 0.1
+    coords, labels = torch.randn(1000, 3) * 20, (torch.rand(1000) < 0.3).float()
+    zz = z.clone().requires_grad_(True)
+    expected = occupancy_loss(decoder(coords[None], zz)[0], labels)
+    expected.backward()
+    loss, grad = reconstruction_loss_and_grad(decoder, z, coords, labels, chunk=128)
+    assert loss == pytest.approx(expected.item(), rel=1e-5)
+    torch.testing.assert_close(grad, zz.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_fast_mode_fits_on_a_subgrid_of_each_patch_that_keeps_the_centre():
+    assert len(patch_subset(9, 1)) == 729
+    sub = patch_subset(9, 2)
+    assert len(sub) == 125
+    assert (patch_offsets(9)[sub].abs().sum(1) == 0).sum() == 1      # the centre voxel is kept
+    assert len(patch_subset(13, 2)) == 343
+
+
+def test_sampler_gradient_matches_finite_differences_through_the_whole_chain(shapes):
+    """cloud -> generator -> projection -> centres -> patches -> 4 fit steps -> decode -> L_r, float64."""
+    torch.manual_seed(1)
+    shape = prepare_sampler_shape(shapes[0], 2.0)
+    decoder = OccupancyDecoder().double().requires_grad_(False)
+    sampler = LearnedSampler(2).double().eval()
+    with torch.no_grad():
+        sampler.generator.head[-1].weight.mul_(0.1)      # start near the shape: non-trivial projections
+    coords, labels = (t.double() for t in full_grid_points(shape))
+    subset = patch_subset(3, 1)
+
+    def loss() -> torch.Tensor:
+        _, projected = sampler(shape.cloud.double()[None])
+        z = unrolled_latent(decoder, shape, projected[0], 3, subset, 4, fit_lr=1e-2)
+        return occupancy_loss(decoder(coords[None], z)[0], labels)
+
+    params = [sampler.generator.head[-1].bias, sampler.generator.features[0].weight, sampler.projection.temperature]
+    grads = torch.autograd.grad(loss(), params)
+    eps = 1e-6
+    for param, grad in zip(params, grads):
+        flat, gflat = param.data.view(-1), grad.reshape(-1)
+        for i in range(min(3, flat.numel())):
+            old = flat[i].item()
+            flat[i] = old + eps
+            up = loss().item()
+            flat[i] = old - eps
+            down = loss().item()
+            flat[i] = old
+            assert gflat[i].item() == pytest.approx((up - down) / (2 * eps), rel=1e-4, abs=1e-9)
+    assert grads[0].abs().sum() > 0
+
+
+def test_batch_gradient_equals_one_backward_of_the_summed_loss(shapes, prior, tmp_path):
+    cfg = tiny_sampler_config(mode="faithful", batch_size=3)
+    trainer = SamplerTrainer(shapes[:3], [], prior, tmp_path, cfg)
+    trainer.batch_gradients([0, 1, 2])
+    accumulated = [p.grad.clone() for p in trainer.model.sampler.parameters()]
+
+    sampler, decoder = trainer.model.sampler, trainer.decoder
+    sampler.zero_grad()
+    clouds = torch.stack([s.cloud for s in trainer.shapes])
+    generated, projected = sampler(clouds)
+    total = trainer.sampler_losses(generated, projected, clouds)
+    for b, shape in enumerate(trainer.shapes):
+        z = unrolled_latent(decoder, shape, projected[b], cfg.k, trainer.subset, cfg.t, cfg.fit_lr)
+        coords, labels = full_grid_points(shape)
+        total = total + occupancy_loss(decoder(coords[None], z)[0], labels) / 3
+    total.backward()
+    for mine, plain in zip(accumulated, [p.grad for p in sampler.parameters()]):
+        torch.testing.assert_close(mine, plain, rtol=1e-3, atol=1e-6)
+
+
+def _quiet(fn):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn()
+
+
+def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(shapes, prior, tmp_path):
+    cfg = tiny_sampler_config(epochs=3)
+    full = SamplerTrainer(shapes[:4], shapes[4:5], prior, tmp_path / "full", cfg, log=lambda *a: None)
+    _quiet(full.run)
+
+    killed = SamplerTrainer(shapes[:4], shapes[4:5], prior, tmp_path / "killed", cfg, log=lambda *a: None)
+    original, calls = killed.train_step, []
+
+    def dying_step(ids):
+        calls.append(ids)
+        if len(calls) == 5:                        # epoch 3, first batch: after 2 epochs of 2 batches
+            raise KeyboardInterrupt("killed")
+        return original(ids)
+    killed.train_step = dying_step
+    with pytest.raises(KeyboardInterrupt):
+        _quiet(killed.run)
+    assert load_checkpoint(tmp_path / "killed" / "last.pt", "sampler-training")[1]["history"][-1]["epoch"] == 2
+
+    resumed = SamplerTrainer(shapes[:4], shapes[4:5], prior, tmp_path / "killed", cfg, log=lambda *a: None)
+    resumed.resume()
+    assert resumed.epoch == 2
+    _quiet(resumed.run)
+    for a, b in zip(full.model.sampler.state_dict().values(), resumed.model.sampler.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert [r["loss_rec"] for r in full.history] == [r["loss_rec"] for r in resumed.history]
+    for name in ("sampler.pt", "last.pt", "train_log.jsonl", "curves.png"):
+        assert (tmp_path / "killed" / name).is_file()
+
+
+def test_resume_refuses_other_settings(shapes, prior, tmp_path):
+    _quiet(SamplerTrainer(shapes[:2], [], prior, tmp_path, tiny_sampler_config(epochs=1), log=lambda *a: None).run)
+    other = SamplerTrainer(shapes[:2], [], prior, tmp_path, tiny_sampler_config(epochs=1, n=3), log=lambda *a: None)
+    with pytest.raises(ValueError, match="options differ"):
+        other.resume()
+
+
+@pytest.mark.parametrize("change, message", [(dict(mode="exact"), "mode must be"), (dict(batch_size=1), "batch"),
+                                             (dict(t=0), "T must be")])
+def test_bad_settings_are_refused(change, message):
+    with pytest.raises(ValueError, match=message):
+        SamplerConfig(**change).check()

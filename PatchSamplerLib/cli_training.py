@@ -40,6 +40,13 @@ def add_data_arguments(p: argparse.ArgumentParser, count: int) -> None:
     p.add_argument("--count", type=int, default=count, help=f"synthetic: number of training shapes (default {count})")
     p.add_argument("--scale", type=float, default=1.0, help="synthetic: grid scale (1 = full resolution)")
     p.add_argument("--data-seed", type=int, default=0, help="synthetic: seed of the shape family")
+    p.add_argument("--dataset", choices=["folder", "verse", "totalsegmentator"], default="folder",
+                   help="layout of --data: any folder of labelmaps, VerSe 2019/2020 (one shape per vertebra, "
+                        "1 mm scans, 128 x 120 x 90 crops) or TotalSegmentator kidneys (1.5 mm, filtered, "
+                        "85 x 85 x 110 crops) (default folder)")
+    p.add_argument("--fold", type=int, default=None,
+                   help="--data: train / validate on the train / val split of this cross-validation fold "
+                        "(0-4; grouped by subject, 70/10/20). Default: the last --val-count shapes validate")
     p.add_argument("--val-count", type=int, default=8,
                    help="validation shapes (synthetic: extra shapes; folder: taken from the end)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -73,15 +80,21 @@ def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, SamplerConfig)
 
 
-def folder_volumes(folder: str):
-    """Binary masks of a folder (`data.folder.load_folder`, axes reoriented to LPS) -> (volumes,
-    names); files that cannot be used are reported and skipped."""
-    from .data.folder import load_folder
-    dataset = load_folder(folder)
+def load_items(folder: str, kind: str = "folder"):
+    """The dataset at `folder` (`data.folder.load_dataset`: axes reoriented to LPS, the
+    layout's filters and crops); what cannot be used is reported and skipped."""
+    from .data.folder import load_dataset
+    dataset = load_dataset(kind, folder)
     for path, reason in dataset.dropped:
         print(f"skipped {path}: {reason}")
     if not dataset:
-        raise ValueError(f"no usable labelmap (.nii, .nii.gz, .nrrd) in {folder}")
+        raise ValueError(f"no usable labelmap (.nii, .nii.gz, .nrrd) in {folder} (layout {kind})")
+    return dataset
+
+
+def folder_volumes(folder: str, kind: str = "folder"):
+    """(volumes, names) of the dataset at `folder` (`load_items`)."""
+    dataset = load_items(folder, kind)
     return [item.volume for item in dataset], [item.name for item in dataset]
 
 
@@ -93,9 +106,21 @@ def load_training_data(args):
         desc = {"data": f"synthetic {args.family}", "data_seed": args.data_seed, "scale": args.scale,
                 "train_indices": [0, args.count - 1], "val_indices": [args.count, args.count + args.val_count - 1]}
         return vols[:args.count], vols[args.count:], desc
-    vols, names = folder_volumes(args.data)
-    n_val = min(args.val_count, max(len(vols) - 1, 0))
-    return vols[:len(vols) - n_val], vols[len(vols) - n_val:], {"data": args.data, "files": names}
+    items = load_items(args.data, args.dataset)
+    desc = {"data": args.data, "dataset": args.dataset}
+    if args.fold is not None:
+        from .data.splits import cross_validation_folds
+        folds = cross_validation_folds(items.subjects)
+        if not 0 <= args.fold < len(folds):
+            raise ValueError(f"--fold must be from 0 to {len(folds) - 1}, got {args.fold}")
+        fold = folds[args.fold]
+        train, val = [items[i] for i in fold.train], [items[i] for i in fold.val]
+        desc.update(fold=args.fold, train=[i.name for i in train], val=[i.name for i in val],
+                    test=[items[i].name for i in fold.test])
+        return [i.volume for i in train], [i.volume for i in val], desc
+    n_val = min(args.val_count, max(len(items) - 1, 0))
+    desc["files"] = [i.name for i in items]
+    return ([i.volume for i in items[:len(items) - n_val]], [i.volume for i in items[len(items) - n_val:]], desc)
 
 
 @contextlib.contextmanager

@@ -78,8 +78,8 @@ def summary_table(csv_path, title: str = "") -> str:
     averaged first; mean +- std are over cases. Best mean Dice of a row in bold."""
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
-    samplers = sorted({r["sampler"] for r in rows}, key=lambda s: ["fps", "random", "learned"].index(s)
-                      if s in ("fps", "random", "learned") else 9)
+    samplers = sorted({r["sampler"] for r in rows}, key=lambda s: ["learned", "fps", "random"].index(s)
+                      if s in ("learned", "fps", "random") else 9)
     configs = sorted({(int(r["n"]), int(r["k"]), int(r["t"])) for r in rows})
     head = ["N", "K", "T", "N·K³"] + [f"{m} {s.upper() if s != 'random' else 'RS'}" for m in ("Dice", "ASD mm", "HD95 mm")
                                      for s in samplers]
@@ -100,8 +100,16 @@ def summary_table(csv_path, title: str = "") -> str:
                 cells.append(f"**{cell}**" if m == 0 and s == best and len(samplers) > 1 else cell)
         lines.append("| " + " | ".join([str(n), str(k), str(t), f"{n * k ** 3:,}"] + cells) + " |")
     n_cases = len({r["case"] for r in rows})
-    runs = max(int(r["run"]) for r in rows) + 1 if rows else 0
-    lines += ["", f"{n_cases} cases, {runs} run(s) per case and sampler; mean ± std over cases."]
+    runs = {}
+    for r in rows:
+        key = (int(r["n"]), int(r["k"]), r["sampler"])
+        runs[key] = max(runs.get(key, 0), int(r["run"]) + 1)
+    counts = sorted({(s, c) for (_, _, s), c in runs.items()})
+    per = ", ".join(f"{s.upper() if s != 'random' else 'RS'} {c}" + (
+        " (" + ", ".join(f"{n}x{k}" for (n, k, s2), c2 in sorted(runs.items()) if (s2, c2) == (s, c)) + ")"
+        if len({c2 for (_, _, s2), c2 in runs.items() if s2 == s}) > 1 else "") for s, c in counts)
+    lines += ["", f"{n_cases} cases; runs (seeds) per case: {per}. Each case's runs are averaged first; "
+                  "mean ± std over cases."]
     return "\n".join(lines) + "\n"
 
 

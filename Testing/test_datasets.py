@@ -477,3 +477,19 @@ def test_splits_keep_verse_patients_together(verse):
     for fold in folds:
         inside = [sum(i in set(part.tolist()) for i in patient) for part in (fold.train, fold.val, fold.test)]
         assert sorted(inside) == [0, 0, 3]                                  # both series, one split
+
+
+def test_training_commands_read_a_verse_root_and_split_a_fold_by_subject(verse_root):
+    import argparse
+    from PatchSamplerLib.cli_training import load_training_data
+    args = argparse.Namespace(family=None, data=str(verse_root[0]), dataset="verse", fold=0, val_count=8)
+    train, val, desc = load_training_data(args)
+    assert len(train) == len(desc["train"]) and len(val) == len(desc["val"])
+    assert all(v.shape == (128, 120, 90) for v in train + val)
+    subject = lambda name: name.split("_")[0]                       # noqa: E731
+    splits = [{subject(n) for n in desc[key]} for key in ("train", "val", "test")]
+    assert not (splits[0] & splits[1]) and not (splits[0] & splits[2]) and not (splits[1] & splits[2])
+    assert sum(len(desc[key]) for key in ("train", "val", "test")) == len(load_verse(verse_root[0]))
+    args.fold = 7
+    with pytest.raises(ValueError, match="--fold must be from 0 to 4"):
+        load_training_data(args)

@@ -93,3 +93,25 @@ def test_coarse_to_fine_decode_matches_the_dense_decode_with_fewer_evaluations()
         assert dice(fast.reconstruction, dense.reconstruction) >= 0.999
         assert fast.settings["decoder_points"] < dense.settings["decoder_points"]
         assert fast.metrics["dice"] == pytest.approx(dense.metrics["dice"], abs=2e-3)
+
+
+def test_evaluation_runs_learned_once_fps_per_seed_and_tests_per_case_means(models, tmp_path):
+    import csv
+    from scipy import stats
+    from PatchSamplerLib.evaluation import per_case_means, run_cases, significance_table, summary_table
+    cases = [(f"v{i}", held_out_vertebra(i)) for i in range(3)]
+    path = run_cases(cases, [(2, 3)], 5, ["learned", "fps"], ShapePrior.load("tiny"), 2, tmp_path / "eval",
+                     log=lambda *a: None)
+    rows = list(csv.DictReader(open(path)))
+    assert sum(r["sampler"] == "learned" for r in rows) == 3 and sum(r["sampler"] == "fps" for r in rows) == 6
+    learned, fps = per_case_means(rows, 2, 3, 5, "learned"), per_case_means(rows, 2, 3, 5, "fps")
+    fps_dice = {c: np.mean([float(r["dice"]) for r in rows if r["case"] == c and r["sampler"] == "fps"])
+                for c in learned}
+    assert all(fps[c][0] == pytest.approx(fps_dice[c]) for c in learned)
+    table = significance_table(path)
+    x, y = np.array([learned[c][0] for c in sorted(learned)]), np.array([fps[c][0] for c in sorted(learned)])
+    assert f"{stats.ttest_rel(x, y).pvalue:.2g}" in table.split("\n")[4]
+    assert f"{np.mean(x - y):+.4f}" in table
+    summary = summary_table(path)
+    assert "LEARNED 1" in summary and "FPS 2" in summary
+    assert summary.index("Dice LEARNED") < summary.index("Dice FPS")

@@ -449,3 +449,14 @@ def test_offscreen_render_shows_the_shape_the_boxes_and_the_error_colours(kidney
     finally:
         for name in names:
             display.SetSegmentVisibility(segment_id_by_name(seg, name), True)
+
+
+def test_the_status_line_names_the_bundled_sampler_of_the_chosen_prior(tmp_path, monkeypatch):
+    import shutil
+    from PatchSamplerLib import checkpoints
+    shutil.copy(tiny_prior_path(), tmp_path / "prior_tiny.pt")
+    shutil.copy(tiny_sampler_path(), tmp_path / "sampler_tiny_n2_k3_t5.pt")
+    monkeypatch.setattr(checkpoints, "MODELS_DIR", tmp_path)
+    assert L.learned_sampler_status("tiny", 2, 3, 5) == "Learned sampler: sampler_tiny_n2_k3_t5.pt"
+    assert "trained for T=5" in L.learned_sampler_status("tiny", 2, 3, 50)
+    assert "tiny N=2 K=3 T=5" in L.learned_sampler_status("tiny", 4, 9, 100)

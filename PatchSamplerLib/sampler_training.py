@@ -106,10 +106,12 @@ def prepare_sampler_shape(volume: BinaryVolume, band_mm: float) -> SamplerShape:
 
 
 def patch_subset(k: int, stride: int) -> torch.Tensor:
-    """Indices into `patch_offsets(k)` (K^3 rows) of the voxels whose offsets are multiples of
-    `stride` on every axis (the centre voxel is always one; stride 1 keeps all K^3)."""
-    keep = (torch.remainder(patch_offsets(k), stride) == 0).all(dim=1)
-    return torch.nonzero(keep).squeeze(1)
+    """Indices into `patch_offsets(k)` (K^3 rows, i-major) of every `stride`-th voxel per axis,
+    counted from the middle voxel (index (K - 1) // 2, the centre for odd K), which is kept;
+    stride 1 keeps all K^3."""
+    along = torch.remainder(torch.arange(k) - (k - 1) // 2, stride) == 0
+    keep = along[:, None, None] & along[None, :, None] & along[None, None, :]
+    return torch.nonzero(keep.reshape(-1)).squeeze(1)
 
 
 def full_grid_points(shape: SamplerShape) -> tuple[torch.Tensor, torch.Tensor]:

@@ -49,6 +49,8 @@ def test_fast_mode_fits_on_a_subgrid_of_each_patch_that_keeps_the_centre():
     assert len(sub) == 125
     assert (patch_offsets(9)[sub].abs().sum(1) == 0).sum() == 1      # the centre voxel is kept
     assert len(patch_subset(13, 2)) == 343
+    even = patch_offsets(4)[patch_subset(4, 2)]                   # offsets -1.5 .. 1.5: keep -0.5, 1.5
+    assert len(even) == 8 and set(even[:, 0].tolist()) == {-0.5, 1.5}
 
 
 def test_sampler_gradient_matches_finite_differences_through_the_whole_chain(shapes):

@@ -310,8 +310,8 @@ class SamplerTrainer:
                 self.epoch += 1
                 row = {"epoch": self.epoch, **row, "seconds": round(time.time() - t0, 2),
                        "lr": self.opt.param_groups[0]["lr"], "peak_rss_gb": round(peak_rss_gb(), 3)}
-                self._maybe_validate(row)
                 self.elapsed = time.time() - start
+                self._maybe_validate(row)
                 row["elapsed_min"] = round(self.elapsed / 60, 2)
                 self.history.append(row)
                 jsonl.write(json.dumps(row) + "\n")

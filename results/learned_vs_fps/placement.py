@@ -76,7 +76,7 @@ def main() -> None:
         v = np.array(values)
         lines.append(f"| {name} | {v[:, 0].mean():.3f} | {v[:, 1].mean():.2f} | {v[:, 2].mean():.3f} |")
     lines += ["", f"Command: `python results/learned_vs_fps/placement.py --family {args.family} --n {args.n} "
-                  f"--k {args.k}`"]
+                  f"--k {args.k} --count {args.count}`"]
     text = "\n".join(lines) + "\n"
     (HERE / f"placement_{args.family}_n{args.n}_k{args.k}.md").write_text(text)
     print(text)

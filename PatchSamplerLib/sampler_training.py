@@ -23,6 +23,12 @@ Fidelity modes (`SamplerConfig.mode`):
   `surface_fraction` share drawn within `surface_band_mm` of the surface and the rest uniformly
   over the grid. Validation is always the real task (all patch voxels, T steps, decoded Dice).
 
+Initialisation (`SamplerConfig.init`): ``random`` (the thesis) or ``fps``: before the
+end-to-end training, the generator is fitted for `init_steps` steps to reproduce each training
+shape's FPS centres (symmetric Chamfer distance in the normalised cloud space, Adam 1e-3), and
+that sampler is validated as "epoch 0" -- so the end-to-end training starts from FPS-like
+placements and the kept best sampler is never worse than that start on the validation shapes.
+
 Outputs in `out_dir`: sampler.pt (best validation Dice), last.pt (resumable, atomic, written
 after every epoch), train_log.jsonl, train.log (CLI), curves.png.
 """
@@ -48,6 +54,7 @@ from .sampler import SamplerModel, learned_centres
 from .volume import BinaryVolume, bbox_centre_mm, index_to_local_mm
 
 MODES = ("faithful", "fast")
+INITS = ("random", "fps")
 
 
 @dataclass
@@ -57,6 +64,8 @@ class SamplerConfig:
     k: int = 9
     t: int = 100
     mode: str = "faithful"
+    init: str = "random"               # or "fps": first fit the generator to FPS points (not in [T])
+    init_steps: int = 300              # init "fps": generator steps of that fit
     epochs: int = 400
     batch_size: int = 8
     lr: float = 0.01
@@ -80,6 +89,8 @@ class SamplerConfig:
     def check(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.n < 1 or self.k < 1 or self.t < 1:
             raise ValueError(f"N, K and T must be >= 1 to train a sampler, got {self.n}, {self.k}, {self.t}")
         if self.batch_size < 2:
@@ -205,7 +216,7 @@ class SamplerTrainer:
         state, meta = load_checkpoint(self.out / "last.pt", "sampler-training")
         if meta["n_train"] != len(self.shapes):
             raise ValueError(f"resume: the checkpoint has {meta['n_train']} training shapes, the data {len(self.shapes)}")
-        saved = {key: meta["config"][key] for key in ("n", "k", "t", "mode", "neighbours")}
+        saved = {key: meta["config"].get(key, "random") for key in ("n", "k", "t", "mode", "neighbours", "init")}
         if saved != {key: getattr(self.cfg, key) for key in saved}:
             raise ValueError(f"resume: the checkpoint was trained with {saved}; the options differ")
         self.model.sampler.load_state_dict(state["sampler"])
@@ -277,6 +288,40 @@ class SamplerTrainer:
         return {"loss_rec": float(np.mean(rec)), "loss_sampler": float(np.mean(sam)),
                 "temperature": self.model.sampler.projection.temperature.item()}
 
+    # ---------------------------------------------------------- FPS initialisation
+    def fps_targets(self) -> torch.Tensor:
+        """(S, N, 3) FPS centres (seed 0) of every training shape, in its normalised cloud space."""
+        return torch.stack([torch.as_tensor(s.norm.forward(fps_centres(s.volume.mask, self.cfg.n, seed=0,
+                                                                       spacing=s.volume.spacing)))
+                            for s in self.shapes]).float()
+
+    def imitate_fps(self) -> float:
+        """Fit the generator to the FPS targets (symmetric Chamfer); returns the last loss."""
+        targets, sampler = self.fps_targets(), self.model.sampler
+        opt = torch.optim.Adam(sampler.generator.parameters(), lr=1e-3)
+        sampler.train()
+        loss = torch.zeros(())
+        for _ in range(self.cfg.init_steps):
+            ids = torch.randperm(len(self.shapes), generator=self.gen)[:max(self.cfg.batch_size, 2)]
+            generated = sampler.generator(torch.stack([self.shapes[i].cloud for i in ids.tolist()]))
+            d2 = (generated[:, :, None] - targets[ids][:, None]).pow(2).sum(-1)          # (B, N, N)
+            loss = d2.min(2).values.mean() + d2.min(1).values.mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return loss.item()
+
+    def initialise(self) -> None:
+        """init "fps": fit the generator to FPS, validate it as epoch 0 (history row, checkpoints)."""
+        loss = self.imitate_fps()
+        row = {"epoch": 0, "init": "fps", "chamfer": loss}
+        self._maybe_validate(row, force=True)
+        self.log(f"generator fitted to FPS centres (Chamfer {loss:.5f}); validation Dice {row.get('val_dice')}")
+        self.history.append(row)
+        with open(self.out / "train_log.jsonl", "a") as jsonl:
+            jsonl.write(json.dumps(row) + "\n")
+        self.save_last()
+
     # ---------------------------------------------------------- validation
     def validation_dice(self) -> float:
         """Mean Dice over the validation shapes of the real task (all patch voxels, T steps)."""
@@ -302,6 +347,8 @@ class SamplerTrainer:
         if self.val_shapes and self.baseline is None:
             self.baseline = self.fps_validation_dice()
             self.log(f"FPS validation Dice (baseline): {self.baseline:.4f}")
+        if cfg.init == "fps" and not self.history:
+            self.initialise()
         with open(self.out / "train_log.jsonl", "a") as jsonl:
             while self.epoch < cfg.epochs:
                 progress = Progress(len(self.shapes), f"epoch {self.epoch + 1}/{cfg.epochs}")
@@ -327,10 +374,10 @@ class SamplerTrainer:
         plot_sampler_curves(self.history, self.baseline, self.out / "curves.png")
         return SamplerModel.load(self.out / "sampler.pt")
 
-    def _maybe_validate(self, row: dict) -> None:
-        if self.epoch % self.cfg.val_every and self.epoch != self.cfg.epochs:
+    def _maybe_validate(self, row: dict, force: bool = False) -> None:
+        if not force and self.epoch % self.cfg.val_every and self.epoch != self.cfg.epochs:
             return
-        row["val_dice"] = self.validation_dice() if self.val_shapes else -row["loss_rec"]
+        row["val_dice"] = self.validation_dice() if self.val_shapes else -row.get("loss_rec", float("inf"))
         if row["val_dice"] > self.best_val:
             self.best_val = row["val_dice"]
             self.finished_model(row["val_dice"] if self.val_shapes else None).save(self.out / "sampler.pt")
@@ -356,7 +403,8 @@ def plot_sampler_curves(history: list[dict], fps_val: float | None, path) -> Non
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot([r["epoch"] for r in history], [r["loss_rec"] for r in history], marker=".")
+    trained = [r for r in history if "loss_rec" in r]
+    a.plot([r["epoch"] for r in trained], [r["loss_rec"] for r in trained], marker=".")
     a.set(xlabel="epoch", ylabel="L_r = BCE + 1 - soft Dice", title="training reconstruction loss")
     pts = [(r["epoch"], r["val_dice"]) for r in history if "val_dice" in r]
     if pts:

@@ -151,3 +151,26 @@ def test_resume_refuses_other_settings(shapes, prior, tmp_path):
 def test_bad_settings_are_refused(change, message):
     with pytest.raises(ValueError, match=message):
         SamplerConfig(**change).check()
+
+
+def test_fps_initialisation_fits_the_generator_to_fps_and_validates_it_as_epoch_zero(shapes, prior, tmp_path):
+    from PatchSamplerLib.baselines import fps_centres
+    from PatchSamplerLib.sampler import SamplerModel, learned_centres
+    cfg = tiny_sampler_config(init="fps", init_steps=200, epochs=1, batch_size=4)
+    trainer = SamplerTrainer(shapes[:4], shapes[4:5], prior, tmp_path, cfg, log=lambda *a: None)
+    untrained = [learned_centres(trainer.model, s.volume.mask)[0] for s in trainer.shapes]
+    _quiet(trainer.run)
+    assert trainer.history[0]["epoch"] == 0 and "val_dice" in trainer.history[0]
+    assert trainer.history[1]["epoch"] == 1
+
+    def chamfer(a, b):
+        d = np.linalg.norm(a[:, None] - b[None], axis=-1)
+        return d.min(1).mean() + d.min(0).mean()
+    targets = [fps_centres(s.volume.mask, 2, seed=0) for s in trainer.shapes]
+    fitted = SamplerModel.new(2, 3, 5)
+    trainer2 = SamplerTrainer(shapes[:4], [], prior, tmp_path / "b", cfg, log=lambda *a: None)
+    trainer2.imitate_fps()
+    fitted = [learned_centres(trainer2.model, s.volume.mask)[0] for s in trainer2.shapes]
+    before = np.mean([chamfer(u, t) for u, t in zip(untrained, targets)])
+    after = np.mean([chamfer(f, t) for f, t in zip(fitted, targets)])
+    assert after < 0.5 * before                    # voxel units: the generator now points at FPS

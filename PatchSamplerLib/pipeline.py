@@ -120,8 +120,8 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
     `centres` (N, 3) voxel index overrides the sampler (then `sampler` only names where they
     came from, None records "given"; `generated` are a learned sampler's points before
     projection, recorded). The decode is coarse-to-fine (`inr.decode_grid_coarse_to_fine`)
-    unless `dense_decode` (every voxel, the reference). `progress(stage, fraction)` is called as the run advances; when
-    `should_cancel()` returns True the run stops with `Cancelled`. Raises ValueError subclasses
+    unless `dense_decode` (every voxel, the reference). `progress(stage, fraction)` is called as
+    the run advances; when `should_cancel()` returns True the run stops with `Cancelled`. Raises ValueError subclasses
     with user-facing messages on bad input."""
     validate_request(volume, n, k, t)
     monitor = _Monitor(progress, should_cancel)

@@ -123,10 +123,11 @@ def fit_latent_unrolled(decoder: OccupancyDecoder, coords: torch.Tensor, labels:
 
     The same T Adam steps as `fit_latent` and `torch.optim.Adam` (identical trajectory), written
     out so that every update is a tensor operation (create_graph=True): an exact unroll,
-    equivalent to the `higher` library's differentiable optimiser."""
+    equivalent to the `higher` library's differentiable optimiser. `labels` (B, P) may depend
+    on the coordinates too (soft labels); their gradient is kept."""
     if steps < 0:
         raise ValueError(f"the number of latent-fit steps T must be >= 0, got {steps}")
-    labels = labels.detach().to(coords.dtype)
+    labels = labels.to(coords.dtype)          # kept on the graph when they depend on the coordinates
     z = init.clone() if init is not None else initial_latent(coords.shape[0], decoder.latent_dim, seed=seed,
                                                              device=coords.device)
     z = z.to(coords).requires_grad_(True)

@@ -68,3 +68,15 @@ def patch_boxes(centres: np.ndarray, k: int) -> np.ndarray:
     """(N, 3) centres -> (N, 2, 3) inclusive voxel index box corners of the rounded patches."""
     lo = np.floor(np.asarray(centres, float) - (k - 1) / 2.0 + 0.5)  # same rounding as patch_labels
     return np.stack([lo, lo + (k - 1)], axis=1).astype(int)
+
+
+def soft_patch_labels(mask: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Trilinear interpolation of the mask at (..., 3) voxel-index coordinates, 0 outside the
+    grid: equal to `patch_labels` at voxel centres, and differentiable w.r.t. the coordinates
+    (an option of sampler training; SPEC 2.4 keeps the labels constant). Returns (...)."""
+    volume = mask.to(coords.dtype)[None, None]                                   # (1, 1, X, Y, Z)
+    size = coords.new_tensor(mask.shape)
+    grid = (2 * coords / (size - 1) - 1).flip(-1).reshape(1, -1, 1, 1, 3)        # grid_sample wants (z, y, x)
+    values = torch.nn.functional.grid_sample(volume, grid, mode="bilinear", padding_mode="zeros",
+                                             align_corners=True)
+    return values.reshape(coords.shape[:-1])

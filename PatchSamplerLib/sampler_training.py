@@ -46,7 +46,7 @@ from .baselines import fps_centres
 from .checkpoints import load_checkpoint, save_checkpoint
 from .inr import ShapePrior, fit_latent, fit_latent_unrolled
 from .losses import SOFT_DICE_EPS, coverage_loss, proximity_loss, repulsion_loss
-from .patches import extract_patches, patch_labels, patch_offsets
+from .patches import extract_patches, patch_labels, patch_offsets, soft_patch_labels
 from .pointcloud import CloudNormalisation, simplified_cloud
 from .prior_training import TrainingShape, dice_at_stride, prepare_shape, sample_points
 from .progress import Progress
@@ -77,6 +77,7 @@ class SamplerConfig:
     coverage: bool = False             # ablation: SampleNet's coverage term instead of repulsion
     projection_loss: bool = False      # ablation: + t^2
     fit_lr: float = 1e-2               # latent-fit Adam lr (as in inference)
+    soft_labels: bool = False          # trilinear patch labels, differentiable in the centres (not in [T])
     patch_stride: int = 2              # fast mode only: fit on every s-th patch voxel per axis
     loss_voxels: int = 8192            # fast mode only: voxels of L_r per shape and step
     surface_fraction: float = 0.5      # fast mode only: share of them near the surface
@@ -161,13 +162,15 @@ def reconstruction_loss_and_grad(decoder, latent: torch.Tensor, coords: torch.Te
 
 
 def unrolled_latent(decoder, shape: SamplerShape, projected: torch.Tensor, k: int, subset: torch.Tensor, t: int,
-                    fit_lr: float) -> torch.Tensor:
+                    fit_lr: float, soft_labels: bool = False) -> torch.Tensor:
     """Projected points (m, 3) normalised -> (1, D) latent after T differentiable fit steps on
-    the patch voxels `subset` (rows of `patch_offsets(k)`); any float dtype."""
+    the patch voxels `subset` (rows of `patch_offsets(k)`); any float dtype. Labels V[round(x)]
+    (constants, SPEC 2.4) or, with `soft_labels`, trilinear and differentiable."""
     vol = shape.volume
     centres = shape.norm.inverse(projected)                                        # (m, 3) voxel index
     coords_idx = centres[:, None, :] + patch_offsets(k).to(projected)[subset][None]  # (m, S, 3)
-    labels = patch_labels(shape.mask, coords_idx).to(projected).reshape(1, -1)
+    label_fn = soft_patch_labels if soft_labels else patch_labels
+    labels = label_fn(shape.mask, coords_idx).to(projected).reshape(1, -1)
     coords = index_to_local_mm(coords_idx, vol.spacing) - torch.as_tensor(shape.centre_mm).to(projected)
     return fit_latent_unrolled(decoder, coords.reshape(1, -1, 3), labels, t, lr=fit_lr)
 
@@ -246,7 +249,8 @@ class SamplerTrainer:
 
     def shape_loss(self, shape: SamplerShape, projected: torch.Tensor, batch_len: int) -> float:
         """Backpropagate one shape's L_r / batch_len into `projected` (m, 3), a leaf; returns L_r."""
-        z = unrolled_latent(self.decoder, shape, projected, self.cfg.k, self.subset, self.cfg.t, self.cfg.fit_lr)
+        z = unrolled_latent(self.decoder, shape, projected, self.cfg.k, self.subset, self.cfg.t, self.cfg.fit_lr,
+                            self.cfg.soft_labels)
         loss, grad = reconstruction_loss_and_grad(self.decoder, z, *self.loss_points(shape), self.cfg.chunk)
         z.backward(grad / batch_len)
         return loss

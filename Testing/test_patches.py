@@ -142,3 +142,16 @@ def test_even_k_voxel_aligned_centre_gives_contiguous_block(k):
     box = patch_boxes(centre, k)[0]
     for axis in range(3):
         assert sorted(set(ijk[:, axis].tolist())) == list(range(box[0, axis], box[1, axis] + 1))
+
+
+def test_soft_labels_equal_the_nearest_labels_at_voxel_centres_and_have_the_right_gradient():
+    from PatchSamplerLib.patches import soft_patch_labels
+    mask = torch.zeros(6, 5, 4, dtype=torch.bool)
+    mask[1:4, 1:3, 1:3] = True
+    centres = torch.tensor([[2.0, 1.0, 2.0], [0.0, 0.0, 0.0], [5.0, 4.0, 3.0]])
+    coords = patch_coordinates(centres, 3)
+    torch.testing.assert_close(soft_patch_labels(mask, coords), patch_labels(mask, coords))
+    x = torch.tensor([[2.3, 1.6, 1.2]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda c: soft_patch_labels(mask, c), (x,))
+    # linear along x between voxels 3 (inside) and 4 (outside)
+    assert soft_patch_labels(mask, torch.tensor([[3.25, 1.0, 1.0]])).item() == pytest.approx(0.75)

@@ -53,7 +53,8 @@ def test_fast_mode_fits_on_a_subgrid_of_each_patch_that_keeps_the_centre():
     assert len(even) == 8 and set(even[:, 0].tolist()) == {-0.5, 1.5}
 
 
-def test_sampler_gradient_matches_finite_differences_through_the_whole_chain(shapes):
+@pytest.mark.parametrize("soft_labels", [False, True])
+def test_sampler_gradient_matches_finite_differences_through_the_whole_chain(shapes, soft_labels):
     """cloud -> generator -> projection -> centres -> patches -> 4 fit steps -> decode -> L_r, float64."""
     torch.manual_seed(1)
     shape = prepare_sampler_shape(shapes[0], 2.0)
@@ -66,7 +67,7 @@ def test_sampler_gradient_matches_finite_differences_through_the_whole_chain(sha
 
     def loss() -> torch.Tensor:
         _, projected = sampler(shape.cloud.double()[None])
-        z = unrolled_latent(decoder, shape, projected[0], 3, subset, 4, fit_lr=1e-2)
+        z = unrolled_latent(decoder, shape, projected[0], 3, subset, 4, fit_lr=1e-2, soft_labels=soft_labels)
         return occupancy_loss(decoder(coords[None], z)[0], labels)
 
     params = [sampler.generator.head[-1].bias, sampler.generator.features[0].weight, sampler.projection.temperature]

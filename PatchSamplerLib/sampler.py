@@ -75,11 +75,11 @@ class SoftProjection(nn.Module):
 class LearnedSampler(nn.Module):
     """cloud (B, n, 3) in [-0.5, 0.5]^3 -> (generated G, projected R), each (B, m, 3)."""
 
-    def __init__(self, n_patches: int, neighbours: int = DEFAULT_NEIGHBOURS):
+    def __init__(self, n_patches: int, neighbours: int = DEFAULT_NEIGHBOURS, initial_temperature: float = 1.0):
         super().__init__()
         self.n_patches = n_patches
         self.generator = PointGenerator(n_patches)
-        self.projection = SoftProjection(neighbours)
+        self.projection = SoftProjection(neighbours, initial_temperature)
 
     def forward(self, cloud: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         generated = self.generator(cloud)
@@ -103,8 +103,9 @@ class SamplerModel:
         return self.sampler.n_patches
 
     @classmethod
-    def new(cls, n: int, k: int, t: int, neighbours: int = DEFAULT_NEIGHBOURS) -> "SamplerModel":
-        return cls(LearnedSampler(n, neighbours), k, t)
+    def new(cls, n: int, k: int, t: int, neighbours: int = DEFAULT_NEIGHBOURS,
+            initial_temperature: float = 1.0) -> "SamplerModel":
+        return cls(LearnedSampler(n, neighbours, initial_temperature), k, t)
 
     def save(self, path) -> None:
         from .checkpoints import save_checkpoint

@@ -72,6 +72,7 @@ class SamplerConfig:
     lr_step_epoch: int = 200           # StepLR: x lr_gamma after this many epochs
     lr_gamma: float = 0.1
     neighbours: int = 32               # soft projection k (ablation: 16)
+    initial_temperature: float = 1.0   # soft projection t at the start (the learned t is saved)
     repulsion_weight: float = 1e-3
     proximity_max: bool = False        # ablation: + SampleNet's max_g min_p ||g - p||^2
     coverage: bool = False             # ablation: SampleNet's coverage term instead of repulsion
@@ -198,7 +199,7 @@ class SamplerTrainer:
         self.decoder = prior.decoder.eval().requires_grad_(False)
         self.provenance = provenance or {}
         torch.manual_seed(cfg.seed)
-        self.model = SamplerModel.new(cfg.n, cfg.k, cfg.t, cfg.neighbours)
+        self.model = SamplerModel.new(cfg.n, cfg.k, cfg.t, cfg.neighbours, cfg.initial_temperature)
         self.opt = torch.optim.Adam(self.model.sampler.parameters(), lr=cfg.lr)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_step_epoch, gamma=cfg.lr_gamma)
         self.gen = torch.Generator().manual_seed(cfg.seed)

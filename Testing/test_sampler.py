@@ -2,6 +2,7 @@
 losses, and the differentiable latent-fit unroll checked against torch.optim.Adam, `higher`
 and finite differences."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -128,3 +129,20 @@ def test_unrolled_fit_gradient_matches_finite_differences():
         return torch.sigmoid(dec(probe, z)).sum()
 
     assert torch.autograd.gradcheck(chain, (centres,), eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+def test_the_projection_passes_the_gradient_on_only_when_t_is_near_the_point_spacing():
+    """With the thesis's t = 1 on a [-0.5, 0.5] cloud the 32 neighbours get equal weights and
+    dR/dG is ~0 (the reconstruction loss barely reaches the generator); near the point spacing
+    (t ~ 0.05) it is of order 1."""
+    from PatchSamplerLib.data.synthetic import make_shape
+    from PatchSamplerLib.pointcloud import simplified_cloud
+    from PatchSamplerLib.sampler import SoftProjection
+    cloud = torch.from_numpy(simplified_cloud(make_shape("kidney", 1, 0, 0.5).mask)[0])[None]
+    g = cloud[:, :4].clone() + 0.01
+
+    def jacobian_norm(t: float) -> float:
+        proj = SoftProjection(initial_temperature=t)
+        jac = torch.autograd.functional.jacobian(lambda x: proj(x, cloud), g)
+        return float(np.mean([jac[0, i, :, 0, i, :].norm().item() for i in range(4)]))
+    assert jacobian_norm(1.0) < 0.05 < 0.3 < jacobian_norm(0.05)

@@ -132,7 +132,8 @@ def paired_tests(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 def significance_table(csv_path, first: str = "learned", second: str = "fps") -> str:
     """Markdown: per configuration, mean difference first - second and both p-values per metric
-    (cases present for both samplers only; p < 0.05 marked *)."""
+    (cases present for both samplers only; p < 0.05 marked *); "" when no configuration has
+    two such cases."""
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     configs = sorted({(int(r["n"]), int(r["k"]), int(r["t"])) for r in rows})
@@ -151,6 +152,8 @@ def significance_table(csv_path, first: str = "learned", second: str = "fps") ->
             p_t, p_w = paired_tests(x, y)
             cells += [f"{np.mean(x - y):+.4f}"] + [f"{p:.2g}" + ("*" if p < 0.05 else "") for p in (p_t, p_w)]
         lines.append("| " + " | ".join([str(n), str(k), str(t), str(len(cases))] + cells) + " |")
+    if len(lines) == 4:
+        return ""
     lines += ["", f"Δ = {first} − {second} (positive Dice / negative ASD, HD95 favour {first}); * p < 0.05."]
     return "\n".join(lines) + "\n"
 
@@ -170,10 +173,9 @@ def evaluate_main(args) -> int:
     path = run_cases(cases, configs, args.t, samplers, prior, args.runs, args.out, args.fit_lr, args.device)
     title = f"{args.family or args.data}, prior {args.prior}, T = {args.t}"
     table = summary_table(path, title)
-    with open(path) as f:
-        present = {r["sampler"] for r in csv.DictReader(f)}
-    if {"learned", "fps"} <= present:
-        table += "\n" + significance_table(path)
+    significance = significance_table(path)
+    if significance:
+        table += "\n" + significance
     (Path(args.out) / "table.md").write_text(table + f"\nCommand: `{args.command_line}`\n")
     print(table)
     return 0

@@ -143,6 +143,13 @@ def fit_latent_unrolled(decoder: OccupancyDecoder, coords: torch.Tensor, labels:
     return z
 
 
+def _grid_axes(shape, offset, spacing, centre_mm, device, stride: int = 1) -> list[torch.Tensor]:
+    """Per axis, the mm coordinates of every `stride`-th voxel centre offset, offset + stride, ..
+    below offset + n (coordinates (offset + idx + 0.5) * spacing - centre_mm)."""
+    return [(torch.arange(0, n, stride, device=device, dtype=torch.float32) + o + 0.5) * s - c
+            for n, o, s, c in zip(shape, offset, spacing, centre_mm)]
+
+
 @torch.no_grad()
 def decode_grid(decoder: OccupancyDecoder, latent: torch.Tensor, shape, spacing, centre_mm,
                 offset=(0, 0, 0), stride: int = 1, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
@@ -154,8 +161,7 @@ def decode_grid(decoder: OccupancyDecoder, latent: torch.Tensor, shape, spacing,
     with x = ceil(X / stride) etc."""
     device = latent.device
     latent = latent.reshape(1, -1)
-    axes = [(torch.arange(0, n, stride, device=device, dtype=torch.float32) + o + 0.5) * s - c
-            for n, o, s, c in zip(shape, offset, spacing, centre_mm)]
+    axes = _grid_axes(shape, offset, spacing, centre_mm, device, stride)
     sizes = [len(a) for a in axes]
     total = sizes[0] * sizes[1] * sizes[2]
     feats = decoder.latent_features(latent)
@@ -173,16 +179,25 @@ COARSE_STRIDE = 4
 COARSE_MARGIN = 2.0   # |logit| below this at a coarse corner: refine the block
 
 
-def _grid_axes(shape, offset, spacing, centre_mm, device) -> list[torch.Tensor]:
-    """Per axis, the mm coordinates of the voxel centres offset..offset + n - 1."""
-    return [(torch.arange(n, device=device, dtype=torch.float32) + o + 0.5) * s - c
-            for n, o, s, c in zip(shape, offset, spacing, centre_mm)]
-
-
 def _logits_at(decoder, feats, coords: torch.Tensor, chunk: int) -> torch.Tensor:
     """(M, 3) mm -> (M,) logits, in chunks."""
     return torch.cat([decoder.forward_features(coords[None, s:s + chunk], feats)[0]
                       for s in range(0, len(coords), chunk)]) if len(coords) else coords.new_zeros(0)
+
+
+def _block_corners(corner_values: torch.Tensor, blocks) -> torch.Tensor:
+    """(B0 + 1, B1 + 1, B2 + 1) values at block corners -> (8, B0, B1, B2): each block's 8 corners."""
+    b0, b1, b2 = blocks
+    return torch.stack([corner_values[i:i + b0, j:j + b1, k:k + b2].to(torch.int64)
+                        for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+
+
+def _to_voxels(per_block: torch.Tensor, stride: int, shape) -> torch.Tensor:
+    """(B0, B1, B2) per-block values -> (X, Y, Z) per-voxel values (blocks of stride^3, cropped)."""
+    out = per_block
+    for axis in range(3):
+        out = out.repeat_interleave(stride, axis)
+    return out[:shape[0], :shape[1], :shape[2]]
 
 
 @torch.no_grad()
@@ -200,22 +215,14 @@ def decode_grid_coarse_to_fine(decoder: OccupancyDecoder, latent: torch.Tensor, 
     device = latent.device
     feats = decoder.latent_features(latent.reshape(1, -1))
     blocks = [-(-n // stride) for n in shape]                                    # ceil
-    corner_axes = [(torch.arange(b + 1, device=device, dtype=torch.float32) * stride + o + 0.5) * s - c
-                   for b, o, s, c in zip(blocks, offset, spacing, centre_mm)]
+    corner_axes = _grid_axes([(b + 1) * stride for b in blocks], offset, spacing, centre_mm, device, stride)
     corners = torch.stack(torch.meshgrid(*corner_axes, indexing="ij"), dim=-1).reshape(-1, 3)
     logit = _logits_at(decoder, feats, corners, chunk).reshape([b + 1 for b in blocks])
-    inside = (logit >= 0).float()
-    views = [inside[i:i + blocks[0], j:j + blocks[1], k:k + blocks[2]] for i in (0, 1) for j in (0, 1) for k in (0, 1)]
-    weak = [(logit.abs() < margin)[i:i + blocks[0], j:j + blocks[1], k:k + blocks[2]]
-            for i in (0, 1) for j in (0, 1) for k in (0, 1)]
-    vote = torch.stack(views).sum(0)
-    refine = (vote > 0) & (vote < 8) | torch.stack(weak).any(0)
+    vote = _block_corners(logit >= 0, blocks).sum(0)                            # corners inside, 0..8
+    refine = (vote > 0) & (vote < 8) | _block_corners(logit.abs() < margin, blocks).any(0)
     refine = torch.nn.functional.max_pool3d(refine[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
-    fill = (vote == 8).float()
-    out = fill.repeat_interleave(stride, 0).repeat_interleave(stride, 1).repeat_interleave(stride, 2)
-    out = out[:shape[0], :shape[1], :shape[2]].contiguous()
-    fine = refine.repeat_interleave(stride, 0).repeat_interleave(stride, 1).repeat_interleave(stride, 2)
-    idx = torch.nonzero(fine[:shape[0], :shape[1], :shape[2]])
+    out = _to_voxels((vote == 8).float(), stride, shape).contiguous()
+    idx = torch.nonzero(_to_voxels(refine, stride, shape))
     axes = _grid_axes(shape, offset, spacing, centre_mm, device)
     coords = torch.stack([axes[0][idx[:, 0]], axes[1][idx[:, 1]], axes[2][idx[:, 2]]], dim=-1)
     out[idx[:, 0], idx[:, 1], idx[:, 2]] = torch.sigmoid(_logits_at(decoder, feats, coords, chunk))

@@ -96,17 +96,21 @@ def frame_of(volumes: list[BinaryVolume]) -> tuple[tuple[float, ...], tuple[floa
     return tuple(float(e) for e in extent), tuple(volumes[0].spacing)
 
 
+def patch_dice(decoder: OccupancyDecoder, vol: BinaryVolume, centre_mm, centres: np.ndarray, k: int, t: int,
+               fit_lr: float, seed: int = 0) -> float:
+    """Dice (decoded at stride 2) of the reconstruction of `vol` from the K^3 patches at
+    `centres` (N, 3) voxel index, with T latent-fit steps; centre_mm: the INR frame centre."""
+    _, labels, coords = extract_patches(vol.mask, vol.spacing, centres, k, centre_mm)
+    z = fit_latent(decoder, coords.reshape(1, -1, 3), labels.reshape(1, -1), t, lr=fit_lr, seed=seed)
+    return dice_at_stride(decoder, z, vol, centre_mm)
+
+
 def validation_dice(decoder: OccupancyDecoder, volumes: list[BinaryVolume], cfg: PriorConfig) -> float:
     """Mean Dice of reconstructions of `volumes` from FPS patches (decoded at stride 2)."""
-    scores = []
-    for i, vol in enumerate(volumes):
-        centre_mm = bbox_centre_mm(vol.mask, vol.spacing)
-        _, labels, coords = extract_patches(vol.mask, vol.spacing, fps_centres(vol.mask, cfg.val_n, seed=i),
-                                            cfg.val_k, centre_mm)
-        z = fit_latent(decoder, coords.reshape(1, -1, 3), labels.reshape(1, -1), cfg.val_t, lr=cfg.val_fit_lr,
-                       seed=i)
-        scores.append(dice_at_stride(decoder, z, vol, centre_mm))
-    return float(np.mean(scores))
+    return float(np.mean([patch_dice(decoder, vol, bbox_centre_mm(vol.mask, vol.spacing),
+                                     fps_centres(vol.mask, cfg.val_n, seed=i), cfg.val_k, cfg.val_t, cfg.val_fit_lr,
+                                     seed=i)
+                          for i, vol in enumerate(volumes)]))
 
 
 def dice_at_stride(decoder, latent, vol: BinaryVolume, centre_mm, stride: int = 2) -> float:

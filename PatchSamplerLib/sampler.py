@@ -142,20 +142,20 @@ def load_learned_sampler(prior_path, n: int, k: int, t: int, sampler_model=None)
     for the bundled one of (prior, N, K) (`checkpoints.resolve_sampler_path`). Raises
     ValueError (CheckpointError) with a user message when there is none or N does not match."""
     from .checkpoints import resolve_sampler_path
-    notes = []
+    t_note = None                      # the bundled lookup words its own note for another T
     if isinstance(sampler_model, SamplerModel):
         model = sampler_model
     else:
         path = sampler_model
         if path is None:
-            path, note = resolve_sampler_path(prior_path, n, k, t)
-            notes += [note] if note else []
+            path, t_note = resolve_sampler_path(prior_path, n, k, t)
         model = SamplerModel.load(path)
     if model.n != n:
         raise ValueError(f"the learned sampler {model.metadata.get('path', '')} places N={model.n} patches; "
                          f"N={n} was requested")
+    if model.t != t and t_note is None:
+        t_note = f"the learned sampler was trained for T={model.t}, used here with T={t}"
+    notes = [t_note] if t_note else []
     if model.k != k:
         notes.append(f"the learned sampler was trained for K={model.k}, used here with K={k}")
-    if model.t != t and not notes:
-        notes.append(f"the learned sampler was trained for T={model.t}, used here with T={t}")
     return model, notes

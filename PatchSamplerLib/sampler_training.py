@@ -44,11 +44,11 @@ import torch
 
 from .baselines import fps_centres
 from .checkpoints import load_checkpoint, save_checkpoint
-from .inr import ShapePrior, fit_latent, fit_latent_unrolled
+from .inr import ShapePrior, fit_latent_unrolled
 from .losses import SOFT_DICE_EPS, coverage_loss, proximity_loss, repulsion_loss
-from .patches import extract_patches, patch_labels, patch_offsets, soft_patch_labels
+from .patches import patch_labels, patch_offsets, soft_patch_labels
 from .pointcloud import CloudNormalisation, simplified_cloud
-from .prior_training import TrainingShape, dice_at_stride, prepare_shape, sample_points
+from .prior_training import TrainingShape, patch_dice, prepare_shape, sample_points
 from .progress import Progress
 from .sampler import SamplerModel, learned_centres
 from .volume import BinaryVolume, bbox_centre_mm, index_to_local_mm
@@ -174,14 +174,6 @@ def unrolled_latent(decoder, shape: SamplerShape, projected: torch.Tensor, k: in
     labels = label_fn(shape.mask, coords_idx).to(projected).reshape(1, -1)
     coords = index_to_local_mm(coords_idx, vol.spacing) - torch.as_tensor(shape.centre_mm).to(projected)
     return fit_latent_unrolled(decoder, coords.reshape(1, -1, 3), labels, t, lr=fit_lr)
-
-
-def patch_dice(decoder, shape: SamplerShape, centres: np.ndarray, k: int, t: int, fit_lr: float) -> float:
-    """Dice (decoded at stride 2) of the reconstruction from full patches at `centres` (N, 3)."""
-    vol = shape.volume
-    _, labels, coords = extract_patches(vol.mask, vol.spacing, centres, k, shape.centre_mm)
-    z = fit_latent(decoder, coords.reshape(1, -1, 3), labels.reshape(1, -1), t, lr=fit_lr)
-    return dice_at_stride(decoder, z, vol, shape.centre_mm)
 
 
 class SamplerTrainer:
@@ -330,15 +322,16 @@ class SamplerTrainer:
     # ---------------------------------------------------------- validation
     def validation_dice(self) -> float:
         """Mean Dice over the validation shapes of the real task (all patch voxels, T steps)."""
-        cfg = self.cfg
-        return float(np.mean([patch_dice(self.decoder, s, learned_centres(self.model, s.volume.mask)[1], cfg.k,
-                                         cfg.t, cfg.fit_lr) for s in self.val_shapes]))
+        return self._mean_patch_dice(lambda s: learned_centres(self.model, s.volume.mask)[1])
 
     def fps_validation_dice(self) -> float:
         """The same score for FPS centres (seed 0): the baseline to beat, logged once."""
+        return self._mean_patch_dice(lambda s: fps_centres(s.volume.mask, self.cfg.n, seed=0))
+
+    def _mean_patch_dice(self, centres_of) -> float:
         cfg = self.cfg
-        return float(np.mean([patch_dice(self.decoder, s, fps_centres(s.volume.mask, cfg.n, seed=0), cfg.k, cfg.t,
-                                         cfg.fit_lr) for s in self.val_shapes]))
+        return float(np.mean([patch_dice(self.decoder, s.volume, s.centre_mm, centres_of(s), cfg.k, cfg.t, cfg.fit_lr)
+                              for s in self.val_shapes]))
 
     def finished_model(self, val_dice: float | None) -> SamplerModel:
         meta = dict(self.provenance, config=asdict(self.cfg), epochs=self.epoch, val_dice=val_dice,

@@ -156,7 +156,7 @@ def test_bad_settings_are_refused(change, message):
 
 def test_fps_initialisation_fits_the_generator_to_fps_and_validates_it_as_epoch_zero(shapes, prior, tmp_path):
     from PatchSamplerLib.baselines import fps_centres
-    from PatchSamplerLib.sampler import SamplerModel, learned_centres
+    from PatchSamplerLib.sampler import learned_centres
     cfg = tiny_sampler_config(init="fps", init_steps=200, epochs=1, batch_size=4)
     trainer = SamplerTrainer(shapes[:4], shapes[4:5], prior, tmp_path, cfg, log=lambda *a: None)
     untrained = [learned_centres(trainer.model, s.volume.mask)[0] for s in trainer.shapes]
@@ -168,7 +168,6 @@ def test_fps_initialisation_fits_the_generator_to_fps_and_validates_it_as_epoch_
         d = np.linalg.norm(a[:, None] - b[None], axis=-1)
         return d.min(1).mean() + d.min(0).mean()
     targets = [fps_centres(s.volume.mask, 2, seed=0) for s in trainer.shapes]
-    fitted = SamplerModel.new(2, 3, 5)
     trainer2 = SamplerTrainer(shapes[:4], [], prior, tmp_path / "b", cfg, log=lambda *a: None)
     trainer2.imitate_fps()
     fitted = [learned_centres(trainer2.model, s.volume.mask)[0] for s in trainer2.shapes]

@@ -50,31 +50,67 @@ def _slice_positions(mask: np.ndarray, axis: int, count: int) -> list[int]:
     return [int(v) for v in np.quantile(occupied, np.linspace(0.25, 0.75, count)).round()]
 
 
-def overview_figure(errors: np.ndarray, spacing, centres: np.ndarray, k: int, title: str, path) -> None:
-    """PNG: three axial (z) slices, one coronal (y) and one sagittal (x) slice with error colours
-    and patch boxes, plus a 3-D view of the patches on the input surface."""
-    plt = _plt()
+def _overview_views(errors: np.ndarray) -> list[tuple[int, int]]:
+    """(axis, index) of the five slices an overview shows: three axial, one coronal, one sagittal."""
     reference = (errors == 1) | (errors == 3)
     views = [(2, z) for z in _slice_positions(reference | (errors == 2), 2, 3)]
-    views += [(1, _slice_positions(reference, 1, 1)[0]), (0, _slice_positions(reference, 0, 1)[0])]
-    fig = plt.figure(figsize=(15, 9))
+    return views + [(1, _slice_positions(reference, 1, 1)[0]), (0, _slice_positions(reference, 0, 1)[0])]
+
+
+def _draw_error_slices(fig, errors: np.ndarray, spacing, overlay) -> None:
+    """The five overview slices in subplots 1-5; `overlay(ax, axis, index)` draws on each."""
     names = {0: "sagittal x", 1: "coronal y", 2: "axial z"}
-    for i, (axis, index) in enumerate(views):
+    for i, (axis, index) in enumerate(_overview_views(errors)):
         ax = fig.add_subplot(2, 3, i + 1)
         shown = [a for a in range(3) if a != axis]
         ax.imshow(error_rgb(_slice(errors, axis, index)).transpose(1, 0, 2), origin="lower",
                   aspect=spacing[shown[1]] / spacing[shown[0]], interpolation="nearest")
-        _draw_boxes(ax, centres, k, axis, index)
+        overlay(ax, axis, index)
         ax.set_title(f"{names[axis]} = {index}", fontsize=10)
         ax.set_xticks([]); ax.set_yticks([])
-    _patch_view(fig.add_subplot(2, 3, 6, projection="3d"), reference, spacing, centres, k)
+
+
+def _finish(fig, plt, extra_handles, extra_names, title: str, path) -> None:
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ERROR_COLOURS.values()]
-    fig.legend(handles + [plt.Rectangle((0, 0), 1, 1, fill=False, edgecolor="red")],
-               list(ERROR_NAMES.values()) + ["patch"], loc="lower center", ncol=4)
+    fig.legend(handles + extra_handles, list(ERROR_NAMES.values()) + extra_names, loc="lower center",
+               ncol=3 + len(extra_names))
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.05, 1, 0.95))
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def overview_figure(errors: np.ndarray, spacing, centres: np.ndarray, k: int, title: str, path) -> None:
+    """PNG: three axial (z) slices, one coronal (y) and one sagittal (x) slice with error colours
+    and patch boxes, plus a 3-D view of the patches on the input surface."""
+    plt = _plt()
+    fig = plt.figure(figsize=(15, 9))
+    _draw_error_slices(fig, errors, spacing, lambda ax, axis, index: _draw_boxes(ax, centres, k, axis, index))
+    _patch_view(fig.add_subplot(2, 3, 6, projection="3d"), (errors == 1) | (errors == 3), spacing, centres, k)
+    _finish(fig, plt, [plt.Rectangle((0, 0), 1, 1, fill=False, edgecolor="red")], ["patch"], title, path)
+
+
+def _draw_known(ax, known: np.ndarray, axis: int, index: int) -> None:
+    """Green outline of the known voxels in the plane `axis = index`."""
+    plane = _slice(known, axis, index).T.astype(float)
+    if plane.any() and not plane.all():
+        ax.contour(plane, levels=[0.5], colors="green", linewidths=0.8)
+    elif plane.all():
+        ax.add_patch(_plt().Rectangle((-0.5, -0.5), plane.shape[1], plane.shape[0], fill=False,
+                                      edgecolor="green", linewidth=2))
+
+
+def sparse_overview_figure(errors: np.ndarray, known: np.ndarray, spacing, title: str, path) -> None:
+    """PNG for a reconstruction from sparse input: the overview slices with error colours (or the
+    reconstruction in grey when there is no reference) and the known voxels outlined in green
+    (a whole known plane gets a green frame), plus a 3-D view of the known foreground."""
+    plt = _plt()
+    fig = plt.figure(figsize=(15, 9))
+    _draw_error_slices(fig, errors, spacing, lambda ax, axis, index: _draw_known(ax, known, axis, index))
+    ax = fig.add_subplot(2, 3, 6, projection="3d")
+    _patch_view(ax, (errors == 1) | (errors == 3), spacing, np.zeros((0, 3)), 1)
+    ax.set_title("reference surface (mm)", fontsize=10)
+    _finish(fig, plt, [plt.Line2D([0], [0], color="green")], ["known voxels"], title, path)
 
 
 def _patch_view(ax, mask: np.ndarray, spacing, centres: np.ndarray, k: int, max_points: int = 4000,

@@ -91,12 +91,15 @@ def initial_latent(batch: int, latent_dim: int = LATENT_DIM, std: float = 1e-4, 
 
 def fit_latent(decoder: OccupancyDecoder, coords: torch.Tensor, labels: torch.Tensor, steps: int = 100,
                lr: float = DEFAULT_FIT_LR, reg: float = DEFAULT_LATENT_REG, seed: int = 0,
-               init: torch.Tensor | None = None, callback=None) -> torch.Tensor:
+               init: torch.Tensor | None = None, callback=None, points_per_step: int | None = None,
+               stop=None) -> torch.Tensor:
     """Fit latents to observed occupancies with the decoder frozen [T eq. 3.10].
 
     coords: (B, P, 3) mm in the INR frame; labels: (B, P) 0/1. Adam on z for `steps` steps,
-    loss BCE + (1 - soft Dice) + reg * ||z||^2. `callback(step)` is called after every step
-    (for progress; it may raise to cancel). Returns detached (B, D) latents."""
+    loss BCE + (1 - soft Dice) + reg * ||z||^2. With `points_per_step` < P each step uses that
+    many of the P points, drawn uniformly with replacement (seeded by `seed`); else all of them.
+    `callback(step)` is called after every step (for progress; it may raise to cancel);
+    `stop(step, z)` may end the fit early by returning True. Returns detached (B, D) latents."""
     if steps < 0:
         raise ValueError(f"the number of latent-fit steps T must be >= 0, got {steps}")
     coords, labels = coords.detach(), labels.detach().to(coords.dtype)
@@ -104,15 +107,30 @@ def fit_latent(decoder: OccupancyDecoder, coords: torch.Tensor, labels: torch.Te
                                                              device=coords.device)
     z = z.to(coords).requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
+    subset = _point_subsets(coords.shape[1], points_per_step, seed)
     with _Frozen(decoder):
         for step in range(steps):
             opt.zero_grad(set_to_none=True)
-            loss = occupancy_loss(decoder(coords, z), labels) + reg * latent_regulariser(z)
+            idx = next(subset)
+            c, y = (coords, labels) if idx is None else (coords[:, idx.to(coords.device)], labels[:, idx.to(coords.device)])
+            loss = occupancy_loss(decoder(c, z), y) + reg * latent_regulariser(z)
             loss.backward()
             opt.step()
             if callback is not None:
                 callback(step + 1)
+            if stop is not None and stop(step + 1, z.detach()):
+                break
     return z.detach()
+
+
+def _point_subsets(total: int, size: int | None, seed: int):
+    """Endless (size,) index tensors into `total` points (with replacement); None = all points."""
+    if size is None or size >= total:
+        while True:
+            yield None
+    g = torch.Generator().manual_seed(int(seed))
+    while True:
+        yield torch.randint(total, (int(size),), generator=g)
 
 
 def fit_latent_unrolled(decoder: OccupancyDecoder, coords: torch.Tensor, labels: torch.Tensor, steps: int = 100,

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .figures import overview_figure
+from .figures import overview_figure, sparse_overview_figure
 from .patches import patch_boxes
 from .pipeline import ReconstructionResult
+from .sparse import SparseInput
+from .sparse_reconstruction import SparseResult
 from .volume import BinaryVolume, index_to_world, write_labelmap
 
 OUTPUT_FILES = ("reconstruction.nii.gz", "errors.nii.gz", "patches.json", "metrics.json", "overview.png")
@@ -59,26 +61,64 @@ def metrics_record(result: ReconstructionResult) -> dict:
                                                       "decode", "decoder_points")}}
 
 
-def _write_all(folder: Path, result: ReconstructionResult, volume: BinaryVolume, title: str) -> None:
-    write_labelmap(folder / "reconstruction.nii.gz", result.reconstruction.astype(np.uint8), volume)
-    write_labelmap(folder / "errors.nii.gz", result.errors, volume)
-    (folder / "patches.json").write_text(json.dumps(patches_record(result, volume), indent=2))
-    (folder / "metrics.json").write_text(json.dumps(metrics_record(result), indent=2))
-    overview_figure(result.errors, volume.spacing, result.centres, result.settings["k"], title,
-                    folder / "overview.png")
+def _run_writers(result: ReconstructionResult, volume: BinaryVolume, title: str) -> dict:
+    """File name -> function(path) writing it, for the five outputs of a run."""
+    return {
+        "reconstruction.nii.gz": lambda p: write_labelmap(p, result.reconstruction.astype(np.uint8), volume),
+        "errors.nii.gz": lambda p: write_labelmap(p, result.errors, volume),
+        "patches.json": lambda p: p.write_text(json.dumps(patches_record(result, volume), indent=2)),
+        "metrics.json": lambda p: p.write_text(json.dumps(metrics_record(result), indent=2)),
+        "overview.png": lambda p: overview_figure(result.errors, volume.spacing, result.centres,
+                                                  result.settings["k"], title, p),
+    }
 
 
-def write_run_outputs(result: ReconstructionResult, volume: BinaryVolume, out_dir, title: str = "") -> Path:
-    """Write the five outputs into a temporary sibling folder, then move them into `out_dir`
-    (created if needed; other files there are left alone). Nothing is left behind on failure."""
+def write_atomically(out_dir, writers: dict) -> Path:
+    """Run each `writers[name](path)` into a temporary sibling folder, then move the files into
+    `out_dir` (created if needed; other files there are left alone). Nothing is left behind on
+    failure."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _write_all(tmp, result, volume, title)
+        for name, write in writers.items():
+            write(tmp / name)
         out.mkdir(exist_ok=True)
-        for name in OUTPUT_FILES:
+        for name in writers:
             os.replace(tmp / name, out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def write_run_outputs(result: ReconstructionResult, volume: BinaryVolume, out_dir, title: str = "") -> Path:
+    """The five outputs of a run (OUTPUT_FILES), written together by `write_atomically`."""
+    return write_atomically(out_dir, _run_writers(result, volume, title))
+
+
+def sparse_input_codes(sparse: SparseInput) -> np.ndarray:
+    """(X, Y, Z) uint8: 0 unknown, 1 known background, 2 known foreground."""
+    return sparse.known.astype(np.uint8) + sparse.labels.astype(np.uint8)
+
+
+def sparse_metrics_record(result: SparseResult) -> dict:
+    return {**{k: _json_number(float(v)) for k, v in result.metrics.items()},
+            "seconds": {k: round(v, 4) for k, v in result.timings.items()},
+            "settings": result.settings, "fit_history": [list(h) for h in result.fit_history],
+            "warnings": result.warnings}
+
+
+def write_sparse_outputs(result: SparseResult, sparse: SparseInput, volume: BinaryVolume, out_dir,
+                         title: str = "") -> Path:
+    """reconstruction.nii.gz, sparse_input.nii.gz (0 unknown, 1 known background, 2 known
+    foreground), errors.nii.gz (only with a reference), metrics.json, overview.png."""
+    shown = result.errors if result.errors is not None else result.reconstruction.astype(np.uint8)
+    writers = {
+        "reconstruction.nii.gz": lambda p: write_labelmap(p, result.reconstruction.astype(np.uint8), volume),
+        "sparse_input.nii.gz": lambda p: write_labelmap(p, sparse_input_codes(sparse), volume),
+        "metrics.json": lambda p: p.write_text(json.dumps(sparse_metrics_record(result), indent=2)),
+        "overview.png": lambda p: sparse_overview_figure(shown, sparse.known, volume.spacing, title, p),
+    }
+    if result.errors is not None:
+        writers["errors.nii.gz"] = lambda p: write_labelmap(p, result.errors, volume)
+    return write_atomically(out_dir, writers)

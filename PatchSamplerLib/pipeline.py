@@ -32,19 +32,21 @@ class Cancelled(Exception):
     """Raised inside `reconstruct` when its `should_cancel()` returns True."""
 
 
-class _Monitor:
-    """Progress reports (stage name, fraction of the whole run in [0, 1]) and cancellation."""
+class Monitor:
+    """Progress reports (stage name, fraction of the whole run in [0, 1]) and cancellation.
+    `weights`: stage -> (start, end) share of the run."""
     WEIGHTS = {"sampling": (0.0, 0.05), "extraction": (0.05, 0.1), "latent_fit": (0.1, 0.8),
                "decode": (0.8, 0.95), "metrics": (0.95, 1.0)}
 
-    def __init__(self, progress=None, should_cancel=None):
+    def __init__(self, progress=None, should_cancel=None, weights: dict | None = None):
         self.progress, self.should_cancel = progress, should_cancel
+        self.weights = weights or self.WEIGHTS
 
     def __call__(self, stage: str, within: float = 0.0) -> None:
         if self.should_cancel is not None and self.should_cancel():
             raise Cancelled(f"cancelled during {stage}")
         if self.progress is not None:
-            lo, hi = self.WEIGHTS[stage]
+            lo, hi = self.weights[stage]
             self.progress(stage, lo + (hi - lo) * min(max(within, 0.0), 1.0))
 
 
@@ -74,10 +76,41 @@ def frame_box(volume: BinaryVolume, centre_mm: np.ndarray, extent_mm) -> tuple[n
     return np.maximum(lo, 0), np.minimum(hi, np.array(volume.shape) - 1)
 
 
-def _shape_outside_frame(volume: BinaryVolume, lo: np.ndarray, hi: np.ndarray) -> int:
-    """Number of foreground voxels outside the inclusive box [lo, hi]."""
-    inside = volume.mask[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1].sum()
-    return int(volume.voxel_count - inside)
+def shape_outside_frame(mask: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> int:
+    """Number of foreground voxels of the (X, Y, Z) mask outside the inclusive box [lo, hi]."""
+    inside = mask[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1].sum()
+    return int(mask.sum() - inside)
+
+
+def place_frame(volume: BinaryVolume, foreground: np.ndarray, prior: ShapePrior, notes: list) -> tuple:
+    """The INR frame for a shape: centred on the bounding box of `foreground` (X, Y, Z), the
+    prior's extent. Returns (centre_mm (3,), lo (3,), hi (3,) inclusive voxel box); a shape
+    sticking out of the frame adds a warning to `notes`."""
+    centre_mm = bbox_centre_mm(foreground, volume.spacing)
+    lo, hi = frame_box(volume, centre_mm, prior.extent_mm)
+    outside = shape_outside_frame(foreground, lo, hi)
+    if outside:
+        notes.append(f"the shape is larger than the prior's frame {prior.extent_mm} mm: {outside} foreground "
+                     "voxels lie outside it and cannot be reconstructed")
+        warnings.warn(notes[-1])
+    return centre_mm, lo, hi
+
+
+def decode_in_frame(decoder, latent: torch.Tensor, volume: BinaryVolume, centre_mm: np.ndarray, lo: np.ndarray,
+                    hi: np.ndarray, dense: bool = False, chunk: int = 65536) -> tuple[np.ndarray, int]:
+    """Decode the inclusive voxel box [lo, hi] of `volume`'s grid (coarse-to-fine unless `dense`),
+    threshold at 0.5. Returns ((X, Y, Z) bool reconstruction, background outside the box;
+    number of INR evaluations)."""
+    box = tuple(int(v) for v in hi - lo + 1)
+    if dense:
+        prob = decode_grid(decoder, latent, box, volume.spacing, centre_mm, offset=lo, chunk=chunk)
+        evaluated = int(np.prod(box))
+    else:
+        prob, evaluated = decode_grid_coarse_to_fine(decoder, latent, box, volume.spacing, centre_mm, offset=lo,
+                                                     chunk=chunk)
+    recon = np.zeros(volume.shape, bool)
+    recon[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] = prob.cpu().numpy() >= 0.5
+    return recon, evaluated
 
 
 def choose_centres(volume: BinaryVolume, n: int, sampler: str, seed: int) -> np.ndarray:
@@ -124,7 +157,7 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
     the run advances; when `should_cancel()` returns True the run stops with `Cancelled`. Raises ValueError subclasses
     with user-facing messages on bad input."""
     validate_request(volume, n, k, t)
-    monitor = _Monitor(progress, should_cancel)
+    monitor = Monitor(progress, should_cancel)
     monitor("sampling")
     dev = resolve_device(device)
     if not isinstance(prior, ShapePrior):
@@ -133,13 +166,7 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
     timings, notes = {}, []
 
     clock = time.perf_counter()
-    centre_mm = bbox_centre_mm(volume.mask, volume.spacing)
-    lo, hi = frame_box(volume, centre_mm, prior.extent_mm)
-    outside = _shape_outside_frame(volume, lo, hi)
-    if outside:
-        notes.append(f"the shape is larger than the prior's frame {prior.extent_mm} mm: {outside} foreground "
-                     "voxels lie outside it and cannot be reconstructed")
-        warnings.warn(notes[-1])
+    centre_mm, lo, hi = place_frame(volume, volume.mask, prior, notes)
     if centres is None:
         centres, generated, sampler_notes = sample_centres(volume, n, k, t, sampler, seed, prior, sampler_model)
         notes += sampler_notes
@@ -156,20 +183,12 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
     latent = fit_latent(decoder, coords_mm.reshape(1, -1, 3).to(dev), values.reshape(1, -1).to(dev),
                         steps=t, lr=fit_lr, seed=seed,
                         callback=lambda step: monitor("latent_fit", step / t) if step % 10 == 0 else None)
-    _sync(dev)
+    sync_device(dev)
     timings["latent_fit"] = time.perf_counter() - clock
 
     monitor("decode")
     clock = time.perf_counter()
-    box = tuple(int(v) for v in hi - lo + 1)
-    if dense_decode:
-        prob = decode_grid(decoder, latent, box, volume.spacing, centre_mm, offset=lo, chunk=chunk)
-        evaluated = int(np.prod(box))
-    else:
-        prob, evaluated = decode_grid_coarse_to_fine(decoder, latent, box, volume.spacing, centre_mm, offset=lo,
-                                                     chunk=chunk)
-    recon = np.zeros(volume.shape, bool)
-    recon[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] = prob.cpu().numpy() >= 0.5
+    recon, evaluated = decode_in_frame(decoder, latent, volume, centre_mm, lo, hi, dense_decode, chunk)
     timings["decode"] = time.perf_counter() - clock
 
     monitor("metrics")
@@ -189,6 +208,6 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
                                 latent[0].cpu().numpy(), settings, notes, generated)
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

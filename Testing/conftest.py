@@ -7,6 +7,10 @@ import sys
 import numpy as np
 import pytest
 
+# ITK's default thread pool (slicer-core's vtkITK filters) can crash the interpreter at exit;
+# the platform threader does not. Must be set before ITK makes its first threader.
+os.environ.setdefault("ITK_GLOBAL_DEFAULT_THREADER", "Platform")
+
 # make `import PatchSamplerLib` work when pytest is run from any folder
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:

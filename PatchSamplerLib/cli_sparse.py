@@ -1,0 +1,109 @@
+"""`reconstruct-slices`: the INR reconstruction from sparse slices or labelled voxels, on the command line."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .sparse import AXIS_HELP
+from .sparse_reconstruction import (DEFAULT_CHECK_EVERY, DEFAULT_POINTS_PER_STEP, DEFAULT_SPARSE_LR,
+                                    DEFAULT_SPARSE_STEPS)
+
+DESCRIPTION = f"""Reconstruct a whole shape from sparse input with the INR prior [Amiranashvili et al. 2022].
+Simulate the input from a full segmentation (--step S --axis A [--thick], or --orthogonal; the
+metrics then compare with the full input) or give real sparse data: --known-mask FILE (which
+voxels of --input are observed) or --labelled-slices A (the slices of --input along axis A that
+carry any label are the known ones). Axis numbering: {AXIS_HELP}.
+Outputs in --out: reconstruction.nii.gz, sparse_input.nii.gz (0 unknown, 1 known background,
+2 known foreground), errors.nii.gz and Dice / ASD / HD95 in metrics.json when a full reference is
+known, overview.png."""
+
+
+def add_reconstruct_slices_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", required=True, help="labelmap (.nii, .nii.gz, .nrrd, .seg.nrrd)")
+    p.add_argument("--label", type=int, default=None, help="label value to use in a multi-label file")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--step", type=int, help="keep every STEP-th slice along --axis (simulation)")
+    mode.add_argument("--orthogonal", action="store_true",
+                      help="keep three orthogonal slices through the foreground centroid (simulation)")
+    mode.add_argument("--known-mask", help="labelmap of the observed voxels (nonzero = known)")
+    mode.add_argument("--labelled-slices", type=int, metavar="A",
+                      help="the input is drawn on some slices along axis A; unlabelled slices are unknown")
+    p.add_argument("--axis", type=int, default=0, help=f"slice axis for --step ({AXIS_HELP}; default 0)")
+    p.add_argument("--thick", action="store_true",
+                   help="with --step: thick slices (mean over each STEP-slice window, threshold 0.5)")
+    p.add_argument("--start", type=int, default=None, help="with --step: first kept slice (default random by --seed)")
+    p.add_argument("--reference", default=None,
+                   help="full segmentation to score against (default: the input, for --step / --orthogonal)")
+    p.add_argument("--prior", default="vertebra", help="bundled prior name (vertebra, kidney) or a prior file")
+    p.add_argument("--steps", type=int, default=DEFAULT_SPARSE_STEPS,
+                   help=f"latent-fit steps (default {DEFAULT_SPARSE_STEPS})")
+    p.add_argument("--fit-lr", type=float, default=DEFAULT_SPARSE_LR, help="Adam learning rate of the latent fit")
+    p.add_argument("--points-per-step", type=int, default=DEFAULT_POINTS_PER_STEP,
+                   help=f"known voxels per fit step, drawn at random (default {DEFAULT_POINTS_PER_STEP}; "
+                        "0 = all, as the paper)")
+    p.add_argument("--check-every", type=int, default=DEFAULT_CHECK_EVERY,
+                   help="steps between training-Dice checks (early stop)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="stop when the rounded training Dice has not risen for this many checks (default: never)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--dense-decode", action="store_true", help="decode every voxel instead of coarse-to-fine")
+    p.add_argument("--out", required=True, help="output folder")
+
+
+def sparse_from_args(args, volume):
+    """(SparseInput, reference mask or None) for the chosen mode."""
+    from .sparse import every_nth_slice, from_known_mask, labelled_slices, orthogonal_slices, thick_slices
+    from .volume import VolumeError, read_labelmap
+    if args.thick and args.step is None:
+        raise ValueError("--thick goes with --step")
+    reference = None
+    if args.step is not None:
+        make = thick_slices if args.thick else every_nth_slice
+        sparse, reference = make(volume.mask, args.step, args.axis, args.start, args.seed), volume.mask
+    elif args.orthogonal:
+        sparse, reference = orthogonal_slices(volume.mask), volume.mask
+    elif args.known_mask is not None:
+        known = read_labelmap(args.known_mask).mask
+        sparse = from_known_mask(volume.mask, known)
+    else:
+        sparse = labelled_slices(volume.mask, args.labelled_slices)
+    if args.reference is not None:
+        ref = read_labelmap(args.reference, args.label)
+        if ref.shape != volume.shape:
+            raise VolumeError(f"the reference has shape {ref.shape}, the input {volume.shape}")
+        reference = ref.mask
+    return sparse, reference
+
+
+def reconstruct_slices_main(args) -> int:
+    import warnings
+    from .devices import resolve_device
+    from .inr import ShapePrior
+    from .outputs import write_sparse_outputs
+    from .sparse_reconstruction import reconstruct_sparse
+    from .volume import read_labelmap
+
+    device = resolve_device(args.device)
+    prior = ShapePrior.load(args.prior, device=device)
+    volume = read_labelmap(args.input, args.label)
+    sparse, reference = sparse_from_args(args, volume)
+    print(f"input {args.input}: {volume.shape} voxels at {volume.spacing} mm; {sparse.description}, "
+          f"{sparse.known_count} known voxels")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = reconstruct_sparse(volume, sparse, prior, steps=args.steps, fit_lr=args.fit_lr,
+                                    points_per_step=args.points_per_step or None, check_every=args.check_every,
+                                    patience=args.patience, seed=args.seed, device=str(device),
+                                    reference=reference, dense_decode=args.dense_decode)
+    for note in result.warnings:
+        print(f"warning: {note}", file=sys.stderr)
+    m = result.metrics
+    title = f"INR from {sparse.description}" + (
+        f": Dice {m['dice']:.3f}, ASD {m['asd_mm']:.2f} mm, HD95 {m['hd95_mm']:.2f} mm" if m else "")
+    out = write_sparse_outputs(result, sparse, volume, args.out, title)
+    print(title)
+    print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
+          + f" ({result.settings['steps_run']} fit steps, device {device})")
+    print(f"outputs in {out.resolve()}")
+    return 0

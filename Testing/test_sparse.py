@@ -1,0 +1,217 @@
+"""Sparse inputs (slices, thick slices, orthogonal, known voxels), the slice baselines, the INR
+fit on known voxels only, and the `reconstruct-slices` command."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from PatchSamplerLib.inr import fit_latent
+from PatchSamplerLib.metrics import dice
+from PatchSamplerLib.slice_baselines import fill_between_slices, interpolate_slices
+from PatchSamplerLib.sparse import (every_nth_slice, from_known_mask, labelled_slices, orthogonal_slices,
+                                    sparse_input, thick_slices)
+from PatchSamplerLib.sparse_reconstruction import DicePlateau, known_points, reconstruct_sparse
+from PatchSamplerLib.volume import BinaryVolume, VolumeError, read_labelmap, write_volume
+from tiny_prior import held_out_vertebra, tiny_prior_path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def box_mask(shape=(40, 20, 16), lo=(10, 5, 4), hi=(50, 15, 12)) -> np.ndarray:
+    """(X, Y, Z) bool box [lo, hi) clipped to the grid."""
+    m = np.zeros(shape, bool)
+    m[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
+    return m
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_every_nth_slice_keeps_exactly_those_slices(axis):
+    rng = np.random.default_rng(axis)
+    mask = rng.random((17, 19, 23)) > 0.5
+    s = every_nth_slice(mask, 4, axis, start=1)
+    assert s.positions.tolist() == list(range(1, mask.shape[axis], 4)) and s.axis == axis
+    kept = np.zeros(mask.shape[axis], bool)
+    kept[s.positions] = True
+    shape = [1, 1, 1]
+    shape[axis] = -1
+    assert np.array_equal(s.known, np.broadcast_to(kept.reshape(shape), mask.shape))
+    assert np.array_equal(s.labels, mask & s.known)
+    # a random start lies in [0, step) and depends on the seed only
+    starts = {int(every_nth_slice(mask, 4, axis, seed=seed).positions[0]) for seed in range(20)}
+    assert starts <= {0, 1, 2, 3} and len(starts) > 1
+
+
+def test_thick_slices_threshold_the_window_mean_at_its_middle_slice():
+    mask = np.zeros((16, 3, 3), bool)
+    mask[0:4] = True           # window 0-7: 4 of 8 slices -> mean 0.5 -> foreground
+    mask[8:11] = True          # window 8-15: 3 of 8 -> background
+    s = thick_slices(mask, 8, 0, start=0)
+    assert s.positions.tolist() == [4, 12]
+    assert s.labels[4].all() and not s.labels[12].any() and s.known[[4, 12]].all()
+    assert s.known.sum() == 2 * 9
+
+
+def test_orthogonal_slices_cross_at_the_centroid():
+    mask = box_mask((30, 30, 30), (4, 10, 12), (14, 20, 22))    # centroid 8.5, 14.5, 16.5
+    s = orthogonal_slices(mask)
+    c = [8, 14, 16]  # np.rint rounds half to even
+    assert s.known[c[0]].all() and s.known[:, c[1]].all() and s.known[:, :, c[2]].all()
+    assert s.known.sum() == 3 * 900 - 3 * 30 + 1
+    assert s.axis is None and np.array_equal(s.labels, mask & s.known)
+
+
+def test_labelled_slices_and_known_mask():
+    mask = box_mask()
+    drawn = mask.copy()
+    drawn[np.setdiff1d(np.arange(40), [12, 20, 33])] = False    # drawn on three slices only
+    s = labelled_slices(drawn, 0)
+    assert s.positions.tolist() == [12, 20, 33]
+    assert np.array_equal(s.labels, drawn)
+    known = np.zeros(mask.shape, bool)
+    known[::3, ::2] = True
+    k = from_known_mask(mask, known)
+    assert np.array_equal(k.known, known) and np.array_equal(k.labels, mask & known)
+
+
+def test_bad_sparse_requests_are_clear():
+    mask = box_mask()
+    with pytest.raises(ValueError, match="axis must be 0, 1 or 2"):
+        every_nth_slice(mask, 8, 3)
+    with pytest.raises(ValueError, match="step must be an integer >= 2"):
+        every_nth_slice(mask, 1, 0)
+    with pytest.raises(ValueError, match=r"first slice must lie in \[0, step\)"):
+        every_nth_slice(mask, 8, 0, start=8)
+    with pytest.raises(VolumeError, match="no labelled foreground"):
+        every_nth_slice(box_mask(lo=(2, 5, 4), hi=(6, 15, 12)), 8, 0, start=0)    # slices 0, 8, .. miss x 2..5
+    with pytest.raises(VolumeError, match="shape"):
+        from_known_mask(mask, np.ones((3, 3, 3), bool))
+    with pytest.raises(ValueError, match="unknown sparse mode"):
+        sparse_input(mask, "every")
+
+
+def test_linear_interpolation_ends_half_way_and_reproduces_kept_slices():
+    mask = box_mask()                                  # x in [10, 50) clipped to 40 -> 10..39
+    s = every_nth_slice(mask, 8, 0, start=2)           # kept 2, 10, 18, 26, 34
+    lin = interpolate_slices(s, "linear")
+    xs = np.flatnonzero(lin.any(axis=(1, 2)))
+    assert xs.min() == 6 and xs.max() == 38            # half-way to the empty slices 2 and 42 (assumed)
+    assert np.array_equal(lin[10:39], np.broadcast_to(mask[20], (29,) + mask.shape[1:]))
+    spline = interpolate_slices(s, "bspline")
+    assert np.array_equal(spline[s.positions], mask[s.positions])
+    assert np.array_equal(lin[s.positions], mask[s.positions])
+
+
+def test_interpolation_needs_parallel_slices():
+    with pytest.raises(ValueError, match="needs parallel slices"):
+        interpolate_slices(orthogonal_slices(box_mask()), "linear")
+    with pytest.raises(ValueError, match="unknown interpolation"):
+        interpolate_slices(every_nth_slice(box_mask(), 8, 0, start=2), "cubic")
+
+
+def test_fill_between_slices_is_slicers_contour_interpolation():
+    pytest.importorskip("slicer")
+    mask = box_mask()
+    s = every_nth_slice(mask, 8, 0, start=2)           # labelled slices 10, 18, 26, 34 (2 is empty)
+    filled = fill_between_slices(s)
+    xs = np.flatnonzero(filled.any(axis=(1, 2)))
+    assert xs.min() == 10 and xs.max() == 34           # fills between the labelled slices, not beyond
+    assert np.array_equal(filled[10:35], mask[10:35])
+    assert np.array_equal(s.labels, mask & s.known)    # the input is not modified
+
+
+def test_known_points_are_the_known_voxels_in_the_frame_in_mm():
+    mask = box_mask()
+    s = every_nth_slice(mask, 8, 0, start=2)
+    spacing, centre = np.array([0.8, 1.0, 2.5]), np.array([10.0, 3.0, -4.0])
+    lo, hi = np.array([0, 2, 0]), np.array([39, 17, 15])
+    coords, labels = known_points(s, spacing, centre, lo, hi)
+    idx = np.rint((coords.numpy() + centre) / spacing - 0.5).astype(int)
+    assert len(idx) == 5 * 16 * 16
+    assert np.array_equal(labels.numpy() > 0.5, mask[tuple(idx.T)])
+    assert s.known[tuple(idx.T)].all() and idx[:, 1].min() == 2 and idx[:, 1].max() == 17
+
+
+def test_fit_on_random_subsets_equals_full_fit_when_the_subset_is_everything():
+    from PatchSamplerLib.inr import OccupancyDecoder
+    torch.manual_seed(0)
+    dec = OccupancyDecoder()
+    coords, labels = torch.randn(1, 300, 3) * 10, (torch.rand(1, 300) > 0.5).float()
+    full = fit_latent(dec, coords, labels, steps=5)
+    assert torch.equal(full, fit_latent(dec, coords, labels, steps=5, points_per_step=300))
+    sub = fit_latent(dec, coords, labels, steps=5, points_per_step=100)
+    assert not torch.equal(full, sub)
+    assert torch.equal(sub, fit_latent(dec, coords, labels, steps=5, points_per_step=100))   # seeded
+
+
+def test_dice_plateau_stops_after_patience_flat_checks():
+    from PatchSamplerLib.inr import OccupancyDecoder
+    dec = OccupancyDecoder()
+    coords, labels = torch.randn(50, 3), torch.ones(50)
+    plateau = DicePlateau(dec, coords, labels, every=10, patience=2)
+    z = torch.zeros(1, 128)
+    stops = [plateau(step, z) for step in range(1, 41)]
+    # the same latent every time: checks at 10 (new best), 20 (flat 1), 30 (flat 2 -> stop)
+    assert [s for s, _ in plateau.history] == [10, 20, 30, 40] and stops.index(True) == 29
+    steps_run = []
+    fit_latent(dec, coords[None], labels[None], steps=1000, lr=0.0, callback=steps_run.append,
+               stop=DicePlateau(dec, coords, labels, every=10, patience=2))
+    assert steps_run[-1] == 30
+
+
+def test_inr_from_sparse_slices_beats_linear_interpolation_on_a_held_out_shape():
+    vol = held_out_vertebra(1)
+    s = every_nth_slice(vol.mask, 4, 0, seed=3)
+    result = reconstruct_sparse(vol, s, str(tiny_prior_path()), steps=150, fit_lr=0.03, points_per_step=None,
+                                reference=vol.mask, device="cpu")
+    linear = dice(interpolate_slices(s, "linear"), vol.mask)
+    assert result.metrics["dice"] == pytest.approx(dice(result.reconstruction, vol.mask))
+    assert result.metrics["dice"] > linear + 0.02, (result.metrics, linear)
+    (lo, hi) = result.settings["decoded_box_index"]
+    in_frame = s.known[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1].sum()
+    assert result.settings["fit_points"] == in_frame < s.known_count    # only the known voxels in the frame
+    assert not result.reconstruction[:lo[0]].any() and not result.reconstruction[hi[0] + 1:].any()
+
+
+def test_reconstruct_slices_cli_writes_outputs_and_leaves_the_input_alone(tmp_path):
+    vol = held_out_vertebra(2)
+    vol = BinaryVolume(vol.mask, (4.0, 4.0, 4.0), np.array([5.0, -3.0, 2.0]))
+    src = tmp_path / "shape.nii.gz"
+    write_volume(src, vol)
+    before = src.read_bytes()
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "PatchSamplerLib", "reconstruct-slices", "--input", str(src), "--step", "4",
+           "--axis", "1", "--start", "1", "--prior", str(tiny_prior_path()), "--steps", "40", "--fit-lr", "0.03",
+           "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["reconstruction.nii.gz", "sparse_input.nii.gz", "errors.nii.gz", "metrics.json", "overview.png"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    recon = read_labelmap(out / "reconstruction.nii.gz").mask
+    assert metrics["dice"] == pytest.approx(dice(recon, vol.mask))
+    import SimpleITK as sitk
+    codes = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "sparse_input.nii.gz"))).transpose(2, 1, 0)
+    expected = every_nth_slice(vol.mask, 4, 1, start=1)
+    assert np.array_equal(codes, expected.known.astype(int) + expected.labels)   # 0 unknown, 1 bg, 2 fg
+    assert src.read_bytes() == before
+    bad = subprocess.run(cmd[:-1] + [str(tmp_path / "bad")] + ["--axis", "3"], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "axis must be 0, 1 or 2" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+def test_reconstruct_slices_from_drawn_slices_has_no_metrics(tmp_path):
+    vol = held_out_vertebra(2)
+    drawn = every_nth_slice(vol.mask, 3, 2, start=0).labels
+    src = tmp_path / "drawn.nii.gz"
+    write_volume(src, vol.with_mask(drawn))
+    out = tmp_path / "out"
+    from PatchSamplerLib.cli import main
+    assert main(["reconstruct-slices", "--input", str(src), "--labelled-slices", "2", "--prior",
+                 str(tiny_prior_path()), "--steps", "20", "--out", str(out)]) == 0
+    assert not (out / "errors.nii.gz").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "dice" not in metrics and "labelled slices along axis 2" in metrics["settings"]["input"]

@@ -53,6 +53,9 @@ def add_data_arguments(p: argparse.ArgumentParser, count: int) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
+FLAG_HELP = {"thick": "with --sparse-step: thick slices (mean over each window, threshold 0.5)"}
+
+
 def add_config_arguments(p: argparse.ArgumentParser, config_class) -> None:
     """One --option per field of a config dataclass, with its default (booleans: flags)."""
     defaults = config_class()
@@ -60,7 +63,7 @@ def add_config_arguments(p: argparse.ArgumentParser, config_class) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
         if isinstance(default, bool):
-            p.add_argument(flag, action="store_true", help="(ablation switch; default off)")
+            p.add_argument(flag, action="store_true", help=FLAG_HELP.get(f.name, "(ablation switch; default off)"))
             continue
         kind = float if f.name == "max_minutes" else type(default)
         p.add_argument(flag, type=kind, default=default, help=f"(default {default})")

@@ -58,6 +58,10 @@ class PriorConfig:
     val_fit_lr: float = 1e-2
     max_minutes: float | None = None    # wall-clock budget (stops after the epoch that exceeds it)
     seed: int = 0
+    sparse_step: int = 0                # > 0: train from every sparse_step-th slice only [A §3.2]
+    sparse_axis: int = 0                # slice axis, 0 1 2 = x y z (i j k)
+    thick: bool = False                 # sparse: thick slices (window mean, threshold 0.5)
+    sparse_val_share: float = 0.1       # sparse: share of training shapes with half their slices held out
 
 
 @dataclass
@@ -68,6 +72,7 @@ class TrainingShape:
     shape: tuple[int, int, int]
     spacing: tuple[float, float, float]
     centre_mm: np.ndarray       # (3,) frame centre in local mm
+    known: torch.Tensor | None = None   # (M,) long flat indices of the known voxels (sparse); None = all
 
 
 def prepare_shape(volume: BinaryVolume, band_mm: float) -> TrainingShape:
@@ -80,14 +85,21 @@ def prepare_shape(volume: BinaryVolume, band_mm: float) -> TrainingShape:
 
 def sample_points(shape: TrainingShape, count: int, surface_fraction: float,
                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> coords (count, 3) mm in the frame, labels (count,) 0/1 float32."""
+    """-> coords (count, 3) mm in the frame, labels (count,) 0/1 float32. Uniform points come
+    from the whole grid, or from the known voxels only when `shape.known` is set (sparse)."""
     n_band = int(round(count * surface_fraction)) if len(shape.band) else 0
+    uniform = torch.randint(shape.mask.numel() if shape.known is None else len(shape.known), (count - n_band,),
+                            generator=gen)
     flat = torch.cat([shape.band[torch.randint(len(shape.band), (n_band,), generator=gen)],
-                      torch.randint(shape.mask.numel(), (count - n_band,), generator=gen)])
+                      uniform if shape.known is None else shape.known[uniform]])
+    return flat_to_frame_mm(flat, shape), shape.mask[flat].float()
+
+
+def flat_to_frame_mm(flat: torch.Tensor, shape: TrainingShape) -> torch.Tensor:
+    """(M,) flat voxel indices of `shape`'s grid -> (M, 3) float32 mm in its INR frame."""
     ny, nz = shape.shape[1], shape.shape[2]
     ijk = torch.stack([flat // (ny * nz), (flat // nz) % ny, flat % nz], dim=-1).float()
-    coords = index_to_local_mm(ijk, shape.spacing) - torch.as_tensor(shape.centre_mm, dtype=torch.float32)
-    return coords, shape.mask[flat].float()
+    return index_to_local_mm(ijk, shape.spacing) - torch.as_tensor(shape.centre_mm, dtype=torch.float32)
 
 
 def frame_of(volumes: list[BinaryVolume]) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -128,7 +140,7 @@ class PriorTrainer:
         self.cfg, self.out, self.log = cfg, Path(out_dir), log
         self.out.mkdir(parents=True, exist_ok=True)
         self.train_volumes, self.val_volumes = train, val
-        self.shapes = [prepare_shape(v, cfg.surface_band_mm) for v in train]
+        self.shapes, self.held_out = self._training_set(train, val)
         self.extent_mm, self.spacing_mm = frame_of(train)
         self.provenance = provenance or {}
         torch.manual_seed(cfg.seed)
@@ -139,6 +151,20 @@ class PriorTrainer:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.epoch, self.best_val, self.bad_validations, self.history = 0, -1.0, 0, []
         self.elapsed = 0.0
+
+    def _training_set(self, train: list[BinaryVolume], val: list[BinaryVolume]) -> tuple[list, list]:
+        """Sampling tables of the training shapes; with sparse_step, of their kept slices only,
+        and the held-out slices that validate (sparse_prior.py)."""
+        if not self.cfg.sparse_step:
+            return [prepare_shape(v, self.cfg.surface_band_mm) for v in train], []
+        from .sparse_prior import sparse_training_set
+        if val:
+            self.log(f"sparse training validates on held-out slices; the {len(val)} validation shapes are not used")
+            self.val_volumes = []
+        shapes, held = sparse_training_set(train, self.cfg, self.cfg.surface_band_mm)
+        self.log(f"sparse training: every {self.cfg.sparse_step}th {'thick ' if self.cfg.thick else ''}slice along "
+                 f"axis {self.cfg.sparse_axis}; {len(held)} shapes hold out half their slices for validation")
+        return shapes, held
 
     # ---------------------------------------------------------- state
     def state(self) -> dict:
@@ -201,7 +227,13 @@ class PriorTrainer:
 
     def validate(self) -> dict:
         self.decoder.eval()
-        row = {"train_dice": self.train_dice()}
+        if self.cfg.sparse_step:
+            from .sparse_prior import held_out_dice, known_slice_dice
+            row = {"train_dice": known_slice_dice(self.decoder, self.latents, self.shapes)}
+            if self.held_out:
+                row["val_dice"] = held_out_dice(self.decoder, self.latents, self.held_out)
+        else:
+            row = {"train_dice": self.train_dice()}
         if self.val_volumes:
             row["val_dice"] = validation_dice(self.decoder, self.val_volumes, self.cfg)
         self.decoder.train()

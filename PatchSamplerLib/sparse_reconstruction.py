@@ -56,6 +56,16 @@ def known_points(sparse: SparseInput, spacing, centre_mm: np.ndarray, lo: np.nda
     return torch.as_tensor(mm, dtype=torch.float32), torch.as_tensor(labels, dtype=torch.float32)
 
 
+@torch.no_grad()
+def dice_at_points(decoder, latent: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor,
+                   chunk: int = 65536) -> float:
+    """Dice of the thresholded occupancy (logit >= 0) at coords (P, 3) mm against labels (P,) 0/1."""
+    feats = decoder.latent_features(latent.reshape(1, -1))
+    logits = torch.cat([decoder.forward_features(coords[None, s:s + chunk], feats)[0]
+                        for s in range(0, len(coords), chunk)])
+    return dice((logits >= 0).cpu().numpy(), labels.cpu().numpy() > 0.5)
+
+
 class DicePlateau:
     """Early stop for `fit_latent(stop=...)`: every `every` steps the Dice of the thresholded
     prediction on all known points, rounded to `decimals`; True once it has not risen for
@@ -67,17 +77,10 @@ class DicePlateau:
         self.every, self.patience, self.decimals, self.chunk = int(every), patience, decimals, chunk
         self.history, self.best, self.flat = [], -1.0, 0
 
-    @torch.no_grad()
-    def training_dice(self, z: torch.Tensor) -> float:
-        feats = self.decoder.latent_features(z.reshape(1, -1))
-        logits = torch.cat([self.decoder.forward_features(self.coords[None, s:s + self.chunk], feats)[0]
-                            for s in range(0, len(self.coords), self.chunk)])
-        return dice((logits >= 0).cpu().numpy(), self.labels.cpu().numpy() > 0.5)
-
     def __call__(self, step: int, z: torch.Tensor) -> bool:
         if self.every <= 0 or step % self.every:
             return False
-        score = round(self.training_dice(z), self.decimals)
+        score = round(dice_at_points(self.decoder, z, self.coords, self.labels, self.chunk), self.decimals)
         self.history.append((step, score))
         self.flat = 0 if score > self.best else self.flat + 1
         self.best = max(self.best, score)

@@ -99,11 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (cases.csv, table.md); resumable")
     p.set_defaults(func=lambda a: __import__("PatchSamplerLib.evaluation", fromlist=["x"]).evaluate_main(a))
 
-    from .cli_sparse import DESCRIPTION, add_reconstruct_slices_arguments
+    from .cli_sparse import DESCRIPTION, add_evaluate_slices_arguments, add_reconstruct_slices_arguments
     p = sub.add_parser("reconstruct-slices", help="reconstruct a whole shape from a few slices or labelled voxels",
                        description=DESCRIPTION)
     add_reconstruct_slices_arguments(p)
     p.set_defaults(func=lambda a: __import__("PatchSamplerLib.cli_sparse", fromlist=["x"]).reconstruct_slices_main(a))
+
+    p = sub.add_parser("evaluate-slices", help="sparse-slice reconstruction: INR vs interpolation and Fill between "
+                                               "slices on held-out synthetic shapes ([A] Tables 1-3)")
+    add_evaluate_slices_arguments(p)
+    p.set_defaults(func=lambda a: __import__("PatchSamplerLib.slice_evaluation", fromlist=["x"]).evaluate_slices_main(a))
 
     p = sub.add_parser("train-prior", help="train the auto-decoder INR prior")
     add_prior_arguments(p)

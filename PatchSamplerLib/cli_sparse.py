@@ -107,3 +107,23 @@ def reconstruct_slices_main(args) -> int:
           + f" ({result.settings['steps_run']} fit steps, device {device})")
     print(f"outputs in {out.resolve()}")
     return 0
+
+
+def add_evaluate_slices_arguments(p: argparse.ArgumentParser) -> None:
+    from .slice_evaluation import INPUTS, METHODS
+    p.add_argument("--family", choices=["vertebra", "kidney"], required=True, help="synthetic family")
+    p.add_argument("--count", type=int, default=20, help="held-out shapes (default 20)")
+    p.add_argument("--data-seed", type=int, default=1, help="family seed (default 1; the priors saw seed 0)")
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--inputs", default=",".join(INPUTS), help=f"comma list of {', '.join(INPUTS)} (default all)")
+    p.add_argument("--methods", default="linear,bspline,fill,inr",
+                   help=f"comma list of {', '.join(METHODS)} (default linear,bspline,fill,inr)")
+    p.add_argument("--step", type=int, default=8, help="keep every STEP-th slice (default 8)")
+    p.add_argument("--thick-axis", type=int, default=0, help=f"axis of the thick slices ({AXIS_HELP}; default 0)")
+    p.add_argument("--prior", required=True, help="full-resolution prior (bundled name or file) for method inr")
+    p.add_argument("--sparse-prior", default=None, help="prior trained from sparse slices, for method inr-sparse")
+    p.add_argument("--steps", type=int, default=DEFAULT_SPARSE_STEPS)
+    p.add_argument("--fit-lr", type=float, default=DEFAULT_SPARSE_LR)
+    p.add_argument("--points-per-step", type=int, default=DEFAULT_POINTS_PER_STEP, help="0 = all known voxels")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="output folder (cases.csv, table.md); resumable")

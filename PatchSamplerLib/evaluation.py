@@ -68,7 +68,7 @@ def run_cases(cases: list[tuple[str, BinaryVolume]], configs, t: int, samplers, 
     return path
 
 
-def _mean_std(values) -> str:
+def mean_std(values) -> str:
     v = np.asarray(values, float)
     return f"{np.mean(v):.3f} ± {np.std(v):.3f}"
 
@@ -96,7 +96,7 @@ def summary_table(csv_path, title: str = "") -> str:
         cells = []
         for m in range(3):
             for s in samplers:
-                cell = _mean_std(per[s][:, m]) if len(per[s]) else "–"
+                cell = mean_std(per[s][:, m]) if len(per[s]) else "–"
                 cells.append(f"**{cell}**" if m == 0 and s == best and len(samplers) > 1 else cell)
         lines.append("| " + " | ".join([str(n), str(k), str(t), f"{n * k ** 3:,}"] + cells) + " |")
     n_cases = len({r["case"] for r in rows})

@@ -215,3 +215,30 @@ def test_reconstruct_slices_from_drawn_slices_has_no_metrics(tmp_path):
     assert not (out / "errors.nii.gz").exists()
     metrics = json.loads((out / "metrics.json").read_text())
     assert "dice" not in metrics and "labelled slices along axis 2" in metrics["settings"]["input"]
+
+
+def test_evaluate_slices_tables_and_resume(tmp_path, capsys):
+    from PatchSamplerLib.cli import main
+    out = tmp_path / "eval"
+    args = ["evaluate-slices", "--family", "vertebra", "--count", "2", "--data-seed", "99", "--scale", "0.25",
+            "--inputs", "sagittal,orthogonal", "--methods", "linear,inr", "--step", "4",
+            "--prior", str(tiny_prior_path()), "--steps", "20", "--fit-lr", "0.03", "--out", str(out)]
+    assert main(args) == 0
+    rows = (out / "cases.csv").read_text().splitlines()
+    # 2 cases x (sagittal: linear + inr, orthogonal: inr only -- interpolation needs parallel slices)
+    assert len(rows) == 1 + 2 * 3
+    first = (out / "cases.csv").read_text()
+    assert main(args) == 0
+    assert (out / "cases.csv").read_text() == first                 # resumed: nothing recomputed
+    table = (out / "table.md").read_text()
+    assert "## sagittal 4x" in table and "## orthogonal" in table and "INR, full-resolution prior | 2 |" in table
+    linear_row = [line for line in table.split("## orthogonal")[0].splitlines() if line.startswith("| Trilinear")]
+    assert len(linear_row) == 1 and "Trilinear" not in table.split("## orthogonal")[1]
+    vol = held_out_vertebra(0)
+    expected = dice(interpolate_slices(every_nth_slice(vol.mask, 4, 0, seed=0), "linear"), vol.mask)
+    import csv
+    with open(out / "cases.csv") as f:
+        got = [r for r in csv.DictReader(f) if r["method"] == "linear" and r["case"].endswith("0000")]
+    assert float(got[0]["dice"]) == pytest.approx(expected, abs=1e-6)
+    assert main(args[:-2] + ["--methods", "inr-sparse", "--out", str(tmp_path / "x")]) == 2
+    assert "needs --sparse-prior" in capsys.readouterr().err and not (tmp_path / "x").exists()

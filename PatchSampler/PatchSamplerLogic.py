@@ -62,7 +62,8 @@ RECONSTRUCTION_COLOUR = (0.3, 0.75, 0.35)
 SURFACE_SMOOTHING = 0.15
 
 # library stage -> what the progress bar says
-STAGE_TEXT = {"sampling": "choosing patch centres", "extraction": "extracting patches",
+STAGE_TEXT = {"frame": "placing the shape frame",
+              "sampling": "choosing patch centres", "extraction": "extracting patches",
               "latent_fit": "fitting the shape code", "decode": "decoding the shape",
               "metrics": "computing metrics"}
 
@@ -429,8 +430,18 @@ def build_result_segmentation(name: str, grid: SegmentGrid, result, k: int):
     for i, (lo, hi) in enumerate(patch_boxes(result.centres, k)):
         add_labelmap_segment(segmentation, f"Patch {i + 1}", np.ones(tuple(hi - lo + 1), bool), grid.ijk_to_ras, lo,
                              styles["Patch"])
-    masks = {"Reconstruction": result.reconstruction}
-    masks.update({segment_name: result.errors == code for segment_name, code in ERROR_SEGMENTS.items()})
+    add_result_segments(node, grid, result.reconstruction, result.errors)
+    return node
+
+
+def add_result_segments(node, grid: SegmentGrid, reconstruction: np.ndarray, errors: np.ndarray | None) -> None:
+    """Add "Reconstruction" and, with `errors` (codes of metrics.error_labels), "Intersection",
+    "Extra", "Missing" to a segmentation node; set its reference geometry and closed surfaces."""
+    styles = output_styles()
+    segmentation = node.GetSegmentation()
+    masks = {"Reconstruction": reconstruction}
+    if errors is not None:
+        masks.update({segment_name: errors == code for segment_name, code in ERROR_SEGMENTS.items()})
     for segment_name, mask in masks.items():
         part, offset = cropped(mask)
         add_labelmap_segment(segmentation, segment_name, part, grid.ijk_to_ras, offset, styles[segment_name])
@@ -438,7 +449,6 @@ def build_result_segmentation(name: str, grid: SegmentGrid, result, k: int):
                                         serialized_geometry(grid))
     segmentation.SetConversionParameter("Smoothing factor", str(SURFACE_SMOOTHING))
     node.CreateClosedSurfaceRepresentation()
-    return node
 
 
 def serialized_geometry(grid: SegmentGrid) -> str:
@@ -627,6 +637,49 @@ class _Progress:
         return progress
 
 
+# ------------------------------------------------------------------------ reconstruction from slices
+SLICE_ORIENTATIONS = {"sagittal": 0, "coronal": 1, "axial": 2}     # the RAS axis normal to those slices
+
+
+def grid_axis(orientation, ijk_to_ras: np.ndarray) -> int:
+    """The segment grid's axis (0, 1, 2 = i, j, k) the slices are stacked along: an axis number
+    as is, or "axial" / "coronal" / "sagittal": the grid axis closest to S / A / R."""
+    if orientation in (0, 1, 2):
+        return int(orientation)
+    if orientation not in SLICE_ORIENTATIONS:
+        raise ValueError(f"slice orientation must be axial, coronal, sagittal or 0, 1, 2, got {orientation!r}")
+    direction = ijk_to_ras[:3, :3] / np.linalg.norm(ijk_to_ras[:3, :3], axis=0)
+    return int(np.argmax(np.abs(direction[SLICE_ORIENTATIONS[orientation]])))
+
+
+def mask_on_grid(segmentation_node, segment_id: str, grid: SegmentGrid) -> np.ndarray:
+    """Another segment of the same segmentation as an (I, J, K) mask on `grid` (voxels outside the
+    grid dropped). Raises ValueError when it is empty or not on the grid's lattice."""
+    other = read_segment_grid(segmentation_node, segment_id)
+    offset = lattice_offset(grid.ijk_to_ras, other.ijk_to_ras)
+    if offset is None:
+        raise ValueError("the reference segment does not lie on the input segment's voxel grid")
+    out = np.zeros(grid.mask.shape, bool)
+    lo, hi = np.maximum(offset, 0), np.minimum(offset + np.array(other.mask.shape), grid.mask.shape)
+    if np.any(hi <= lo):
+        return out
+    src = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, offset))
+    out[tuple(slice(a, b) for a, b in zip(lo, hi))] = other.mask[src]
+    return out
+
+
+@dataclass
+class SliceRun:
+    """What process_slices() produced: the library's SparseResult, the sparse input it used, the
+    output segmentation (in the scene), the input as a library volume, its grid and the slice axis."""
+    result: object                   # PatchSamplerLib.sparse_reconstruction.SparseResult
+    sparse: object                   # PatchSamplerLib.sparse.SparseInput
+    segmentation_node: object        # "<segment> - reconstruction from slices"
+    volume: object
+    grid: SegmentGrid
+    axis: int
+
+
 # ------------------------------------------------------------------------ the logic
 @dataclass
 class SamplerRun:
@@ -716,6 +769,63 @@ class PatchSamplerLogic:
         if progress is not None:
             progress("Done", 1.0)
         return ProcessResult(runs, table, skipped, volume, grid)
+
+    def process_slices(self, segmentationNode, segmentId: str, orientation="axial", step: int | None = None,
+                       referenceSegmentId: str | None = None, prior="vertebra", device: str = "auto", seed: int = 0,
+                       steps: int | None = None, fit_lr: float | None = None, progress=None,
+                       should_cancel=None) -> SliceRun:
+        """Reconstruct a whole shape from a segment drawn on a few slices [A].
+
+        orientation: "axial" / "coronal" / "sagittal" (the segment grid's axis closest to S / A /
+        R) or a grid axis 0 / 1 / 2. Without `step`, the known slices are those along that axis
+        holding any voxel of the segment (the others are unknown, not background); with `step`,
+        every step-th slice of a full segment is kept (a simulation) and the full segment is the
+        reference. referenceSegmentId: a full segmentation of the same shape to score against.
+        The output segmentation "<segment> - reconstruction from slices" (segments Reconstruction
+        and, with a reference, Intersection / Extra / Missing) replaces the previous one of this
+        segment; the input segment is never modified, and a failed or cancelled run leaves the
+        scene as it was. Raises ValueError with user-facing messages."""
+        from PatchSamplerLib.sparse import every_nth_slice, labelled_slices
+        scene = segmentationNode.GetScene()
+        if scene is None:
+            raise ValueError(f"{segmentationNode.GetName()} is not in a scene")
+        if progress is not None:
+            progress("Loading the prior", 0.0)
+        shape_prior = self.load_prior(prior, device)
+        grid = read_segment_grid(segmentationNode, segmentId, frame_mm=shape_prior.extent_mm)
+        axis = grid_axis(orientation, grid.ijk_to_ras)
+        if step is not None:
+            sparse, reference = every_nth_slice(grid.mask, step, axis, seed=seed), grid.mask
+        else:
+            sparse, reference = labelled_slices(grid.mask, axis), None
+        if referenceSegmentId:
+            reference = mask_on_grid(segmentationNode, referenceSegmentId, grid)
+        result = self.run_slices(grid.to_volume(), sparse, shape_prior, device, seed, steps, fit_lr, reference,
+                                 progress, should_cancel)
+        segment_name = segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()
+        node = slicer.vtkMRMLSegmentationNode()
+        node.SetName(f"{segment_name} - reconstruction from slices")
+        node.GetSegmentation().SetSourceRepresentationName(
+            slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
+        add_result_segments(node, grid, result.reconstruction, result.errors)
+        tag_output(node, "slices", segmentationNode, segmentId)
+        commit_nodes(scene, [node], find_outputs(scene, segmentationNode, segmentId, "slices"))
+        if progress is not None:
+            progress("Done", 1.0)
+        return SliceRun(result, sparse, node, grid.to_volume(), grid, axis)
+
+    @staticmethod
+    def run_slices(volume, sparse, prior, device: str, seed: int, steps, fit_lr, reference, progress, should_cancel):
+        """The library's reconstruct_sparse with the module's defaults (None = the library's)."""
+        import warnings
+        from PatchSamplerLib.sparse_reconstruction import reconstruct_sparse
+        options = {key: value for key, value in (("steps", steps), ("fit_lr", fit_lr)) if value is not None}
+        report = None if progress is None else (lambda stage, fraction: progress(
+            f"Slices: {STAGE_TEXT.get(stage, stage)}", fraction))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return reconstruct_sparse(volume, sparse, prior, seed=seed, device=device, reference=reference,
+                                      progress=report, should_cancel=should_cancel, **options)
 
     @staticmethod
     def load_prior(prior, device: str = "auto"):

@@ -460,3 +460,80 @@ def test_the_status_line_names_the_bundled_sampler_of_the_chosen_prior(tmp_path,
     assert L.learned_sampler_status("tiny", 2, 3, 5) == "Learned sampler: sampler_tiny_n2_k3_t5.pt"
     assert "trained for T=5" in L.learned_sampler_status("tiny", 2, 3, 50)
     assert "tiny N=2 K=3 T=5" in L.learned_sampler_status("tiny", 4, 9, 100)
+
+
+# ------------------------------------------------------------------------ reconstruction from slices
+@pytest.fixture(scope="module")
+def drawn(prior):
+    """A vertebra segmented in full ("Full") and on every 3rd slice along the grid axis closest to
+    S ("Drawn"), on an oblique anisotropic grid; one process_slices run on "Drawn"."""
+    scene = new_scene()
+    shape = make_shape("vertebra", 99, 1, TINY_SCALE)
+    direction = rotation_matrix(0.2, -0.1, 0.3)                      # k stays closest to S
+    ijk_to_ras = ijk_to_ras_matrix((4.0, 4.0, 4.0), direction, ORIGIN_RAS)
+    kept = np.zeros(shape.shape[2], bool)
+    kept[1::3] = True
+    node, full_id = add_segmentation(scene, shape.mask, ijk_to_ras, name="Spine", segment_name="Full")
+    drawn_mask = shape.mask & kept[None, None, :]
+    segment = slicer.vtkSegment()
+    segment.SetName("Drawn")
+    segment.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(),
+                              L.array_to_image(drawn_mask, ijk_to_ras))
+    node.GetSegmentation().AddSegment(segment)
+    drawn_id = segment_id_by_name(node, "Drawn")
+    fingerprint = segment_fingerprint(node, drawn_id)
+    run = L.PatchSamplerLogic().process_slices(node, drawn_id, "axial", referenceSegmentId=full_id, prior=prior,
+                                               steps=40, fit_lr=FIT_LR)
+    return dict(scene=scene, shape=shape, ijk_to_ras=ijk_to_ras, node=node, full_id=full_id, drawn_id=drawn_id,
+                drawn_mask=drawn_mask, kept=np.flatnonzero(kept & shape.mask.any(axis=(0, 1))),
+                fingerprint=fingerprint, run=run)
+
+
+def test_slices_mode_uses_the_drawn_slices_and_scores_against_the_full_segment(drawn):
+    run = drawn["run"]
+    assert run.axis == 2 and run.sparse.positions.tolist() == drawn["kept"].tolist()
+    assert np.array_equal(run.sparse.labels, drawn["drawn_mask"])
+    assert run.result.metrics["dice"] == pytest.approx(dice(run.result.reconstruction, drawn["shape"].mask))
+    seg = run.segmentation_node
+    assert seg.GetScene() is drawn["scene"] and seg.GetName() == "Drawn - reconstruction from slices"
+    assert segment_names(seg) == ["Reconstruction", "Intersection", "Extra", "Missing"]
+    on_grid = segment_on_world_grid(seg, segment_id_by_name(seg, "Reconstruction"), drawn["ijk_to_ras"],
+                                    drawn["shape"].shape)
+    assert np.array_equal(on_grid, run.result.reconstruction)
+    assert segment_fingerprint(drawn["node"], drawn["drawn_id"]) == drawn["fingerprint"]   # input untouched
+
+
+def test_slices_mode_gives_the_library_result(drawn, prior):
+    from PatchSamplerLib.sparse import labelled_slices
+    from PatchSamplerLib.sparse_reconstruction import reconstruct_sparse
+    run = drawn["run"]
+    library = reconstruct_sparse(run.volume, labelled_slices(drawn["drawn_mask"], 2), prior, steps=40, fit_lr=FIT_LR,
+                                 reference=drawn["shape"].mask, device="cpu")
+    assert np.array_equal(library.reconstruction, run.result.reconstruction)
+    assert library.metrics["dice"] == pytest.approx(run.result.metrics["dice"])
+
+
+def test_slices_mode_replaces_its_output_simulates_steps_and_fails_cleanly(drawn, prior):
+    scene, node = drawn["scene"], drawn["node"]
+    logic = L.PatchSamplerLogic()
+    before = node_ids(scene)
+    again = logic.process_slices(node, drawn["drawn_id"], 2, prior=prior, steps=10, fit_lr=FIT_LR)
+    assert len(node_ids(scene)) == len(before) and scene.GetNodeByID(drawn["run"].segmentation_node.GetID()) is None
+    assert segment_names(again.segmentation_node) == ["Reconstruction"] and not again.result.metrics   # no reference
+    simulated = logic.process_slices(node, drawn["full_id"], "axial", step=4, prior=prior, steps=10, fit_lr=FIT_LR)
+    assert np.all(np.diff(simulated.sparse.positions) == 4) and "dice" in simulated.result.metrics
+    assert simulated.segmentation_node.GetName() == "Full - reconstruction from slices"
+    before = node_ids(scene)
+    with pytest.raises(ValueError, match="axial, coronal, sagittal"):
+        logic.process_slices(node, drawn["drawn_id"], "oblique", prior=prior)
+    with pytest.raises(Cancelled):
+        logic.process_slices(node, drawn["drawn_id"], "axial", prior=prior, steps=10, should_cancel=lambda: True)
+    assert node_ids(scene) == before
+    assert segment_fingerprint(node, drawn["drawn_id"]) == drawn["fingerprint"]
+
+
+def test_grid_axis_follows_the_anatomical_orientation():
+    direction = np.array([[0.0, 0.1, 0.99], [0.98, 0.0, 0.1], [0.1, 0.99, 0.0]])   # i ~ A, j ~ S, k ~ R
+    m = ijk_to_ras_matrix((1.0, 2.0, 3.0), direction, np.zeros(3))
+    assert (L.grid_axis("sagittal", m), L.grid_axis("coronal", m), L.grid_axis("axial", m)) == (2, 0, 1)
+    assert L.grid_axis(1, m) == 1

@@ -102,6 +102,15 @@ class Device(enum.Enum):
         return {"auto": "Auto (CUDA when present)", "cpu": "CPU", "cuda": "CUDA"}[self.value]
 
 
+class Orientation(enum.Enum):
+    AXIAL = "axial"
+    CORONAL = "coronal"
+    SAGITTAL = "sagittal"
+
+    def label(self):
+        return self.value.capitalize()
+
+
 class Odd(Validator):
     """Rejects even integers (a patch of odd size K is centred on a voxel)."""
 
@@ -125,6 +134,10 @@ class PatchSamplerParameterNode:
     device: Device = Device.AUTO
     seed: Annotated[int, WithinRange(0, 99999)] = 0
     resultsTable: vtkMRMLTableNode
+    sliceMode: bool = False
+    sliceOrientation: Orientation = Orientation.AXIAL
+    sliceStep: Annotated[int, WithinRange(0, 64)] = 0
+    sliceFitSteps: Annotated[int, WithinRange(1, 5000)] = 600
 
 
 def parameterNode() -> PatchSamplerParameterNode:
@@ -156,7 +169,8 @@ class PatchSamplerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     PARAMETER_WIDGETS = ("segmentSelector", "nSpinBox", "kSpinBox", "tSpinBox", "samplerComboBox",
                          "priorComboBox", "priorFileLineEdit", "samplerModelLineEdit", "deviceComboBox",
-                         "seedSpinBox")
+                         "seedSpinBox", "sliceModeCheckBox", "sliceOrientationComboBox", "sliceStepSpinBox",
+                         "sliceFitStepsSpinBox", "referenceSegmentComboBox")
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -241,6 +255,8 @@ class PatchSamplerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentSelector.setCurrentSegmentID(p.segmentId)
         self.ui.segmentSelector.blockSignals(wasBlocked)
         self.ui.priorFileLineEdit.setVisible(p.prior == Prior.FILE)
+        for name in ("nSpinBox", "kSpinBox", "tSpinBox", "samplerComboBox"):
+            getattr(self.ui, name).enabled = not p.sliceMode and not self._running
         if p.resultsTable:
             self.ui.resultsTableView.setMRMLTableNode(p.resultsTable)
         if self._running:
@@ -257,6 +273,20 @@ class PatchSamplerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._parameterNode.inputSegmentation = self.ui.segmentSelector.currentNode()
         self._parameterNode.segmentId = self.ui.segmentSelector.currentSegmentID() or ""
+        self.fillReferenceSegments()
+
+    def fillReferenceSegments(self):
+        """The other segments of the input node, for scoring a reconstruction from slices."""
+        combo, node = self.ui.referenceSegmentComboBox, self.ui.segmentSelector.currentNode()
+        combo.clear()
+        combo.addItem(_("(none)"), "")
+        if node is None:
+            return
+        segmentation = node.GetSegmentation()
+        for i in range(segmentation.GetNumberOfSegments()):
+            segmentId = segmentation.GetNthSegmentID(i)
+            if segmentId != self._parameterNode.segmentId:
+                combo.addItem(segmentation.GetNthSegment(i).GetName(), segmentId)
 
     def onKEditingFinished(self):
         """Typed even K: round up to the next odd size (the spin box steps by 2)."""
@@ -296,6 +326,9 @@ class PatchSamplerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         prior = chosenFile(p.priorFile) if p.prior == Prior.FILE else p.prior.value
         if prior is None:
             raise ValueError(_("Choose a prior file, or a bundled prior."))
+        if p.sliceMode:
+            self.runSlices(prior)
+            return
         self.setRunning(True)
         try:
             output = self.logic.process(
@@ -311,6 +344,29 @@ class PatchSamplerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         notes = [f"{SAMPLER_LABELS[name]} not run: {reason}" for name, reason in output.skipped.items()]
         summary = ", ".join(f"{SAMPLER_LABELS[run.sampler]} Dice {run.result.metrics['dice']:.3f}" for run in output.runs)
         self.showStatus("\n".join([summary] + notes))
+
+    def runSlices(self, prior):
+        """Reconstruct from slices (PatchSamplerLogic.process_slices) and say how it went."""
+        from PatchSamplerLib.pipeline import Cancelled
+        p = self._parameterNode
+        self.setRunning(True)
+        try:
+            run = self.logic.process_slices(
+                p.inputSegmentation, p.segmentId, p.sliceOrientation.value, step=p.sliceStep or None,
+                referenceSegmentId=self.ui.referenceSegmentComboBox.currentData or None, prior=prior,
+                device=p.device.value, seed=p.seed, steps=p.sliceFitSteps, progress=self.onProgress,
+                should_cancel=lambda: self._cancelRequested)
+        except Cancelled:
+            self.showStatus(_("Cancelled: the scene is unchanged."))
+            return
+        finally:
+            self.setRunning(False)
+        m = run.result.metrics
+        text = _("{known} known slices: {name} added.").format(known=len(run.sparse.positions),
+                                                               name=run.segmentation_node.GetName())
+        if m:
+            text += f" Dice {m['dice']:.3f}, ASD {m['asd_mm']:.2f} mm, HD95 {m['hd95_mm']:.2f} mm"
+        self.showStatus(text)
 
     def setRunning(self, running: bool):
         """Apply <-> Cancel; parameters locked while a run is in progress."""

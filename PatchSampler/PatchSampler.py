@@ -54,6 +54,9 @@ the reconstruction and its errors (<span style="color:#1f78d8">extra</span> = re
 <span style="color:#ff8c00">missing</span> = segment only, grey = both), the patch centres as a point
 list, and Dice / ASD / HD95 and seconds per stage in a table. Re-running replaces that sampler's
 results; the input is never modified.
+<p><b>Reconstruct from slices</b>: reconstructs the whole shape from a segment drawn on a few slices
+(the slices without any label are unknown), or from every s-th slice of a full segment; optionally
+scored against a full segment. Output: "&lt;segment&gt; - reconstruction from slices".</p>
 See the <a href="https://github.com/PatchSampler/SlicerPatchSampler#3d-slicer">documentation</a>.
 """
 

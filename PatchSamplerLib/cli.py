@@ -110,6 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_slices_arguments(p)
     p.set_defaults(func=lambda a: __import__("PatchSamplerLib.slice_evaluation", fromlist=["x"]).evaluate_slices_main(a))
 
+    p = sub.add_parser("benchmark", help="time and memory of the sampler and the reconstruction on this machine",
+                       description="Thesis Tables 5.8 / 5.9 for this machine: learned sampler inference, "
+                                   "reconstruction (fit + decode) per (N, K) for a 85x85x110 kidney and a 128x120x90 "
+                                   "vertebra with the FLOP floor, and scaling plots. Writes benchmark.json, "
+                                   "benchmark.md and scaling.png.")
+    p.add_argument("--configs", default="4x9,8x9,4x13,8x11,12x13", help="N x K of the reconstructions")
+    p.add_argument("--sampler-configs", default="4x9,8x9,4x13", help="N x K of the bundled learned samplers")
+    p.add_argument("--t", type=int, default=100)
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats after one warm-up")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--kidney-prior", default="kidney")
+    p.add_argument("--vertebra-prior", default="vertebra")
+    p.add_argument("--scale", type=float, default=1.0, help="grid scale of the synthetic volumes (1: full size)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=lambda a: __import__("PatchSamplerLib.benchmark", fromlist=["x"]).benchmark_main(a))
+
     p = sub.add_parser("train-prior", help="train the auto-decoder INR prior")
     add_prior_arguments(p)
     p.set_defaults(func=lambda a: __import__("PatchSamplerLib.cli_training", fromlist=["x"]).train_prior_main(a))

@@ -1,0 +1,59 @@
+"""The benchmark's measuring parts: FLOP counts, the memory probe, and the command's outputs."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from PatchSamplerLib.benchmark import PeakMemory, decoder_macs_per_point, flop_floor, quartiles
+from PatchSamplerLib.inr import OccupancyDecoder
+
+
+def test_decoder_macs_match_the_layers():
+    dec = OccupancyDecoder()
+    # block 0: 3 coordinate columns x 128; blocks 1-3, 5-6: 128 x 128; block 4: 131 x 128; out: 128
+    assert decoder_macs_per_point(dec) == 3 * 128 + 5 * 128 * 128 + 131 * 128 + 128
+    n_weights = sum(p.numel() for name, p in dec.named_parameters() if name.endswith("weight"))
+    assert decoder_macs_per_point(dec) == n_weights - 128 * 128          # minus the latent columns of block 0
+
+
+def test_flop_floor_counts_forward_and_backward_for_the_fit():
+    floor = flop_floor(1000, fit_points=10, steps=3, decoded_points=7)
+    assert floor["fit_gflop"] == pytest.approx(2 * 2 * 1000 * 10 * 3 / 1e9)
+    assert floor["decode_gflop"] == pytest.approx(2 * 1000 * 7 / 1e9)
+
+
+def test_peak_memory_sees_a_large_allocation():
+    with PeakMemory(torch.device("cpu")) as memory:
+        block = np.ones(200 * 2 ** 20 // 8)          # 200 MB, touched
+        block[::512] += 1
+        import time
+        time.sleep(0.05)
+        del block
+    assert 150 < memory.peak_mb < 400 and "RSS" in memory.kind
+
+
+def test_quartiles():
+    q = quartiles([1, 2, 3, 4, 100])
+    assert (q["median"], q["q1"], q["q3"]) == (3, 2, 4)
+
+
+def test_benchmark_command_writes_json_markdown_and_plot(tmp_path):
+    from PatchSamplerLib.cli import main
+    from tiny_prior import tiny_prior_path
+    prior = str(tiny_prior_path())
+    out = tmp_path / "bench"
+    assert main(["benchmark", "--configs", "2x3,4x5", "--sampler-configs", "", "--t", "3", "--repeats", "2",
+                 "--kidney-prior", prior, "--vertebra-prior", prior, "--scale", "0.25", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "benchmark.json").read_text())
+    rows = report["reconstruction"]
+    assert [(r["volume"], r["n"], r["k"]) for r in rows] == [("kidney", 2, 3), ("kidney", 4, 5),
+                                                            ("vertebra", 2, 3), ("vertebra", 4, 5)]
+    macs = report["macs_per_point"]
+    for r in rows:
+        assert r["fit_gflop"] == pytest.approx(4 * macs * r["nk3"] * 3 / 1e9)
+        assert r["floor_s"] == pytest.approx((r["fit_gflop"] + r["decode_gflop"]) / report["gflops"])
+        assert r["floor_ratio"] == pytest.approx(r["fit_decode_s"] / r["floor_s"]) and r["floor_ratio"] > 1
+    assert report["gflops"] > 0.1 and "| kidney" in (out / "benchmark.md").read_text()
+    assert (out / "scaling.png").read_bytes()[:4] == b"\x89PNG"

@@ -221,13 +221,13 @@ def _to_voxels(per_block: torch.Tensor, stride: int, shape) -> torch.Tensor:
 @torch.no_grad()
 def decode_grid_coarse_to_fine(decoder: OccupancyDecoder, latent: torch.Tensor, shape, spacing, centre_mm,
                                offset=(0, 0, 0), stride: int = COARSE_STRIDE, margin: float = COARSE_MARGIN,
-                               chunk: int = DEFAULT_CHUNK) -> tuple[torch.Tensor, int]:
+                               chunk: int = DEFAULT_CHUNK, grow: int = 1) -> tuple[torch.Tensor, int]:
     """The `decode_grid` result (stride 1) with far fewer MLP evaluations.
 
     The grid is cut into blocks of `stride`^3 voxels. The INR is evaluated at the block corners
     (the voxel centres at multiples of `stride`, continuing past the grid's end). A block is
     filled with its corners' class when all 8 agree and each |logit| >= `margin`; the others,
-    grown by one block on every side (safety band), are evaluated voxel by voxel. Returns
+    grown by `grow` blocks on every side (safety band), are evaluated voxel by voxel. Returns
     ((X, Y, Z) float32 probabilities, exact where evaluated and 0 / 1 where filled; number of
     points evaluated)."""
     device = latent.device
@@ -238,7 +238,9 @@ def decode_grid_coarse_to_fine(decoder: OccupancyDecoder, latent: torch.Tensor, 
     logit = _logits_at(decoder, feats, corners, chunk).reshape([b + 1 for b in blocks])
     vote = _block_corners(logit >= 0, blocks).sum(0)                            # corners inside, 0..8
     refine = (vote > 0) & (vote < 8) | _block_corners(logit.abs() < margin, blocks).any(0)
-    refine = torch.nn.functional.max_pool3d(refine[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
+    if grow > 0:
+        refine = torch.nn.functional.max_pool3d(refine[None, None].float(), 2 * grow + 1, stride=1,
+                                                padding=grow)[0, 0] > 0
     out = _to_voxels((vote == 8).float(), stride, shape).contiguous()
     idx = torch.nonzero(_to_voxels(refine, stride, shape))
     axes = _grid_axes(shape, offset, spacing, centre_mm, device)

@@ -116,11 +116,15 @@ def reconstruct_sparse(volume: BinaryVolume, sparse: SparseInput, prior: ShapePr
     timings["points"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    steps_run = []
+    steps_run = [0]
+
+    def on_step(step: int) -> None:
+        steps_run[0] = step
+        if step % 10 == 0:
+            report("latent_fit", step / steps)
+
     latent = fit_latent(decoder, coords[None], labels[None], steps=steps, lr=fit_lr, seed=seed,
-                        points_per_step=points_per_step, stop=plateau,
-                        callback=lambda step: (steps_run.append(step), report("latent_fit", step / steps))
-                        if step % 10 == 0 or step == steps else steps_run.append(step))
+                        points_per_step=points_per_step, stop=plateau, callback=on_step)
     sync_device(dev)
     timings["latent_fit"] = time.perf_counter() - clock
 
@@ -137,7 +141,7 @@ def reconstruct_sparse(volume: BinaryVolume, sparse: SparseInput, prior: ShapePr
     timings["total"] = sum(timings.values())
     report("metrics", 1.0)
     settings = {"input": sparse.description, "known_voxels": sparse.known_count, "fit_points": len(coords),
-                "steps": steps, "steps_run": steps_run[-1] if steps_run else 0, "fit_lr": fit_lr,
+                "steps": steps, "steps_run": steps_run[0], "fit_lr": fit_lr,
                 "points_per_step": points_per_step, "check_every": check_every, "patience": patience,
                 "seed": seed, "device": str(dev), "prior": prior.metadata.get("path", "in memory"),
                 "frame_centre_mm": centre_mm.tolist(), "frame_extent_mm": list(prior.extent_mm),

@@ -118,6 +118,30 @@ def slice_tables(csv_path, step: int, title: str = "") -> str:
     return "\n".join(text) + "\n"
 
 
+def dice_bars(csv_path, path) -> None:
+    """PNG: mean Dice (+- std) per input (groups) and method (bars)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    inputs = [i for i in INPUTS if any(r["input"] == i for r in rows)]
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    fig, ax = plt.subplots(figsize=(2 + 1.6 * len(inputs), 4))
+    width = 0.8 / max(len(methods), 1)
+    for j, m in enumerate(methods):
+        values = [[float(r["dice"]) for r in rows if r["input"] == i and r["method"] == m] for i in inputs]
+        x = np.arange(len(inputs)) + (j - (len(methods) - 1) / 2) * width
+        ax.bar(x, [np.mean(v) if v else np.nan for v in values], width,
+               yerr=[np.std(v) if v else 0 for v in values], label=METHODS[m], capsize=2)
+    ax.set_xticks(np.arange(len(inputs)), inputs)
+    ax.set(ylabel="Dice", ylim=(0, 1), title="Reconstruction from sparse slices")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def evaluate_slices_main(args) -> int:
     from .data.synthetic import make_shape
     from .inr import ShapePrior
@@ -142,5 +166,6 @@ def evaluate_slices_main(args) -> int:
     table = slice_tables(path, args.step, f"Reconstruction from sparse slices: {args.count} held-out synthetic "
                                           f"{args.family} shapes (seed {args.data_seed})")
     (Path(args.out) / "table.md").write_text(table + f"\nCommand: `{args.command_line}`\n")
+    dice_bars(path, Path(args.out) / "dice.png")
     print(table)
     return 0

@@ -25,9 +25,9 @@ from .pipeline import Monitor, decode_in_frame, place_frame, sync_device
 from .sparse import SparseInput
 from .volume import BinaryVolume, VolumeError
 
-DEFAULT_SPARSE_STEPS = 600
+DEFAULT_SPARSE_STEPS = 300
 DEFAULT_SPARSE_LR = 1e-2
-DEFAULT_POINTS_PER_STEP = 16384
+DEFAULT_POINTS_PER_STEP = 8192
 DEFAULT_CHECK_EVERY = 50
 STAGES = {"frame": (0.0, 0.05), "latent_fit": (0.05, 0.85), "decode": (0.85, 0.95), "metrics": (0.95, 1.0)}
 

@@ -231,6 +231,7 @@ def test_evaluate_slices_tables_and_resume(tmp_path, capsys):
     assert main(args) == 0
     assert (out / "cases.csv").read_text() == first                 # resumed: nothing recomputed
     table = (out / "table.md").read_text()
+    assert (out / "dice.png").read_bytes()[:4] == b"\x89PNG"
     assert "## sagittal 4x" in table and "## orthogonal" in table and "INR, full-resolution prior | 2 |" in table
     linear_row = [line for line in table.split("## orthogonal")[0].splitlines() if line.startswith("| Trilinear")]
     assert len(linear_row) == 1 and "Trilinear" not in table.split("## orthogonal")[1]

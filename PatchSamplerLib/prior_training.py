@@ -88,10 +88,10 @@ def sample_points(shape: TrainingShape, count: int, surface_fraction: float,
     """-> coords (count, 3) mm in the frame, labels (count,) 0/1 float32. Uniform points come
     from the whole grid, or from the known voxels only when `shape.known` is set (sparse)."""
     n_band = int(round(count * surface_fraction)) if len(shape.band) else 0
+    band = shape.band[torch.randint(len(shape.band), (n_band,), generator=gen)]      # drawn first (reproducibility)
     uniform = torch.randint(shape.mask.numel() if shape.known is None else len(shape.known), (count - n_band,),
                             generator=gen)
-    flat = torch.cat([shape.band[torch.randint(len(shape.band), (n_band,), generator=gen)],
-                      uniform if shape.known is None else shape.known[uniform]])
+    flat = torch.cat([band, uniform if shape.known is None else shape.known[uniform]])
     return flat_to_frame_mm(flat, shape), shape.mask[flat].float()
 
 

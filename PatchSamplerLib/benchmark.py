@@ -114,12 +114,13 @@ def quartiles(values) -> dict:
     return {"median": float(np.median(v)), "q1": float(np.percentile(v, 25)), "q3": float(np.percentile(v, 75))}
 
 
-def benchmark_sampler(prior: str, n: int, k: int, t: int, mask: np.ndarray, device: torch.device,
+def benchmark_sampler(prior_path, n: int, k: int, t: int, mask: np.ndarray, device: torch.device,
                       repeats: int) -> dict:
-    """Inference time and peak memory of the bundled learned sampler of (prior, N, K, T)."""
-    from .checkpoints import resolve_sampler_path
+    """Inference time and peak memory of the bundled learned sampler of (prior file, N, K, T)."""
+    from .checkpoints import prior_name, resolve_sampler_path
     from .sampler import SamplerModel, learned_centres
-    path, _ = resolve_sampler_path(prior, n, k, t)
+    path, _ = resolve_sampler_path(prior_path, n, k, t)
+    prior = prior_name(prior_path)
     model = SamplerModel.load(path)
     learned_centres(model, mask)                                   # warm-up
     seconds = []
@@ -209,7 +210,8 @@ def benchmark_main(args) -> int:
     priors = {"kidney": ShapePrior.load(args.kidney_prior, device=device),
               "vertebra": ShapePrior.load(args.vertebra_prior, device=device)}
     configs = parse_configs(args.configs)
-    sampler_rows = [benchmark_sampler(name, n, k, args.t, volumes[name].mask, device, args.repeats)
+    sampler_rows = [benchmark_sampler(priors[name].metadata["path"], n, k, args.t, volumes[name].mask, device,
+                                      args.repeats)
                     for name in volumes for n, k in parse_configs(args.sampler_configs)]
     recon_rows = []
     for name, vol in volumes.items():

@@ -194,7 +194,8 @@ def decode_grid(decoder: OccupancyDecoder, latent: torch.Tensor, shape, spacing,
 
 
 COARSE_STRIDE = 4
-COARSE_MARGIN = 2.0   # |logit| below this at a coarse corner: refine the block
+COARSE_MARGIN = 4.0   # |logit| below this at a coarse corner: refine the block
+COARSE_GROW = 0       # blocks added around the refined ones (results/decode: not needed at margin 4)
 
 
 def _logits_at(decoder, feats, coords: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -221,7 +222,7 @@ def _to_voxels(per_block: torch.Tensor, stride: int, shape) -> torch.Tensor:
 @torch.no_grad()
 def decode_grid_coarse_to_fine(decoder: OccupancyDecoder, latent: torch.Tensor, shape, spacing, centre_mm,
                                offset=(0, 0, 0), stride: int = COARSE_STRIDE, margin: float = COARSE_MARGIN,
-                               chunk: int = DEFAULT_CHUNK, grow: int = 1) -> tuple[torch.Tensor, int]:
+                               chunk: int = DEFAULT_CHUNK, grow: int = COARSE_GROW) -> tuple[torch.Tensor, int]:
     """The `decode_grid` result (stride 1) with far fewer MLP evaluations.
 
     The grid is cut into blocks of `stride`^3 voxels. The INR is evaluated at the block corners

@@ -57,3 +57,13 @@ def test_benchmark_command_writes_json_markdown_and_plot(tmp_path):
         assert r["floor_ratio"] == pytest.approx(r["fit_decode_s"] / r["floor_s"]) and r["floor_ratio"] > 1
     assert report["gflops"] > 0.1 and "| kidney" in (out / "benchmark.md").read_text()
     assert (out / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sampler_rows_time_the_bundled_learned_sampler():
+    from PatchSamplerLib.benchmark import benchmark_sampler
+    from PatchSamplerLib.data.synthetic import make_shape
+    from PatchSamplerLib.inr import ShapePrior
+    row = benchmark_sampler(ShapePrior.load("vertebra").metadata["path"], 4, 9, 100,
+                            make_shape("vertebra", 1, 0, 0.5).mask, torch.device("cpu"), repeats=3)
+    assert (row["prior"], row["n"], row["k"]) == ("vertebra", 4, 9)
+    assert 0 < row["seconds"]["q1"] <= row["seconds"]["median"] <= row["seconds"]["q3"] < 10

@@ -732,12 +732,7 @@ class PatchSamplerLogic:
         is built outside the scene and added at the end: a failed or cancelled run leaves the scene
         as it was. Raises ValueError (incl. SamplerUnavailable) with user-facing messages."""
         check_request(n, k, t, sampler)
-        scene = segmentationNode.GetScene()
-        if scene is None:
-            raise ValueError(f"{segmentationNode.GetName()} is not in a scene")
-        if progress is not None:
-            progress("Loading the prior", 0.0)
-        shape_prior = self.load_prior(prior, device)
+        scene, shape_prior = self.scene_and_prior(segmentationNode, prior, device, progress)
         samplers, skipped, learned = samplers_to_run(sampler, n, k, t, shape_prior, sampler_model)
         steps = _Progress(progress, should_cancel, len(samplers))
         steps.step("Reading the segment", 0.05)
@@ -786,12 +781,7 @@ class PatchSamplerLogic:
         segment; the input segment is never modified, and a failed or cancelled run leaves the
         scene as it was. Raises ValueError with user-facing messages."""
         from PatchSamplerLib.sparse import every_nth_slice, labelled_slices
-        scene = segmentationNode.GetScene()
-        if scene is None:
-            raise ValueError(f"{segmentationNode.GetName()} is not in a scene")
-        if progress is not None:
-            progress("Loading the prior", 0.0)
-        shape_prior = self.load_prior(prior, device)
+        scene, shape_prior = self.scene_and_prior(segmentationNode, prior, device, progress)
         grid = read_segment_grid(segmentationNode, segmentId, frame_mm=shape_prior.extent_mm)
         axis = grid_axis(orientation, grid.ijk_to_ras)
         if step is not None:
@@ -800,7 +790,8 @@ class PatchSamplerLogic:
             sparse, reference = labelled_slices(grid.mask, axis), None
         if referenceSegmentId:
             reference = mask_on_grid(segmentationNode, referenceSegmentId, grid)
-        result = self.run_slices(grid.to_volume(), sparse, shape_prior, device, seed, steps, fit_lr, reference,
+        volume = grid.to_volume()
+        result = self.run_slices(volume, sparse, shape_prior, device, seed, steps, fit_lr, reference,
                                  progress, should_cancel)
         segment_name = segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()
         node = slicer.vtkMRMLSegmentationNode()
@@ -812,7 +803,7 @@ class PatchSamplerLogic:
         commit_nodes(scene, [node], find_outputs(scene, segmentationNode, segmentId, "slices"))
         if progress is not None:
             progress("Done", 1.0)
-        return SliceRun(result, sparse, node, grid.to_volume(), grid, axis)
+        return SliceRun(result, sparse, node, volume, grid, axis)
 
     @staticmethod
     def run_slices(volume, sparse, prior, device: str, seed: int, steps, fit_lr, reference, progress, should_cancel):
@@ -826,6 +817,15 @@ class PatchSamplerLogic:
             warnings.simplefilter("ignore")
             return reconstruct_sparse(volume, sparse, prior, seed=seed, device=device, reference=reference,
                                       progress=report, should_cancel=should_cancel, **options)
+
+    def scene_and_prior(self, segmentationNode, prior, device: str, progress) -> tuple:
+        """(the input's scene, the loaded ShapePrior); ValueError when the node is in no scene."""
+        scene = segmentationNode.GetScene()
+        if scene is None:
+            raise ValueError(f"{segmentationNode.GetName()} is not in a scene")
+        if progress is not None:
+            progress("Loading the prior", 0.0)
+        return scene, self.load_prior(prior, device)
 
     @staticmethod
     def load_prior(prior, device: str = "auto"):

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .inr import N_BLOCKS, OccupancyDecoder
+from .pipeline import sync_device
 
 RSS_POLL_S = 0.002
 
@@ -80,11 +81,11 @@ def matmul_gflops(device: torch.device, rows: int = 8788, width: int = 128, repe
     b = torch.randn(width, width, device=device)
     for _ in range(5):
         a @ b
-    _sync(device)
+    sync_device(device)
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
-    _sync(device)
+    sync_device(device)
     return 2.0 * rows * width * width * repeats / (time.perf_counter() - start) / 1e9
 
 
@@ -102,11 +103,6 @@ def flop_floor(macs_per_point: int, fit_points: int, steps: int, decoded_points:
     """FLOPs of the fit (forward + backward to the activations ~ 2 forwards) and of the decode."""
     return {"fit_gflop": 2 * 2 * macs_per_point * fit_points * steps / 1e9,
             "decode_gflop": 2 * macs_per_point * decoded_points / 1e9}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def quartiles(values) -> dict:

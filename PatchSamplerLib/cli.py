@@ -47,6 +47,14 @@ def _run(args) -> int:
     return 0
 
 
+def _lazy(module: str, function: str):
+    """A command handler that imports PatchSamplerLib.<module> (torch and all) only when run."""
+    def handler(args):
+        import importlib
+        return getattr(importlib.import_module(f"PatchSamplerLib.{module}"), function)(args)
+    return handler
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .cli_training import add_prior_arguments, add_sampler_arguments
     parser = argparse.ArgumentParser(prog="python -m PatchSamplerLib",
@@ -97,18 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit-lr", type=float, default=1e-2)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, help="output folder (cases.csv, table.md); resumable")
-    p.set_defaults(func=lambda a: __import__("PatchSamplerLib.evaluation", fromlist=["x"]).evaluate_main(a))
+    p.set_defaults(func=_lazy("evaluation", "evaluate_main"))
 
     from .cli_sparse import DESCRIPTION, add_evaluate_slices_arguments, add_reconstruct_slices_arguments
     p = sub.add_parser("reconstruct-slices", help="reconstruct a whole shape from a few slices or labelled voxels",
                        description=DESCRIPTION)
     add_reconstruct_slices_arguments(p)
-    p.set_defaults(func=lambda a: __import__("PatchSamplerLib.cli_sparse", fromlist=["x"]).reconstruct_slices_main(a))
+    p.set_defaults(func=_lazy("cli_sparse", "reconstruct_slices_main"))
 
     p = sub.add_parser("evaluate-slices", help="sparse-slice reconstruction: INR vs interpolation and Fill between "
                                                "slices on held-out synthetic shapes ([A] Tables 1-3)")
     add_evaluate_slices_arguments(p)
-    p.set_defaults(func=lambda a: __import__("PatchSamplerLib.slice_evaluation", fromlist=["x"]).evaluate_slices_main(a))
+    p.set_defaults(func=_lazy("slice_evaluation", "evaluate_slices_main"))
 
     p = sub.add_parser("benchmark", help="time and memory of the sampler and the reconstruction on this machine",
                        description="Thesis Tables 5.8 / 5.9 for this machine: learned sampler inference, "
@@ -125,11 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vertebra-prior", default="vertebra")
     p.add_argument("--scale", type=float, default=1.0, help="grid scale of the synthetic volumes (1: full size)")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=lambda a: __import__("PatchSamplerLib.benchmark", fromlist=["x"]).benchmark_main(a))
+    p.set_defaults(func=_lazy("benchmark", "benchmark_main"))
 
     p = sub.add_parser("train-prior", help="train the auto-decoder INR prior")
     add_prior_arguments(p)
-    p.set_defaults(func=lambda a: __import__("PatchSamplerLib.cli_training", fromlist=["x"]).train_prior_main(a))
+    p.set_defaults(func=_lazy("cli_training", "train_prior_main"))
 
     p = sub.add_parser("train-sampler", help="train the learned patch sampler through a frozen prior",
                        description="Train one learned sampler for (N, K, T) and a prior [T §3.6]. --mode faithful: "
@@ -137,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "fit on every --patch-stride-th patch voxel and loss on --loss-voxels "
                                    "boundary-weighted voxels per shape (practical on a CPU).")
     add_sampler_arguments(p)
-    p.set_defaults(func=lambda a: __import__("PatchSamplerLib.cli_training", fromlist=["x"]).train_sampler_main(a))
+    p.set_defaults(func=_lazy("cli_training", "train_sampler_main"))
     return parser
 
 

@@ -53,21 +53,21 @@ def add_reconstruct_slices_arguments(p: argparse.ArgumentParser) -> None:
 
 def sparse_from_args(args, volume):
     """(SparseInput, reference mask or None) for the chosen mode."""
-    from .sparse import every_nth_slice, from_known_mask, labelled_slices, orthogonal_slices, thick_slices
+    from .sparse import sparse_input
     from .volume import VolumeError, read_labelmap
     if args.thick and args.step is None:
         raise ValueError("--thick goes with --step")
-    reference = None
     if args.step is not None:
-        make = thick_slices if args.thick else every_nth_slice
-        sparse, reference = make(volume.mask, args.step, args.axis, args.start, args.seed), volume.mask
+        mode, axis = ("thick" if args.thick else "slices"), args.axis
     elif args.orthogonal:
-        sparse, reference = orthogonal_slices(volume.mask), volume.mask
+        mode, axis = "orthogonal", args.axis
     elif args.known_mask is not None:
-        known = read_labelmap(args.known_mask).mask
-        sparse = from_known_mask(volume.mask, known)
+        mode, axis = "known", args.axis
     else:
-        sparse = labelled_slices(volume.mask, args.labelled_slices)
+        mode, axis = "labelled", args.labelled_slices
+    known = read_labelmap(args.known_mask).mask if mode == "known" else None
+    sparse = sparse_input(volume.mask, mode, args.step or 8, axis, args.start, args.seed, known)
+    reference = volume.mask if mode in ("slices", "thick", "orthogonal") else None
     if args.reference is not None:
         ref = read_labelmap(args.reference, args.label)
         if ref.shape != volume.shape:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,25 +32,38 @@ def parse_configs(text: str) -> list[tuple[int, int]]:
         raise ValueError(f"configurations must look like 4x9,8x11 (N x K), got {text!r}") from None
 
 
-def _done_keys(path: Path) -> set[tuple]:
-    if not path.exists():
-        return set()
-    with open(path) as f:
-        return {(r["case"], int(r["n"]), int(r["k"]), int(r["t"]), r["sampler"], int(r["run"])) for r in csv.DictReader(f)}
+@contextmanager
+def case_log(out_dir, fields: list[str], key):
+    """Append to out_dir/cases.csv (created with a header if new). Yields (write(row dict),
+    done: the set of `key(row)` of the rows already there, path); each row is flushed at once,
+    so an interrupted evaluation resumes where it stopped."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "cases.csv"
+    done = set()
+    if path.exists():
+        with open(path) as f:
+            done = {key(r) for r in csv.DictReader(f)}
+    new_file = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        if new_file:
+            writer.writeheader()
+
+        def write(row: dict) -> None:
+            writer.writerow(row)
+            f.flush()
+        yield write, done, path
+
+
+def _run_key(r: dict) -> tuple:
+    return r["case"], int(r["n"]), int(r["k"]), int(r["t"]), r["sampler"], int(r["run"])
 
 
 def run_cases(cases: list[tuple[str, BinaryVolume]], configs, t: int, samplers, prior: ShapePrior, runs: int,
               out_dir, fit_lr: float = 1e-2, device: str = "auto", log=print) -> Path:
     """Evaluate every (case, config, sampler, run) not yet in out_dir/cases.csv; returns the CSV path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "cases.csv"
-    done = _done_keys(path)
-    new_file = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        if new_file:
-            writer.writeheader()
+    with case_log(out_dir, FIELDS, _run_key) as (write, done, path):
         for ci, (name, vol) in enumerate(cases):
             start = time.time()
             for n, k in configs:
@@ -59,11 +73,10 @@ def run_cases(cases: list[tuple[str, BinaryVolume]], configs, t: int, samplers, 
                             continue
                         res = reconstruct(vol, n, k, t, sampler=sampler, prior=prior, seed=run, fit_lr=fit_lr,
                                           device=device)
-                        writer.writerow({"case": name, "n": n, "k": k, "t": t, "sampler": sampler, "run": run,
-                                         **{m: f"{res.metrics[m]:.6f}" for m in ("dice", "asd_mm", "hd95_mm")},
-                                         "fit_s": f"{res.timings['latent_fit']:.3f}",
-                                         "decode_s": f"{res.timings['decode']:.3f}"})
-                        f.flush()
+                        write({"case": name, "n": n, "k": k, "t": t, "sampler": sampler, "run": run,
+                               **{m: f"{res.metrics[m]:.6f}" for m in ("dice", "asd_mm", "hd95_mm")},
+                               "fit_s": f"{res.timings['latent_fit']:.3f}",
+                               "decode_s": f"{res.timings['decode']:.3f}"})
             log(f"case {ci + 1}/{len(cases)} {name}: {time.time() - start:.1f} s")
     return path
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluation import mean_std
+from .evaluation import case_log, mean_std
 from .metrics import all_metrics
 from .slice_baselines import slice_baseline
-from .sparse import every_nth_slice, orthogonal_slices, thick_slices
+from .sparse import sparse_input
 from .sparse_reconstruction import reconstruct_sparse
 
 INPUTS = {"sagittal": 0, "coronal": 1, "axial": 2, "thick": None, "orthogonal": None}
@@ -34,13 +34,11 @@ FIELDS = ["case", "input", "method", "dice", "asd_mm", "hd95_mm", "seconds", "kn
 
 def make_input(mask: np.ndarray, name: str, step: int, case_index: int, thick_axis: int = 0):
     """The sparse input `name` of one case (start of the slices seeded by the case index)."""
-    if name == "orthogonal":
-        return orthogonal_slices(mask)
-    if name == "thick":
-        return thick_slices(mask, step, thick_axis, seed=case_index)
     if name not in INPUTS:
         raise ValueError(f"unknown input {name!r}: use {', '.join(INPUTS)}")
-    return every_nth_slice(mask, step, INPUTS[name], seed=case_index)
+    mode = name if name in ("orthogonal", "thick") else "slices"
+    axis = thick_axis if name == "thick" else INPUTS[name]
+    return sparse_input(mask, mode, step, axis if axis is not None else 0, seed=case_index)
 
 
 def applicable(method: str, sparse) -> bool:
@@ -55,25 +53,12 @@ def reconstruct_with(method: str, vol, sparse, priors: dict, fit: dict) -> np.nd
     return slice_baseline(sparse, method)
 
 
-def _done(path: Path) -> set[tuple]:
-    if not path.exists():
-        return set()
-    with open(path) as f:
-        return {(r["case"], r["input"], r["method"]) for r in csv.DictReader(f)}
-
-
 def run_slice_cases(cases, inputs, methods, priors: dict, out_dir, step: int = 8, thick_axis: int = 0,
                     fit: dict | None = None, log=print) -> Path:
     """Every (case, input, method) not yet in out_dir/cases.csv. cases: [(name, BinaryVolume)];
     priors: method -> ShapePrior for the INR methods; fit: options of `reconstruct_sparse`."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path, fit = out / "cases.csv", dict(fit or {})
-    done, new_file = _done(path), not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        if new_file:
-            writer.writeheader()
+    fit = dict(fit or {})
+    with case_log(out_dir, FIELDS, lambda r: (r["case"], r["input"], r["method"])) as (write, done, path):
         for ci, (name, vol) in enumerate(cases):
             start = time.time()
             for inp in inputs:
@@ -85,10 +70,9 @@ def run_slice_cases(cases, inputs, methods, priors: dict, out_dir, step: int = 8
                     recon = reconstruct_with(method, vol, sparse, priors, fit)
                     seconds = time.perf_counter() - clock
                     m = all_metrics(recon, vol.mask, vol.spacing)
-                    writer.writerow({"case": name, "input": inp, "method": method,
-                                     **{k: f"{m[k]:.6f}" for k in ("dice", "asd_mm", "hd95_mm")},
-                                     "seconds": f"{seconds:.3f}", "known_voxels": sparse.known_count})
-                    f.flush()
+                    write({"case": name, "input": inp, "method": method,
+                           **{k: f"{m[k]:.6f}" for k in ("dice", "asd_mm", "hd95_mm")},
+                           "seconds": f"{seconds:.3f}", "known_voxels": sparse.known_count})
             log(f"case {ci + 1}/{len(cases)} {name}: {time.time() - start:.1f} s")
     return path
 

@@ -22,7 +22,7 @@ from scipy import ndimage
 
 from .prior_training import TrainingShape, flat_to_frame_mm
 from .sparse import SparseInput, every_nth_slice, thick_slices
-from .sparse_reconstruction import dice_at_points
+from .sparse_reconstruction import dice_at_points, known_points
 from .volume import BinaryVolume, bbox_centre_mm
 
 TRAIN_DICE_POINTS = 32768       # known points per shape scored for the training Dice
@@ -70,13 +70,6 @@ def split_slices(sparse: SparseInput) -> tuple[SparseInput, SparseInput]:
     return parts[0], parts[1]
 
 
-def points_of(sparse: SparseInput, spacing, centre_mm: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """All known voxels: ((P, 3) mm relative to centre_mm, (P,) 0/1 float32)."""
-    idx = np.argwhere(sparse.known)
-    mm = (idx + 0.5) * np.asarray(spacing) - centre_mm
-    return torch.as_tensor(mm, dtype=torch.float32), torch.as_tensor(sparse.labels[tuple(idx.T)], dtype=torch.float32)
-
-
 def validation_indices(n: int, share: float, seed: int) -> list[int]:
     """The training shapes that lend half their slices to validation (at least one when n >= 2)."""
     if share <= 0 or n < 2:
@@ -99,7 +92,8 @@ def sparse_training_set(volumes: list[BinaryVolume], cfg, band_mm: float):
                                     torch.from_numpy(np.flatnonzero(band)), vol.shape, vol.spacing, centre,
                                     torch.from_numpy(np.flatnonzero(sparse.known))))
         if rest is not None and rest.labels.any():
-            held.append(HeldOutSlices(i, *points_of(rest, vol.spacing, centre)))
+            held.append(HeldOutSlices(i, *known_points(rest, vol.spacing, centre, np.zeros(3, int),
+                                                        np.array(vol.shape) - 1)))
     return shapes, held
 
 

@@ -10,13 +10,17 @@ and 5.9 [T §5.3].
   matmul throughput of this machine.
 - How the time grows with N K^3 (fit) and with the volume size (decode): `scaling.png`.
 
-Peak memory: on CUDA `torch.cuda.max_memory_allocated` over the call; on the CPU the increase of
-the process's resident set size over the call, sampled every 2 ms from /proc/self/statm (Linux;
-elsewhere NaN). Each row says which.
+Peak memory: on CUDA `torch.cuda.max_memory_allocated` over the timed calls; on the CPU the
+increase of the resident set size over the *first* call in a fresh Python process (spawned, inputs
+unpickled before the measurement starts), sampled every 2 ms from /proc/self/statm (Linux;
+elsewhere NaN). A fresh process because in a warm one the allocator reuses memory it already holds
+and the increase reads ~0. Each row says which.
 """
 from __future__ import annotations
 
+import functools
 import json
+import multiprocessing
 import platform
 import threading
 import time
@@ -45,7 +49,7 @@ class PeakMemory:
     def __init__(self, device: torch.device):
         self.device, self.peak_mb = device, float("nan")
         self.kind = ("cuda max_memory_allocated" if device.type == "cuda"
-                     else "cpu peak RSS increase (sampled every 2 ms)")
+                     else "cpu peak RSS increase of a first call in a fresh process (sampled every 2 ms)")
 
     def __enter__(self):
         if self.device.type == "cuda":
@@ -73,6 +77,27 @@ class PeakMemory:
             self._peak = max(self._peak, _rss_bytes())
             self.peak_mb = (self._peak - self._base) / 2 ** 20
         return False
+
+
+def _first_call_peak_mb(fn, threads: int) -> float:
+    """In a spawned process: peak RSS increase (MB) over fn(); the inputs bound in `fn` are
+    already unpickled when the measurement starts."""
+    torch.set_num_threads(threads)
+    with PeakMemory(torch.device("cpu")) as memory:
+        fn()
+    return memory.peak_mb
+
+
+def first_call_peak_mb(fn) -> float:
+    """Peak RSS increase (MB) of the first call of `fn` (picklable, e.g. a functools.partial of a
+    module-level function) in a fresh Python process, with this process's thread count."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_first_call_peak_mb, (fn, torch.get_num_threads()))
+
+
+def peak_mb(fn, device: torch.device, memory: PeakMemory) -> float:
+    """The peak memory of a row: CUDA from `memory` (the timed calls), CPU from a fresh process."""
+    return memory.peak_mb if device.type == "cuda" else first_call_peak_mb(fn)
 
 
 def matmul_gflops(device: torch.device, rows: int = 8788, width: int = 128, repeats: int = 50) -> float:
@@ -117,16 +142,16 @@ def benchmark_sampler(prior_path, n: int, k: int, t: int, mask: np.ndarray, devi
     from .sampler import SamplerModel, learned_centres
     path, _ = resolve_sampler_path(prior_path, n, k, t)
     prior = prior_name(prior_path)
-    model = SamplerModel.load(path)
-    learned_centres(model, mask)                                   # warm-up
+    run = functools.partial(learned_centres, SamplerModel.load(path), mask)
+    run()                                                          # warm-up
     seconds = []
-    with PeakMemory(device) as memory:
-        for _ in range(repeats):
-            start = time.perf_counter()
-            learned_centres(model, mask)
-            seconds.append(time.perf_counter() - start)
-    return {"prior": prior, "n": n, "k": k, "seconds": quartiles(seconds), "peak_mb": memory.peak_mb,
-            "memory": memory.kind, "device": "cpu (the sampler runs on the CPU)"}
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - start)
+    cpu = torch.device("cpu")
+    return {"prior": prior, "n": n, "k": k, "seconds": quartiles(seconds), "peak_mb": first_call_peak_mb(run),
+            "memory": PeakMemory(cpu).kind, "device": "cpu (the sampler runs on the CPU)"}
 
 
 def benchmark_reconstruction(volume, name: str, n: int, k: int, t: int, prior, device: torch.device,
@@ -136,7 +161,8 @@ def benchmark_reconstruction(volume, name: str, n: int, k: int, t: int, prior, d
     from .baselines import fps_centres
     from .pipeline import reconstruct
     centres = fps_centres(volume.mask, n, seed=0, spacing=volume.spacing)
-    run = lambda: reconstruct(volume, n, k, t, sampler=None, prior=prior, centres=centres, device=str(device))  # noqa: E731
+    run = functools.partial(reconstruct, volume, n, k, t, sampler=None, prior=prior, centres=centres,
+                            device=str(device))
     run()
     results = []
     with PeakMemory(device) as memory:
@@ -150,7 +176,7 @@ def benchmark_reconstruction(volume, name: str, n: int, k: int, t: int, prior, d
             "fit_s": stage("latent_fit"), "decode_s": stage("decode"), "total_s": stage("total"),
             "fit_decode_s": fit_decode, "decoder_points": results[0].settings["decoder_points"],
             **floor, "floor_s": floor_s, "floor_ratio": fit_decode / floor_s,
-            "peak_mb": memory.peak_mb, "memory": memory.kind, "dice": results[0].metrics["dice"]}
+            "peak_mb": peak_mb(run, device, memory), "memory": memory.kind, "dice": results[0].metrics["dice"]}
 
 
 def scaling_figure(rows: list[dict], path) -> None:

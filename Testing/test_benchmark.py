@@ -33,6 +33,14 @@ def test_peak_memory_sees_a_large_allocation():
     assert 150 < memory.peak_mb < 400 and "RSS" in memory.kind
 
 
+def test_first_call_peak_is_measured_in_a_fresh_process():
+    import functools
+    from PatchSamplerLib.benchmark import first_call_peak_mb
+    alloc = functools.partial(np.ones, 200 * 2 ** 20 // 8)      # 200 MB, written
+    alloc()                                                      # this process now has the pages to reuse
+    assert 150 < first_call_peak_mb(alloc) < 400
+
+
 def test_quartiles():
     q = quartiles([1, 2, 3, 4, 100])
     assert (q["median"], q["q1"], q["q3"]) == (3, 2, 4)

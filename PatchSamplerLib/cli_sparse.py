@@ -126,4 +126,5 @@ def add_evaluate_slices_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fit-lr", type=float, default=DEFAULT_SPARSE_LR)
     p.add_argument("--points-per-step", type=int, default=DEFAULT_POINTS_PER_STEP, help="0 = all known voxels")
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--out", required=True, help="output folder (cases.csv, table.md); resumable")

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .evaluation import case_log, mean_std
 from .metrics import all_metrics
@@ -139,6 +140,8 @@ def evaluate_slices_main(args) -> int:
             raise ValueError(f"unknown method {name!r}: use {', '.join(METHODS)}")
     if "inr-sparse" in methods and not args.sparse_prior:
         raise ValueError("method inr-sparse needs --sparse-prior (a prior trained with train-prior --sparse-step)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     priors = {"inr": ShapePrior.load(args.prior)} if "inr" in methods else {}
     if "inr-sparse" in methods:
         priors["inr-sparse"] = ShapePrior.load(args.sparse_prior)

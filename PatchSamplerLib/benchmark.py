@@ -13,7 +13,7 @@ and 5.9 [T §5.3].
 Peak memory: on CUDA `torch.cuda.max_memory_allocated` over the timed calls; on the CPU the
 increase of the resident set size over the *first* call in a fresh Python process (spawned, inputs
 unpickled before the measurement starts), sampled every 2 ms from /proc/self/statm (Linux;
-elsewhere NaN). A fresh process because in a warm one the allocator reuses memory it already holds
+elsewhere NaN) and taken from the process's high-water mark (ru_maxrss) when the call raised it. A fresh process because in a warm one the allocator reuses memory it already holds
 and the increase reads ~0. Each row says which.
 """
 from __future__ import annotations
@@ -55,9 +55,9 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
-            self._base = torch.cuda.memory_allocated(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
             return self
-        self._base = self._peak = _rss_bytes()
+        self.base = self._peak = _rss_bytes()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
@@ -70,21 +70,36 @@ class PeakMemory:
     def __exit__(self, *exc):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-            self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2 ** 20
+            self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self.base) / 2 ** 20
         else:
             self._stop.set()
             self._thread.join()
             self._peak = max(self._peak, _rss_bytes())
-            self.peak_mb = (self._peak - self._base) / 2 ** 20
+            self.peak_mb = (self._peak - self.base) / 2 ** 20
         return False
+
+
+def _max_rss_bytes() -> float:
+    """The process's high-water resident set size (Linux reports ru_maxrss in KiB); NaN without
+    the `resource` module."""
+    try:
+        import resource
+    except ImportError:
+        return float("nan")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
 
 
 def _first_call_peak_mb(fn, threads: int) -> float:
     """In a spawned process: peak RSS increase (MB) over fn(); the inputs bound in `fn` are
-    already unpickled when the measurement starts."""
+    already unpickled when the measurement starts. The 2 ms samples can miss a short peak; when
+    the call sets a new high-water mark of the process, that mark is exact, so take the larger."""
     torch.set_num_threads(threads)
+    high_before = _max_rss_bytes()
     with PeakMemory(torch.device("cpu")) as memory:
         fn()
+    high_after = _max_rss_bytes()
+    if high_after > high_before:
+        return max(memory.peak_mb, (high_after - memory.base) / 2 ** 20)
     return memory.peak_mb
 
 

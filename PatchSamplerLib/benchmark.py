@@ -13,8 +13,9 @@ and 5.9 [T §5.3].
 Peak memory: on CUDA `torch.cuda.max_memory_allocated` over the timed calls; on the CPU the
 increase of the resident set size over the *first* call in a fresh Python process (spawned, inputs
 unpickled before the measurement starts), sampled every 2 ms from /proc/self/statm (Linux;
-elsewhere NaN) and taken from the process's high-water mark (ru_maxrss) when the call raised it. A fresh process because in a warm one the allocator reuses memory it already holds
-and the increase reads ~0. Each row says which.
+elsewhere NaN) and taken from the process's high-water mark (ru_maxrss) when the call raised it.
+A fresh process because in a warm one the allocator reuses memory it already holds and the
+increase reads ~0. Each row says which.
 """
 from __future__ import annotations
 
@@ -110,11 +111,6 @@ def first_call_peak_mb(fn) -> float:
         return pool.apply(_first_call_peak_mb, (fn, torch.get_num_threads()))
 
 
-def peak_mb(fn, device: torch.device, memory: PeakMemory) -> float:
-    """The peak memory of a row: CUDA from `memory` (the timed calls), CPU from a fresh process."""
-    return memory.peak_mb if device.type == "cuda" else first_call_peak_mb(fn)
-
-
 def matmul_gflops(device: torch.device, rows: int = 8788, width: int = 128, repeats: int = 50) -> float:
     """Measured fp32 throughput (GFLOP/s) of (rows x width) @ (width x width), the decoder's shape."""
     a = torch.randn(rows, width, device=device)
@@ -179,10 +175,13 @@ def benchmark_reconstruction(volume, name: str, n: int, k: int, t: int, prior, d
     run = functools.partial(reconstruct, volume, n, k, t, sampler=None, prior=prior, centres=centres,
                             device=str(device))
     run()
-    results = []
-    with PeakMemory(device) as memory:
-        for _ in range(repeats):
-            results.append(run())
+    if device.type == "cuda":
+        with PeakMemory(device) as memory:
+            results = [run() for _ in range(repeats)]
+        peak = memory.peak_mb
+    else:                                   # no poller over the timed calls: a fresh process measures
+        results = [run() for _ in range(repeats)]
+        peak = first_call_peak_mb(run)
     stage = lambda key: float(np.median([r.timings[key] for r in results]))  # noqa: E731
     floor = flop_floor(decoder_macs_per_point(prior.decoder), n * k ** 3, t, results[0].settings["decoder_points"])
     floor_s = (floor["fit_gflop"] + floor["decode_gflop"]) / gflops
@@ -191,7 +190,7 @@ def benchmark_reconstruction(volume, name: str, n: int, k: int, t: int, prior, d
             "fit_s": stage("latent_fit"), "decode_s": stage("decode"), "total_s": stage("total"),
             "fit_decode_s": fit_decode, "decoder_points": results[0].settings["decoder_points"],
             **floor, "floor_s": floor_s, "floor_ratio": fit_decode / floor_s,
-            "peak_mb": peak_mb(run, device, memory), "memory": memory.kind, "dice": results[0].metrics["dice"]}
+            "peak_mb": peak, "memory": PeakMemory(device).kind, "dice": results[0].metrics["dice"]}
 
 
 def scaling_figure(rows: list[dict], path) -> None:

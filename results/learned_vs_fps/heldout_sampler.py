@@ -6,29 +6,25 @@ FPS rows: per shape learned Dice vs the mean over FPS seeds, then paired t-test 
 The learned rows are not written to cases.csv (bundle the sampler and re-run `evaluate` for that).
 """
 import argparse
-import collections
 import csv
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from PatchSamplerLib.data.synthetic import make_shape  # noqa: E402
+from PatchSamplerLib.evaluation import paired_tests, per_case_means  # noqa: E402
 from PatchSamplerLib.inr import ShapePrior  # noqa: E402
 from PatchSamplerLib.pipeline import reconstruct  # noqa: E402
 
 
 def fps_means(family: str, n: int, k: int, t: int) -> dict[str, float]:
     """{case: mean FPS Dice over its seeds} from <family>/cases.csv."""
-    runs = collections.defaultdict(list)
     with open(Path(__file__).parent / family / "cases.csv") as f:
-        for r in csv.DictReader(f):
-            if r["sampler"] == "fps" and (int(r["n"]), int(r["k"]), int(r["t"])) == (n, k, t):
-                runs[r["case"]].append(float(r["dice"]))
-    return {case: float(np.mean(v)) for case, v in runs.items()}
+        rows = list(csv.DictReader(f))
+    return {case: float(m[0]) for case, m in per_case_means(rows, n, k, t, "fps").items()}
 
 
 def main() -> None:
@@ -50,8 +46,9 @@ def main() -> None:
                              prior=prior, sampler_model=args.sampler, device="cpu")
         learned.append(result.metrics["dice"]), base.append(fps[case])
         print(f"{case}: learned {learned[-1]:.4f}, FPS {base[-1]:.4f}", flush=True)
-    print(f"mean Dice learned {np.mean(learned):.4f}, FPS {np.mean(base):.4f}; paired t-test p "
-          f"{stats.ttest_rel(learned, base).pvalue:.2g}, Wilcoxon p {stats.wilcoxon(learned, base).pvalue:.2g}")
+    t_p, w_p = paired_tests(np.array(learned), np.array(base))
+    print(f"mean Dice learned {np.mean(learned):.4f}, FPS {np.mean(base):.4f}; paired t-test p {t_p:.2g}, "
+          f"Wilcoxon p {w_p:.2g}")
 
 
 if __name__ == "__main__":

@@ -48,4 +48,15 @@ def fps_centres(mask: np.ndarray, n: int, seed: int = 0, spacing=(1.0, 1.0, 1.0)
     return points[farthest_point_indices(points, n, first, spacing)]
 
 
+def extreme_fps_centres(mask: np.ndarray, n: int, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """(n, 3) float32 voxel indices by FPS from the occupied voxel farthest (mm) from the
+    centroid: deterministic, so the same shape always gives the same, consistently ordered
+    centres (the learned sampler's FPS initialisation imitates these)."""
+    points = dense_cloud(mask)
+    _require_points(points, n)
+    scaled = points * np.asarray(spacing, np.float32)
+    first = int(np.argmax(np.sum((scaled - scaled.mean(0)) ** 2, axis=1)))
+    return points[farthest_point_indices(points, n, first, spacing)]
+
+
 SAMPLERS = {"fps": fps_centres, "random": random_centres}

@@ -167,16 +167,30 @@ def train_prior_main(args) -> int:
     return 0
 
 
+def imitation_shapes(args) -> list:
+    """--init fps --init-count M: M more synthetic shapes, after the validation ones, that only
+    the generator's FPS fit sees; [] otherwise."""
+    if args.init != "fps" or not args.init_count:
+        return []
+    from .data.synthetic import make_shapes
+    start = args.count + args.val_count
+    print(f"{args.init_count} extra shapes for the FPS fit: indices {start}-{start + args.init_count - 1}")
+    return make_shapes(args.family, args.init_count, seed=args.data_seed, scale=args.scale, start=start)
+
+
 def train_sampler_main(args) -> int:
     from .inr import ShapePrior
     from .sampler_training import SamplerConfig, SamplerTrainer
     out = Path(args.out)
     cfg = _config(args, SamplerConfig)
     cfg.check()                                      # fail before loading anything
+    if cfg.init_count and not args.family:
+        raise ValueError("--init-count needs synthetic data (--family); with --data the FPS fit uses the training shapes")
     prior = ShapePrior.load(args.prior)
     with console_log(out):
         train, val, desc = _load_data(args)
-        trainer = SamplerTrainer(train, val, prior, out, cfg, provenance=desc)
+        extra = imitation_shapes(args)
+        trainer = SamplerTrainer(train, val, prior, out, cfg, provenance=desc, init_shapes=extra)
         if args.resume:
             trainer.resume()
         model = trainer.run()

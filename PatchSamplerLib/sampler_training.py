@@ -23,10 +23,14 @@ Fidelity modes (`SamplerConfig.mode`):
   `surface_fraction` share drawn within `surface_band_mm` of the surface and the rest uniformly
   over the grid. Validation is always the real task (all patch voxels, T steps, decoded Dice).
 
-Initialisation (`SamplerConfig.init`): ``random`` (the thesis) or ``fps``: before the
-end-to-end training, the generator is fitted for `init_steps` steps to reproduce each training
-shape's FPS centres (symmetric Chamfer distance in the normalised cloud space, Adam 1e-3), and
-that sampler is validated as "epoch 0" -- so the end-to-end training starts from FPS-like
+Initialisation (`SamplerConfig.init`): ``random`` (the thesis) or ``fps`` (not in [T]): before
+the end-to-end training, the generator is fitted for `init_steps` steps to reproduce each shape's
+deterministic FPS centres (`baselines.extreme_fps_centres`: FPS from the voxel farthest from the
+centroid, so the targets are consistent across shapes; FPS from a random first voxel is not and
+fitted poorly) -- the mean squared distance in the normalised cloud space after the optimal
+one-to-one matching (Hungarian), Adam `init_lr` with cosine decay, batches of `batch_size`, on the
+training shapes plus `init_shapes` (extra shapes that only this fit sees; they need no INR) --
+and that sampler is validated as "epoch 0": the end-to-end training starts from FPS-like
 placements and the kept best sampler is never worse than that start on the validation shapes.
 
 Outputs in `out_dir`: sampler.pt (best validation Dice), last.pt (resumable, atomic, written
@@ -42,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .baselines import fps_centres
+from .baselines import extreme_fps_centres, fps_centres
 from .checkpoints import load_checkpoint, save_checkpoint
 from .inr import ShapePrior, fit_latent_unrolled
 from .losses import SOFT_DICE_EPS, coverage_loss, proximity_loss, repulsion_loss
@@ -65,7 +69,9 @@ class SamplerConfig:
     t: int = 100
     mode: str = "faithful"
     init: str = "random"               # or "fps": first fit the generator to FPS points (not in [T])
-    init_steps: int = 300              # init "fps": generator steps of that fit
+    init_steps: int = 3000             # init "fps": generator steps of that fit
+    init_lr: float = 3e-3              # init "fps": its Adam lr (cosine decay to 0)
+    init_count: int = 0                # init "fps", synthetic data: extra shapes for that fit only
     epochs: int = 400
     batch_size: int = 8
     lr: float = 0.01
@@ -97,6 +103,8 @@ class SamplerConfig:
             raise ValueError(f"N, K and T must be >= 1 to train a sampler, got {self.n}, {self.k}, {self.t}")
         if self.batch_size < 2:
             raise ValueError("batch size must be >= 2 (the generator's BatchNorm needs a batch)")
+        if self.init_count < 0 or self.init_steps < 0:
+            raise ValueError(f"init count and steps must be >= 0, got {self.init_count}, {self.init_steps}")
         if self.patch_stride < 1:
             raise ValueError(f"patch stride must be >= 1, got {self.patch_stride}")
 
@@ -176,11 +184,23 @@ def unrolled_latent(decoder, shape: SamplerShape, projected: torch.Tensor, k: in
     return fit_latent_unrolled(decoder, coords.reshape(1, -1, 3), labels, t, lr=fit_lr)
 
 
+def matched_squared_distance(points: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance between (B, m, 3) points and (B, m, 3) targets after the optimal
+    one-to-one matching per item (Hungarian, scipy): an order-free loss that, unlike Chamfer,
+    cannot send two points to one target."""
+    from scipy.optimize import linear_sum_assignment
+    d2 = (points[:, :, None] - targets[:, None]).pow(2).sum(-1)                  # (B, m, m)
+    cols = [torch.as_tensor(linear_sum_assignment(d.detach().cpu().numpy())[1]) for d in d2]
+    rows = torch.arange(points.shape[1])
+    return torch.stack([d2[b, rows, c] for b, c in enumerate(cols)]).mean()
+
+
 class SamplerTrainer:
     """One sampler for (N, K, T, prior); `run()` trains with checkpoints, logs and validation."""
 
     def __init__(self, train: list[BinaryVolume], val: list[BinaryVolume], prior: ShapePrior, out_dir,
-                 cfg: SamplerConfig, provenance: dict | None = None, log=print):
+                 cfg: SamplerConfig, provenance: dict | None = None, log=print,
+                 init_shapes: list[BinaryVolume] = ()):
         cfg.check()
         if len(train) < 2:
             raise ValueError("at least 2 training shapes are needed")
@@ -198,6 +218,7 @@ class SamplerTrainer:
         self.subset = patch_subset(cfg.k, cfg.patch_stride if cfg.mode == "fast" else 1)
         self.epoch, self.best_val, self.elapsed, self.history = 0, -1.0, 0.0, []
         self.baseline = None
+        self.init_shapes = list(init_shapes)         # init "fps": extra shapes for the FPS fit only
 
     # ---------------------------------------------------------- state
     def save_last(self) -> None:
@@ -286,26 +307,33 @@ class SamplerTrainer:
                 "temperature": self.model.sampler.projection.temperature.item()}
 
     # ---------------------------------------------------------- FPS initialisation
-    def fps_targets(self) -> torch.Tensor:
-        """(S, N, 3) FPS centres (seed 0) of every training shape, in its normalised cloud space."""
-        return torch.stack([torch.as_tensor(s.norm.forward(fps_centres(s.volume.mask, self.cfg.n, seed=0,
-                                                                       spacing=s.volume.spacing)))
-                            for s in self.shapes]).float()
+    def fps_targets(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> clouds (S, 2048, 3) and deterministic FPS centres (S, N, 3) (first: the voxel
+        farthest from the centroid) of the training and `init_shapes`, normalised cloud space."""
+        clouds = [s.cloud for s in self.shapes]
+        targets = [s.norm.forward(extreme_fps_centres(s.volume.mask, self.cfg.n, s.volume.spacing))
+                   for s in self.shapes]
+        for vol in self.init_shapes:
+            cloud, norm = simplified_cloud(vol.mask)
+            clouds.append(torch.from_numpy(cloud))
+            targets.append(norm.forward(extreme_fps_centres(vol.mask, self.cfg.n, vol.spacing)))
+        return torch.stack(clouds), torch.as_tensor(np.stack(targets)).float()
 
     def imitate_fps(self) -> float:
-        """Fit the generator to the FPS targets (symmetric Chamfer); returns the last loss."""
-        targets, sampler = self.fps_targets(), self.model.sampler
-        opt = torch.optim.Adam(sampler.generator.parameters(), lr=1e-3)
+        """Fit the generator to the FPS targets (matched squared distance); returns the last loss."""
+        clouds, targets = self.fps_targets()
+        sampler, cfg = self.model.sampler, self.cfg
+        opt = torch.optim.Adam(sampler.generator.parameters(), lr=cfg.init_lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.init_steps)
         sampler.train()
         loss = torch.zeros(())
-        for _ in range(self.cfg.init_steps):
-            ids = torch.randperm(len(self.shapes), generator=self.gen)[:max(self.cfg.batch_size, 2)]
-            generated = sampler.generator(torch.stack([self.shapes[i].cloud for i in ids.tolist()]))
-            d2 = (generated[:, :, None] - targets[ids][:, None]).pow(2).sum(-1)          # (B, N, N)
-            loss = d2.min(2).values.mean() + d2.min(1).values.mean()
+        for _ in range(cfg.init_steps):
+            ids = torch.randperm(len(clouds), generator=self.gen)[:cfg.batch_size]
+            loss = matched_squared_distance(sampler.generator(clouds[ids]), targets[ids])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
         return loss.item()
 
     def initialise(self) -> None:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from PatchSamplerLib.baselines import SAMPLERS, farthest_point_indices, fps_centres, random_centres
+from PatchSamplerLib.baselines import SAMPLERS, extreme_fps_centres, farthest_point_indices, fps_centres, random_centres
 from PatchSamplerLib.pointcloud import dense_cloud
 
 
@@ -57,6 +57,20 @@ def test_fps_is_greedy_farthest(l_mask):
         d_all = cKDTree(centres[:i]).query(points)[0]
         d_chosen = cKDTree(centres[:i]).query(centres[i:i + 1])[0][0]
         assert d_chosen == pytest.approx(d_all.max())
+
+
+def test_extreme_fps_starts_at_the_voxel_farthest_from_the_centroid():
+    mask = np.zeros((10, 5, 5), bool)
+    mask[0:10, 2, 2] = True                        # a line x = 0..9
+    mask[8:10, 1:4, 1:4] = True                    # a block at its end pulls the centroid to x > 6
+    centres = extreme_fps_centres(mask, 2)
+    assert centres[0].tolist() == [0, 2, 2] and centres[1][0] == 9
+    assert np.array_equal(extreme_fps_centres(mask, 4), extreme_fps_centres(mask, 4))
+    # with spacing the millimetre metric decides: a long z arm wins over the longer x arm in voxels
+    cross = np.zeros((30, 5, 30), bool)
+    cross[0:30, 2, 0] = True
+    cross[0, 2, 0:12] = True
+    assert extreme_fps_centres(cross, 1, spacing=(1.0, 1.0, 5.0))[0].tolist() == [0, 2, 11]
 
 
 def test_farthest_point_indices_greedy_on_a_line():

@@ -15,8 +15,9 @@ from PatchSamplerLib.inr import OccupancyDecoder, ShapePrior
 from PatchSamplerLib.losses import occupancy_loss
 from PatchSamplerLib.patches import patch_offsets
 from PatchSamplerLib.sampler import LearnedSampler
-from PatchSamplerLib.sampler_training import (SamplerConfig, SamplerTrainer, full_grid_points, patch_subset,
-                                              prepare_sampler_shape, reconstruction_loss_and_grad, unrolled_latent)
+from PatchSamplerLib.sampler_training import (SamplerConfig, SamplerTrainer, full_grid_points,
+                                              matched_squared_distance, patch_subset, prepare_sampler_shape,
+                                              reconstruction_loss_and_grad, unrolled_latent)
 from tiny_prior import TINY_SCALE, tiny_prior_path, tiny_sampler_config
 
 
@@ -155,7 +156,7 @@ def test_bad_settings_are_refused(change, message):
 
 
 def test_fps_initialisation_fits_the_generator_to_fps_and_validates_it_as_epoch_zero(shapes, prior, tmp_path):
-    from PatchSamplerLib.baselines import fps_centres
+    from PatchSamplerLib.baselines import extreme_fps_centres
     from PatchSamplerLib.sampler import learned_centres
     cfg = tiny_sampler_config(init="fps", init_steps=200, epochs=1, batch_size=4)
     trainer = SamplerTrainer(shapes[:4], shapes[4:5], prior, tmp_path, cfg, log=lambda *a: None)
@@ -167,10 +168,28 @@ def test_fps_initialisation_fits_the_generator_to_fps_and_validates_it_as_epoch_
     def chamfer(a, b):
         d = np.linalg.norm(a[:, None] - b[None], axis=-1)
         return d.min(1).mean() + d.min(0).mean()
-    targets = [fps_centres(s.volume.mask, 2, seed=0) for s in trainer.shapes]
+    targets = [extreme_fps_centres(s.volume.mask, 2, s.volume.spacing) for s in trainer.shapes]
     trainer2 = SamplerTrainer(shapes[:4], [], prior, tmp_path / "b", cfg, log=lambda *a: None)
     trainer2.imitate_fps()
     fitted = [learned_centres(trainer2.model, s.volume.mask)[0] for s in trainer2.shapes]
     before = np.mean([chamfer(u, t) for u, t in zip(untrained, targets)])
     after = np.mean([chamfer(f, t) for f, t in zip(fitted, targets)])
     assert after < 0.5 * before                    # voxel units: the generator now points at FPS
+
+
+def test_matched_squared_distance_is_order_free_and_one_to_one():
+    targets = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0, 2, 0]]])
+    assert matched_squared_distance(targets[:, [2, 0, 1]], targets).item() == 0.0
+    # two points on one target: Chamfer's point->target term is 0; the matching charges the
+    # uncovered target (0, 2, 0) to the surplus point at (1, 0, 0): (1 + 4) / 3
+    doubled = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [1, 0, 0]]])
+    assert matched_squared_distance(doubled, targets).item() == pytest.approx(5 / 3)
+
+
+def test_fps_fit_sees_the_extra_shapes(shapes, prior, tmp_path):
+    cfg = tiny_sampler_config(init="fps", init_steps=1, batch_size=4)
+    trainer = SamplerTrainer(shapes[:2], shapes[2:3], prior, tmp_path, cfg, log=lambda *a: None,
+                             init_shapes=shapes[3:6])
+    clouds, targets = trainer.fps_targets()
+    assert clouds.shape == (5, 2048, 3) and targets.shape == (5, cfg.n, 3)
+    assert targets.abs().max() <= 0.5 + 1e-6                # normalised cloud space, on the shape

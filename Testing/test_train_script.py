@@ -73,3 +73,12 @@ def test_plain_python_run_trains_a_sampler(tmp_path):
     assert "\r" not in proc.stdout and "epoch 1/1" in proc.stdout and "FPS validation Dice" in proc.stdout
     for name in ("sampler.pt", "last.pt", "train_log.jsonl", "train.log", "curves.png"):
         assert (out / name).is_file(), name
+
+
+def test_extra_fps_fit_shapes_need_synthetic_data(tmp_path, capsys):
+    from tiny_prior import tiny_prior_path
+    args = ["sampler", "--data", str(tmp_path), "--prior", str(tiny_prior_path()), "--init", "fps",
+            "--init-count", "5", "--out", str(tmp_path / "out")]
+    assert train.run(args) == 2
+    assert "--init-count needs synthetic data" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()                  # refused before anything is written

@@ -339,9 +339,10 @@ class SamplerTrainer:
     def initialise(self) -> None:
         """init "fps": fit the generator to FPS, validate it as epoch 0 (history row, checkpoints)."""
         loss = self.imitate_fps()
-        row = {"epoch": 0, "init": "fps", "chamfer": loss}
+        row = {"epoch": 0, "init": "fps", "fit_loss": loss}
         self._maybe_validate(row, force=True)
-        self.log(f"generator fitted to FPS centres (Chamfer {loss:.5f}); validation Dice {row.get('val_dice')}")
+        self.log(f"generator fitted to FPS centres (matched squared distance {loss:.5f}); "
+                 f"validation Dice {row.get('val_dice')}")
         self.history.append(row)
         with open(self.out / "train_log.jsonl", "a") as jsonl:
             jsonl.write(json.dumps(row) + "\n")

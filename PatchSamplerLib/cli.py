@@ -91,16 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--family", choices=["vertebra", "kidney"], help="synthetic family")
     src.add_argument("--data", help="folder of labelmaps")
-    p.add_argument("--count", type=int, default=20, help="number of shapes (default 20)")
+    p.add_argument("--preset", choices=["cpu", "full"],
+                   help="full: the thesis grid (N 4, 8, 12 x K 9, 11, 13 x T 33, 66, 100; learned, FPS, RS; "
+                        "30 runs; 20 shapes); cpu: 4x9, 8x9, 4x13 x T 33, 100, 5 runs, 8 shapes. "
+                        "Options given explicitly override it")
+    p.add_argument("--count", type=int, help="number of shapes (default 20)")
     p.add_argument("--data-seed", type=int, default=1,
                    help="synthetic: family seed (default 1; the bundled priors were trained on seed 0)")
     p.add_argument("--scale", type=float, default=1.0)
-    p.add_argument("--configs", default="4x9,8x11,12x13", help="N x K list (default 4x9,8x11,12x13)")
-    p.add_argument("--t", type=int, default=100)
-    p.add_argument("--samplers", default="fps,random",
-                   help="comma list of fps, random, learned (learned: the bundled sampler of the prior per (N, K))")
-    p.add_argument("--runs", type=int, default=1,
-                   help="runs (seeds) per case for fps and random (learned is deterministic: one run)")
+    p.add_argument("--configs", help="N x K list (default 4x9,8x11,12x13)")
+    p.add_argument("--t", help="T list, e.g. 33,66,100 (default 100)")
+    p.add_argument("--samplers",
+                   help="comma list of fps, random, learned (learned: the bundled sampler of the prior per (N, K); "
+                        "default fps,random)")
+    p.add_argument("--runs", type=int,
+                   help="runs (seeds) per case for fps and random (learned is deterministic: one run; default 1)")
+    p.add_argument("--figures", action="store_true",
+                   help="also draw dice_surface.png (mean Dice over N, K per T), and errors_<sampler>.png and "
+                        "placement.png for the first shape at the first (N, K) and the largest T")
     p.add_argument("--prior", required=True)
     p.add_argument("--fit-lr", type=float, default=1e-2)
     p.add_argument("--device", default="auto")

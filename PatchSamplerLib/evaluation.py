@@ -1,12 +1,16 @@
-"""Evaluation: FPS, random and the learned sampler over an (N, K) grid at one T, on held-out
-shapes of a synthetic family or a folder of labelmaps.
+"""Evaluation: FPS, random and the learned sampler over an N x K x T grid, on held-out shapes of
+a synthetic family or a folder of labelmaps [T ch. 5].
 
 Writes `cases.csv` (one row per shape, configuration, sampler and run; appended as it goes, so
 an interrupted evaluation resumes where it stopped) and `table.md` (rows N, K; Dice / ASD /
 HD95 mean +- std per sampler, best Dice in bold, mean patch voxels N * K^3; with the learned
 sampler and FPS both present, paired t-test and Wilcoxon signed-rank p-values learned vs FPS
 per metric, over the cases, each case's FPS runs averaged first). The learned sampler is
-deterministic: it is run once per case whatever `runs` is.
+deterministic: it is run once per case whatever `runs` is; an (N, K) with no bundled sampler
+is skipped for it (with a note). Figures (`evaluation_figures`): mean Dice over (N, K) per T
+(Figs 5.2-5.4), error slices and the patches of every sampler on one case (Figs 5.5, 5.10).
+
+Presets (`PRESETS`): ``full`` is the thesis grid; ``cpu`` a reduced one for this 2-core machine.
 """
 from __future__ import annotations
 
@@ -22,6 +26,14 @@ from .pipeline import reconstruct
 from .volume import BinaryVolume
 
 FIELDS = ["case", "n", "k", "t", "sampler", "run", "dice", "asd_mm", "hd95_mm", "fit_s", "decode_s"]
+
+# What --preset fills in (options given on the command line win).
+PRESETS = {
+    "full": dict(configs=",".join(f"{n}x{k}" for n in (4, 8, 12) for k in (9, 11, 13)), t="33,66,100",
+                 samplers="learned,fps,random", runs=30, count=20),
+    "cpu": dict(configs="4x9,8x9,4x13", t="33,100", samplers="learned,fps,random", runs=5, count=8),
+}
+DEFAULTS = dict(configs="4x9,8x11,12x13", t="100", samplers="fps,random", runs=1, count=20)
 
 
 def parse_configs(text: str) -> list[tuple[int, int]]:
@@ -60,23 +72,62 @@ def _run_key(r: dict) -> tuple:
     return r["case"], int(r["n"]), int(r["k"]), int(r["t"]), r["sampler"], int(r["run"])
 
 
-def run_cases(cases: list[tuple[str, BinaryVolume]], configs, t: int, samplers, prior: ShapePrior, runs: int,
+def parse_ints(text: str, what: str = "T") -> list[int]:
+    """"33,66,100" -> [33, 66, 100]."""
+    try:
+        return [int(v) for v in str(text).split(",") if v]
+    except ValueError:
+        raise ValueError(f"{what} must be a comma list of integers, got {text!r}") from None
+
+
+def apply_preset(args) -> None:
+    """Fill the grid options the command line left unset (None) from --preset, else the defaults."""
+    chosen = PRESETS[args.preset] if getattr(args, "preset", None) else DEFAULTS
+    for key, value in chosen.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
+def learned_available(prior: ShapePrior, n: int, k: int, t: int) -> bool:
+    """Whether a bundled learned sampler exists for (prior, N, K) (any T; `resolve_sampler_path`)."""
+    from .checkpoints import CheckpointError, resolve_sampler_path
+    try:
+        resolve_sampler_path(prior.metadata.get("path"), n, k, t)
+    except CheckpointError:
+        return False
+    return True
+
+
+def run_plan(configs, ts, samplers, prior: ShapePrior, log=print) -> list[tuple[int, int, int, str]]:
+    """(N, K, T, sampler) to evaluate; the learned sampler only where one is bundled."""
+    missing = sorted({(n, k) for n, k in configs if "learned" in samplers and not learned_available(prior, n, k, ts[0])})
+    for n, k in missing:
+        log(f"no bundled learned sampler for N={n}, K={k}: the learned sampler is skipped there "
+            f"(train one with train-sampler)")
+    return [(n, k, t, s) for t in ts for n, k in configs for s in samplers if s != "learned" or (n, k) not in missing]
+
+
+def case_row(name: str, n: int, k: int, t: int, sampler: str, run: int, res) -> dict:
+    """One cases.csv row of a ReconstructionResult."""
+    return {"case": name, "n": n, "k": k, "t": t, "sampler": sampler, "run": run,
+            **{m: f"{res.metrics[m]:.6f}" for m in ("dice", "asd_mm", "hd95_mm")},
+            "fit_s": f"{res.timings['latent_fit']:.3f}", "decode_s": f"{res.timings['decode']:.3f}"}
+
+
+def run_cases(cases: list[tuple[str, BinaryVolume]], configs, ts, samplers, prior: ShapePrior, runs: int,
               out_dir, fit_lr: float = 1e-2, device: str = "auto", log=print) -> Path:
-    """Evaluate every (case, config, sampler, run) not yet in out_dir/cases.csv; returns the CSV path."""
+    """Evaluate every (case, config, T, sampler, run) not yet in out_dir/cases.csv; returns the
+    CSV path. `ts`: one T or a list."""
+    plan = run_plan(configs, [ts] if isinstance(ts, int) else ts, samplers, prior, log)
     with case_log(out_dir, FIELDS, _run_key) as (write, done, path):
         for ci, (name, vol) in enumerate(cases):
             start = time.time()
-            for n, k in configs:
-                for sampler in samplers:
-                    for run in range(1 if sampler == "learned" else runs):
-                        if (name, n, k, t, sampler, run) in done:
-                            continue
+            for n, k, t, sampler in plan:
+                for run in range(1 if sampler == "learned" else runs):
+                    if (name, n, k, t, sampler, run) not in done:
                         res = reconstruct(vol, n, k, t, sampler=sampler, prior=prior, seed=run, fit_lr=fit_lr,
                                           device=device)
-                        write({"case": name, "n": n, "k": k, "t": t, "sampler": sampler, "run": run,
-                               **{m: f"{res.metrics[m]:.6f}" for m in ("dice", "asd_mm", "hd95_mm")},
-                               "fit_s": f"{res.timings['latent_fit']:.3f}",
-                               "decode_s": f"{res.timings['decode']:.3f}"})
+                        write(case_row(name, n, k, t, sampler, run, res))
             log(f"case {ci + 1}/{len(cases)} {name}: {time.time() - start:.1f} s")
     return path
 
@@ -171,24 +222,65 @@ def significance_table(csv_path, first: str = "learned", second: str = "fps") ->
     return "\n".join(lines) + "\n"
 
 
-def evaluate_main(args) -> int:
+def mean_dice_grid(rows: list[dict]) -> dict[tuple[int, str], dict[tuple[int, int], float]]:
+    """{(T, sampler): {(N, K): mean over cases of each case's mean Dice}} of cases.csv rows."""
+    grid = {}
+    for n, k, t, sampler in sorted({(int(r["n"]), int(r["k"]), int(r["t"]), r["sampler"]) for r in rows}):
+        means = per_case_means(rows, n, k, t, sampler)
+        grid.setdefault((t, sampler), {})[(n, k)] = float(np.mean([m[0] for m in means.values()]))
+    return grid
+
+
+def evaluation_figures(csv_path, case: tuple[str, BinaryVolume], config: tuple[int, int], t: int, samplers,
+                       prior: ShapePrior, out_dir, fit_lr: float = 1e-2, device: str = "auto") -> list[Path]:
+    """dice_surface.png (Figs 5.2-5.4) from the CSV; for `case` at `config` and T (seed 0 for FPS
+    and RS): errors_<sampler>.png (Fig 5.5) and placement.png (Fig 5.10). Returns the paths."""
+    from .figures import dice_surface_figure, overview_figure, placement_figure, sampler_label
+    out = Path(out_dir)
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    paths = [out / "dice_surface.png"]
+    dice_surface_figure(mean_dice_grid(rows), paths[0])
+    (name, vol), (n, k) = case, config
+    placements = {}
+    for sampler in samplers:
+        if sampler == "learned" and not learned_available(prior, n, k, t):
+            continue
+        res = reconstruct(vol, n, k, t, sampler=sampler, prior=prior, seed=0, fit_lr=fit_lr, device=device)
+        label = sampler_label(sampler)
+        placements[label] = res.centres
+        paths.append(out / f"errors_{sampler}.png")
+        overview_figure(res.errors, vol.spacing, res.centres, k,
+                        f"{name}, {label}, N={n}, K={k}, T={t}: Dice {res.metrics['dice']:.3f}", paths[-1])
+    paths.append(out / "placement.png")
+    placement_figure(vol.mask, vol.spacing, placements, k, f"{name}: where each sampler puts {n} patches", paths[-1])
+    return paths
+
+
+def evaluation_cases(args) -> list[tuple[str, BinaryVolume]]:
+    """(name, volume) of the held-out shapes: a synthetic family's seed, or a folder's files."""
     from .cli_training import folder_volumes
     from .data.synthetic import make_shape
-    prior = ShapePrior.load(args.prior)
     if args.family:
-        cases = [(f"{args.family}_{args.data_seed}_{i:04d}", make_shape(args.family, args.data_seed, i, args.scale))
-                 for i in range(args.count)]
-    else:
-        vols, names = folder_volumes(args.data)
-        cases = [(Path(n).name, v) for n, v in zip(names, vols)][:args.count]
-    configs = parse_configs(args.configs)
-    samplers = args.samplers.split(",")
-    path = run_cases(cases, configs, args.t, samplers, prior, args.runs, args.out, args.fit_lr, args.device)
-    title = f"{args.family or args.data}, prior {args.prior}, T = {args.t}"
+        return [(f"{args.family}_{args.data_seed}_{i:04d}", make_shape(args.family, args.data_seed, i, args.scale))
+                for i in range(args.count)]
+    vols, names = folder_volumes(args.data)
+    return [(Path(n).name, v) for n, v in zip(names, vols)][:args.count]
+
+
+def evaluate_main(args) -> int:
+    apply_preset(args)
+    configs, ts, samplers = parse_configs(args.configs), parse_ints(args.t), args.samplers.split(",")
+    prior = ShapePrior.load(args.prior)
+    cases = evaluation_cases(args)
+    path = run_cases(cases, configs, ts, samplers, prior, args.runs, args.out, args.fit_lr, args.device)
+    title = f"{args.family or args.data}, prior {args.prior}, T = {', '.join(map(str, ts))}"
     table = summary_table(path, title)
     significance = significance_table(path)
     if significance:
         table += "\n" + significance
     (Path(args.out) / "table.md").write_text(table + f"\nCommand: `{args.command_line}`\n")
     print(table)
+    if args.figures:
+        evaluation_figures(path, cases[0], configs[0], max(ts), samplers, prior, args.out, args.fit_lr, args.device)
     return 0

@@ -1,5 +1,6 @@
 """Figures a person looks at: slices with the thesis's error colours (Fig. 5.5) and the
-patch boxes, and a 3-D view of the patch placement (Fig. 5.10).
+patch boxes, a 3-D view of the patch placement (Fig. 5.10), and mean Dice over the (N, K) grid
+per T (Figs 5.2-5.4).
 
 Colours: intersection grey, extra (reconstruction only) blue, missing (input only) orange.
 """
@@ -163,3 +164,43 @@ def placement_figure(mask: np.ndarray, spacing, placements: dict, k: int, title:
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+SAMPLER_COLOURS = {"learned": "crimson", "fps": "royalblue", "random": "darkgreen"}
+
+
+def dice_surface_figure(grid: dict, path) -> None:
+    """PNG [T Figs 5.2-5.4]: one 3-D panel per T, mean Dice over (N, K) per sampler -- a surface
+    where the (N, K) points span one (three or more, not on a line), points joined otherwise.
+    grid: {(T, sampler): {(N, K): mean Dice}} (`evaluation.mean_dice_grid`)."""
+    plt = _plt()
+    ts = sorted({t for t, _ in grid})
+    fig = plt.figure(figsize=(5.5 * len(ts), 5))
+    for i, t in enumerate(ts):
+        ax = fig.add_subplot(1, len(ts), i + 1, projection="3d")
+        for (gt, sampler), cells in sorted(grid.items()):
+            if gt == t:
+                _dice_surface(ax, cells, SAMPLER_COLOURS.get(sampler, "black"), sampler_label(sampler))
+        keys = {nk for (gt, _), cells in grid.items() if gt == t for nk in cells}
+        ax.set_xticks(sorted({n for n, _ in keys})); ax.set_yticks(sorted({k for _, k in keys}))
+        ax.set_xlabel("N patches"); ax.set_ylabel("K (patch size)"); ax.set_zlabel("mean Dice")
+        ax.set_title(f"T = {t}")
+        ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def sampler_label(sampler: str) -> str:
+    return {"fps": "FPS", "random": "RS"}.get(sampler, sampler)
+
+
+def _dice_surface(ax, cells: dict, colour: str, label: str) -> None:
+    nk = np.array(sorted(cells), float)
+    dice = np.array([cells[key] for key in sorted(cells)])
+    ax.scatter(nk[:, 0], nk[:, 1], dice, color=colour, label=label, depthshade=False)
+    spans_plane = len(nk) >= 3 and np.linalg.matrix_rank(nk[1:] - nk[0]) == 2
+    if spans_plane:
+        ax.plot_trisurf(nk[:, 0], nk[:, 1], dice, color=colour, alpha=0.35)
+    elif len(nk) > 1:
+        ax.plot(nk[:, 0], nk[:, 1], dice, color=colour)

@@ -115,3 +115,41 @@ def test_evaluation_runs_learned_once_fps_per_seed_and_tests_per_case_means(mode
     summary = summary_table(path)
     assert "LEARNED 1" in summary and "FPS 2" in summary
     assert summary.index("Dice LEARNED") < summary.index("Dice FPS")
+
+
+def test_evaluate_command_runs_a_t_grid_skips_missing_samplers_and_draws_figures(models, tmp_path, capsys):
+    import csv
+    from PatchSamplerLib.cli import main
+    from tiny_prior import TINY_SCALE
+    out = tmp_path / "grid"
+    args = ["evaluate", "--family", "vertebra", "--data-seed", "99", "--scale", str(TINY_SCALE), "--preset", "cpu",
+            "--count", "2", "--configs", "2x3,3x3", "--t", "3,5", "--runs", "2", "--samplers", "learned,fps",
+            "--prior", "tiny", "--figures", "--out", str(out)]
+    assert main(args) == 0
+    assert "no bundled learned sampler for N=3, K=3" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(out / "cases.csv")))
+    counts = {}
+    for r in rows:
+        key = (r["n"], r["t"], r["sampler"])
+        counts[key] = counts.get(key, 0) + 1
+    # 2 cases: learned once each (only N = 2 has a sampler), FPS 2 runs each, at both T
+    assert counts == {("2", "3", "learned"): 2, ("2", "5", "learned"): 2, ("2", "3", "fps"): 4, ("2", "5", "fps"): 4,
+                      ("3", "3", "fps"): 4, ("3", "5", "fps"): 4}
+    table = (out / "table.md").read_text()
+    assert "| 2 | 3 | 3 |" in table and "| 3 | 3 | 5 |" in table and "T = 3, 5" in table
+    for name in ("dice_surface.png", "errors_learned.png", "errors_fps.png", "placement.png"):
+        assert (out / name).stat().st_size > 10_000, name
+    assert main(args) == 0                                       # resumed: nothing recomputed
+    assert len(list(csv.DictReader(open(out / "cases.csv")))) == len(rows)
+
+
+def test_presets_fill_only_what_the_command_line_left_unset():
+    import argparse
+    from PatchSamplerLib.evaluation import PRESETS, apply_preset
+    args = argparse.Namespace(preset="full", configs=None, t="100", samplers=None, runs=None, count=5)
+    apply_preset(args)
+    assert args.configs.count("x") == 9 and args.t == "100" and args.runs == 30 and args.count == 5
+    assert args.samplers == PRESETS["full"]["samplers"]
+    plain = argparse.Namespace(preset=None, configs=None, t=None, samplers=None, runs=None, count=None)
+    apply_preset(plain)
+    assert (plain.configs, plain.t, plain.runs, plain.count) == ("4x9,8x11,12x13", "100", 1, 20)

@@ -32,6 +32,8 @@ one-to-one matching (Hungarian), Adam `init_lr` with cosine decay, batches of `b
 training shapes plus `init_shapes` (extra shapes that only this fit sees; they need no INR) --
 and that sampler is validated as "epoch 0": the end-to-end training starts from FPS-like
 placements and the kept best sampler is never worse than that start on the validation shapes.
+``file``: start from the weights of a sampler file (`init_from`, e.g. an FPS-fitted or a bundled
+sampler to fine-tune), validated as epoch 0 the same way.
 
 Outputs in `out_dir`: sampler.pt (best validation Dice), last.pt (resumable, atomic, written
 after every epoch), train_log.jsonl, train.log (CLI), curves.png.
@@ -58,7 +60,7 @@ from .sampler import SamplerModel, learned_centres
 from .volume import BinaryVolume, bbox_centre_mm, index_to_local_mm
 
 MODES = ("faithful", "fast")
-INITS = ("random", "fps")
+INITS = ("random", "fps", "file")
 
 
 @dataclass
@@ -68,7 +70,8 @@ class SamplerConfig:
     k: int = 9
     t: int = 100
     mode: str = "faithful"
-    init: str = "random"               # or "fps": first fit the generator to FPS points (not in [T])
+    init: str = "random"               # "fps": first fit the generator to FPS points; "file": start from
+    init_from: str = ""                # this sampler file's weights (e.g. to fine-tune one); not in [T]
     init_steps: int = 3000             # init "fps": generator steps of that fit
     init_lr: float = 3e-3              # init "fps": its Adam lr (cosine decay to 0)
     init_count: int = 0                # init "fps", synthetic data: extra shapes for that fit only
@@ -103,6 +106,8 @@ class SamplerConfig:
             raise ValueError(f"N, K and T must be >= 1 to train a sampler, got {self.n}, {self.k}, {self.t}")
         if self.batch_size < 2:
             raise ValueError("batch size must be >= 2 (the generator's BatchNorm needs a batch)")
+        if (self.init == "file") != bool(self.init_from):
+            raise ValueError("--init file needs --init-from SAMPLER.pt (and --init-from needs --init file)")
         if self.init_count < 0 or self.init_steps < 0:
             raise ValueError(f"init count and steps must be >= 0, got {self.init_count}, {self.init_steps}")
         if self.patch_stride < 1:
@@ -336,13 +341,23 @@ class SamplerTrainer:
             sched.step()
         return loss.item()
 
+    def load_start(self) -> None:
+        """init "file": the weights (generator, temperature) of `init_from`, which must place N patches."""
+        start = SamplerModel.load(self.cfg.init_from)
+        if start.n != self.cfg.n:
+            raise ValueError(f"--init-from {self.cfg.init_from} places N={start.n} patches, not N={self.cfg.n}")
+        self.model.sampler.load_state_dict(start.sampler.state_dict())
+
     def initialise(self) -> None:
-        """init "fps": fit the generator to FPS, validate it as epoch 0 (history row, checkpoints)."""
-        loss = self.imitate_fps()
-        row = {"epoch": 0, "init": "fps", "fit_loss": loss}
+        """init "fps" (fit the generator to FPS) or "file" (load a sampler); validate that start
+        as epoch 0 (history row, checkpoints)."""
+        if self.cfg.init == "file":
+            self.load_start()
+            row = {"epoch": 0, "init": "file", "from": self.cfg.init_from}
+        else:
+            row = {"epoch": 0, "init": "fps", "fit_loss": self.imitate_fps()}
         self._maybe_validate(row, force=True)
-        self.log(f"generator fitted to FPS centres (matched squared distance {loss:.5f}); "
-                 f"validation Dice {row.get('val_dice')}")
+        self.log(f"start ({row['init']}): validation Dice {row.get('val_dice')}")
         self.history.append(row)
         with open(self.out / "train_log.jsonl", "a") as jsonl:
             jsonl.write(json.dumps(row) + "\n")
@@ -374,7 +389,7 @@ class SamplerTrainer:
         if self.val_shapes and self.baseline is None:
             self.baseline = self.fps_validation_dice()
             self.log(f"FPS validation Dice (baseline): {self.baseline:.4f}")
-        if cfg.init == "fps" and not self.history:
+        if cfg.init != "random" and not self.history:
             self.initialise()
         with open(self.out / "train_log.jsonl", "a") as jsonl:
             while self.epoch < cfg.epochs:

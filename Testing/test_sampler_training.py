@@ -193,3 +193,21 @@ def test_fps_fit_sees_the_extra_shapes(shapes, prior, tmp_path):
     clouds, targets = trainer.fps_targets()
     assert clouds.shape == (5, 2048, 3) and targets.shape == (5, cfg.n, 3)
     assert targets.abs().max() <= 0.5 + 1e-6                # normalised cloud space, on the shape
+
+
+def test_training_can_start_from_a_sampler_file_and_keeps_it_when_nothing_beats_it(shapes, prior, tmp_path):
+    from tiny_prior import tiny_sampler_path
+    from PatchSamplerLib.sampler import SamplerModel
+    start = SamplerModel.load(tiny_sampler_path())
+    cfg = tiny_sampler_config(n=start.n, init="file", init_from=str(tiny_sampler_path()), epochs=0)
+    trainer = SamplerTrainer(shapes[:2], shapes[2:3], prior, tmp_path, cfg, log=lambda *a: None)
+    model = _quiet(trainer.run)
+    assert trainer.history[0]["init"] == "file" and "val_dice" in trainer.history[0]
+    for key, value in start.sampler.state_dict().items():
+        torch.testing.assert_close(model.sampler.state_dict()[key], value)
+    with pytest.raises(ValueError, match="needs --init-from"):
+        SamplerConfig(init="file").check()
+    wrong = SamplerTrainer(shapes[:2], [], prior, tmp_path / "b", tiny_sampler_config(
+        n=start.n + 1, init="file", init_from=str(tiny_sampler_path())), log=lambda *a: None)
+    with pytest.raises(ValueError, match=f"places N={start.n} patches"):
+        wrong.load_start()

@@ -137,9 +137,19 @@ def mean_std(values) -> str:
     return f"{np.mean(v):.3f} ± {np.std(v):.3f}"
 
 
+def best_sampler(per: dict[str, np.ndarray], samplers, metric: int) -> str | None:
+    """The sampler with the best mean of column `metric` (0 Dice: highest; 1 ASD, 2 HD95:
+    lowest) of its (cases, 3) rows; None when no sampler has a finite mean."""
+    means = {s: float(np.mean(per[s][:, metric])) for s in samplers if len(per[s])}
+    means = {s: v for s, v in means.items() if np.isfinite(v)}
+    if not means:
+        return None
+    return max(means, key=means.get) if metric == 0 else min(means, key=means.get)
+
+
 def summary_table(csv_path, title: str = "") -> str:
-    """Markdown table (rows N, K; columns per sampler and metric). Per case the runs are
-    averaged first; mean +- std are over cases. Best mean Dice of a row in bold."""
+    """Markdown table (rows N, K, T; columns per sampler and metric). Per case the runs are
+    averaged first; mean +- std are over cases. The best mean of each metric in a row in bold."""
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     samplers = sorted({r["sampler"] for r in rows}, key=lambda s: ["learned", "fps", "random"].index(s)
@@ -156,12 +166,12 @@ def summary_table(csv_path, title: str = "") -> str:
             for r in sel:
                 by_case.setdefault(r["case"], []).append([float(r[m]) for m in ("dice", "asd_mm", "hd95_mm")])
             per[s] = np.array([np.mean(v, axis=0) for v in by_case.values()]).reshape(-1, 3)
-        best = max(samplers, key=lambda s: np.mean(per[s][:, 0]) if len(per[s]) else -1)
         cells = []
         for m in range(3):
+            best = best_sampler(per, samplers, m)
             for s in samplers:
                 cell = mean_std(per[s][:, m]) if len(per[s]) else "–"
-                cells.append(f"**{cell}**" if m == 0 and s == best and len(samplers) > 1 else cell)
+                cells.append(f"**{cell}**" if s == best and len(samplers) > 1 else cell)
         lines.append("| " + " | ".join([str(n), str(k), str(t), f"{n * k ** 3:,}"] + cells) + " |")
     n_cases = len({r["case"] for r in rows})
     runs = {}

@@ -153,3 +153,19 @@ def test_presets_fill_only_what_the_command_line_left_unset():
     plain = argparse.Namespace(preset=None, configs=None, t=None, samplers=None, runs=None, count=None)
     apply_preset(plain)
     assert (plain.configs, plain.t, plain.runs, plain.count) == ("4x9,8x11,12x13", "100", 1, 20)
+
+
+def test_summary_table_marks_the_best_sampler_of_every_metric(tmp_path):
+    from PatchSamplerLib.evaluation import FIELDS, summary_table
+    rows = [("a", "fps", 0, 0.80, 1.0, 3.0), ("a", "fps", 1, 0.90, 1.0, 3.0), ("a", "random", 0, 0.80, 2.0, 2.0),
+            ("b", "fps", 0, 0.70, 1.0, 3.0), ("b", "fps", 1, 0.70, 1.0, 3.0), ("b", "random", 0, 0.80, 2.0, 2.0)]
+    path = tmp_path / "cases.csv"
+    with open(path, "w") as f:
+        f.write(",".join(FIELDS) + "\n")
+        for case, sampler, run, d, asd, hd in rows:
+            f.write(f"{case},4,9,100,{sampler},{run},{d},{asd},{hd},1,1\n")
+    line = [x for x in summary_table(path).splitlines() if x.startswith("| 4 | 9 | 100")][0]
+    cells = [c.strip() for c in line.strip("|").split("|")][4:]
+    # Dice: FPS 0.775 (case means 0.85, 0.70) vs RS 0.800; ASD: FPS 1.0 vs 2.0; HD95: FPS 3.0 vs 2.0
+    assert cells == ["0.775 ± 0.075", "**0.800 ± 0.000**", "**1.000 ± 0.000**", "2.000 ± 0.000",
+                     "3.000 ± 0.000", "**2.000 ± 0.000**"]

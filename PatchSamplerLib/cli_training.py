@@ -185,7 +185,8 @@ def train_sampler_main(args) -> int:
     cfg = _config(args, SamplerConfig)
     cfg.check()                                      # fail before loading anything
     if cfg.init_count and not args.family:
-        raise ValueError("--init-count needs synthetic data (--family); with --data the FPS fit uses the training shapes")
+        raise ValueError("--init-count needs synthetic data (--family); "
+                         "with --data the FPS fit uses the training shapes")
     prior = ShapePrior.load(args.prior)
     with console_log(out):
         train, val, desc = _load_data(args)

@@ -100,7 +100,8 @@ def learned_available(prior: ShapePrior, n: int, k: int, t: int) -> bool:
 
 def run_plan(configs, ts, samplers, prior: ShapePrior, log=print) -> list[tuple[int, int, int, str]]:
     """(N, K, T, sampler) to evaluate; the learned sampler only where one is bundled."""
-    missing = sorted({(n, k) for n, k in configs if "learned" in samplers and not learned_available(prior, n, k, ts[0])})
+    wanted = configs if "learned" in samplers else []
+    missing = sorted({(n, k) for n, k in wanted if not learned_available(prior, n, k, ts[0])})
     for n, k in missing:
         log(f"no bundled learned sampler for N={n}, K={k}: the learned sampler is skipped there "
             f"(train one with train-sampler)")

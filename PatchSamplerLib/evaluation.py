@@ -2,8 +2,8 @@
 a synthetic family or a folder of labelmaps [T ch. 5].
 
 Writes `cases.csv` (one row per shape, configuration, sampler and run; appended as it goes, so
-an interrupted evaluation resumes where it stopped) and `table.md` (rows N, K; Dice / ASD /
-HD95 mean +- std per sampler, best Dice in bold, mean patch voxels N * K^3; with the learned
+an interrupted evaluation resumes where it stopped) and `table.md` (rows N, K, T; Dice / ASD /
+HD95 mean +- std per sampler, the best of each metric in bold, patch voxels N * K^3; with the learned
 sampler and FPS both present, paired t-test and Wilcoxon signed-rank p-values learned vs FPS
 per metric, over the cases, each case's FPS runs averaged first). The learned sampler is
 deterministic: it is run once per case whatever `runs` is; an (N, K) with no bundled sampler

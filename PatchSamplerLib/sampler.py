@@ -10,6 +10,11 @@
   for stability. Kept at inference (no hard nearest-neighbour matching), so r lies in the
   convex hull of its neighbours.
 - `LearnedSampler`: both, on the normalised cloud in [-0.5, 0.5]^3 (`pointcloud.py`).
+- Anchor (not in [T]; `anchor="fps"`): G = A + f_gen(P), where A are the deterministic FPS
+  points of the cloud itself (`cloud_fps_anchor`: FPS from the point farthest from the cloud's
+  centroid, in the normalised space) and the generator's last layer starts at zero, so an
+  untrained sampler places FPS patches and training learns offsets from them. ``"none"`` is the
+  thesis's free generator.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ CONV_WIDTHS = (64, 128, 128, 256, 128)
 FC_WIDTHS = (256, 256)
 DEFAULT_NEIGHBOURS = 32
 MIN_SIGMA = 1e-4
+ANCHORS = ("none", "fps")
 
 
 class PointGenerator(nn.Module):
@@ -72,17 +78,40 @@ class SoftProjection(nn.Module):
         return (weights[..., None] * neighbours).sum(dim=2)
 
 
-class LearnedSampler(nn.Module):
-    """cloud (B, n, 3) in [-0.5, 0.5]^3 -> (generated G, projected R), each (B, m, 3)."""
+def cloud_fps_anchor(cloud: torch.Tensor, m: int) -> torch.Tensor:
+    """(B, n, 3) clouds -> (B, m, 3) points of each cloud chosen by greedy FPS from the point
+    farthest from the cloud's centroid (deterministic, no gradient; same units as the cloud)."""
+    with torch.no_grad():
+        rows = torch.arange(cloud.shape[0])
+        first = (cloud - cloud.mean(1, keepdim=True)).pow(2).sum(-1).argmax(1)          # (B,)
+        chosen = [first]
+        dist = (cloud - cloud[rows, first][:, None]).pow(2).sum(-1)                      # (B, n)
+        for _ in range(1, m):
+            chosen.append(dist.argmax(1))
+            dist = torch.minimum(dist, (cloud - cloud[rows, chosen[-1]][:, None]).pow(2).sum(-1))
+        return cloud[rows[:, None], torch.stack(chosen, 1)]
 
-    def __init__(self, n_patches: int, neighbours: int = DEFAULT_NEIGHBOURS, initial_temperature: float = 1.0):
+
+class LearnedSampler(nn.Module):
+    """cloud (B, n, 3) in [-0.5, 0.5]^3 -> (generated G, projected R), each (B, m, 3).
+    anchor "fps": G = FPS points of the cloud + generator offsets (zero at the start)."""
+
+    def __init__(self, n_patches: int, neighbours: int = DEFAULT_NEIGHBOURS, initial_temperature: float = 1.0,
+                 anchor: str = "none"):
         super().__init__()
-        self.n_patches = n_patches
+        if anchor not in ANCHORS:
+            raise ValueError(f"anchor must be one of {', '.join(ANCHORS)}, got {anchor!r}")
+        self.n_patches, self.anchor = n_patches, anchor
         self.generator = PointGenerator(n_patches)
         self.projection = SoftProjection(neighbours, initial_temperature)
+        if anchor == "fps":
+            nn.init.zeros_(self.generator.head[-1].weight)
+            nn.init.zeros_(self.generator.head[-1].bias)
 
     def forward(self, cloud: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         generated = self.generator(cloud)
+        if self.anchor == "fps":
+            generated = generated + cloud_fps_anchor(cloud, self.n_patches)
         return generated, self.projection(generated, cloud)
 
 
@@ -104,19 +133,21 @@ class SamplerModel:
 
     @classmethod
     def new(cls, n: int, k: int, t: int, neighbours: int = DEFAULT_NEIGHBOURS,
-            initial_temperature: float = 1.0) -> "SamplerModel":
-        return cls(LearnedSampler(n, neighbours, initial_temperature), k, t)
+            initial_temperature: float = 1.0, anchor: str = "none") -> "SamplerModel":
+        return cls(LearnedSampler(n, neighbours, initial_temperature, anchor), k, t)
 
     def save(self, path) -> None:
         from .checkpoints import save_checkpoint
-        meta = dict(self.metadata, n=self.n, k=self.k, t=self.t, neighbours=self.sampler.projection.neighbours)
+        meta = dict(self.metadata, n=self.n, k=self.k, t=self.t, neighbours=self.sampler.projection.neighbours,
+                    anchor=self.sampler.anchor)
         save_checkpoint(path, self.KIND, self.sampler.state_dict(), meta)
 
     @classmethod
     def load(cls, path) -> "SamplerModel":
         from .checkpoints import CheckpointError, load_checkpoint
         state, meta = load_checkpoint(path, cls.KIND)
-        model = cls.new(meta["n"], meta["k"], meta["t"], meta.get("neighbours", DEFAULT_NEIGHBOURS))
+        model = cls.new(meta["n"], meta["k"], meta["t"], meta.get("neighbours", DEFAULT_NEIGHBOURS),
+                        anchor=meta.get("anchor", "none"))
         try:
             model.sampler.load_state_dict(state)
         except RuntimeError as exc:

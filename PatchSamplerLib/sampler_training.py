@@ -35,6 +35,11 @@ placements and the kept best sampler is never worse than that start on the valid
 ``file``: start from the weights of a sampler file (`init_from`, e.g. an FPS-fitted or a bundled
 sampler to fine-tune), validated as epoch 0 the same way.
 
+Anchor (`SamplerConfig.anchor`, not in [T]): ``fps`` makes the generator output offsets from the
+cloud's deterministic FPS points (`sampler.cloud_fps_anchor`), zero at the start, so the start
+*is* FPS and is validated as epoch 0; the kept best sampler is then never worse than FPS on the
+validation shapes. It replaces `init fps` (refused together); ``none`` is the thesis.
+
 Outputs in `out_dir`: sampler.pt (best validation Dice), last.pt (resumable, atomic, written
 after every epoch), train_log.jsonl, train.log (CLI), curves.png.
 """
@@ -56,7 +61,7 @@ from .patches import patch_labels, patch_offsets, soft_patch_labels
 from .pointcloud import CloudNormalisation, simplified_cloud
 from .prior_training import TrainingShape, patch_dice, prepare_shape, sample_points
 from .progress import Progress
-from .sampler import SamplerModel, learned_centres
+from .sampler import ANCHORS, SamplerModel, learned_centres
 from .volume import BinaryVolume, bbox_centre_mm, index_to_local_mm
 
 MODES = ("faithful", "fast")
@@ -72,6 +77,7 @@ class SamplerConfig:
     mode: str = "faithful"
     init: str = "random"               # "fps": first fit the generator to FPS points; "file": start from
     init_from: str = ""                # this sampler file's weights (e.g. to fine-tune one); not in [T]
+    anchor: str = "none"               # "fps": generator offsets from the cloud's FPS points (not in [T])
     init_steps: int = 3000             # init "fps": generator steps of that fit
     init_lr: float = 3e-3              # init "fps": its Adam lr (cosine decay to 0)
     init_count: int = 0                # init "fps", synthetic data: extra shapes for that fit only
@@ -106,6 +112,10 @@ class SamplerConfig:
             raise ValueError(f"N, K and T must be >= 1 to train a sampler, got {self.n}, {self.k}, {self.t}")
         if self.batch_size < 2:
             raise ValueError("batch size must be >= 2 (the generator's BatchNorm needs a batch)")
+        if self.anchor not in ANCHORS:
+            raise ValueError(f"anchor must be one of {', '.join(ANCHORS)}, got {self.anchor!r}")
+        if self.anchor == "fps" and self.init == "fps":
+            raise ValueError("--anchor fps already starts at FPS points; drop --init fps")
         if (self.init == "file") != bool(self.init_from):
             raise ValueError("--init file needs --init-from SAMPLER.pt (and --init-from needs --init file)")
         if self.init_count < 0 or self.init_steps < 0:
@@ -216,7 +226,7 @@ class SamplerTrainer:
         self.decoder = prior.decoder.eval().requires_grad_(False)
         self.provenance = provenance or {}
         torch.manual_seed(cfg.seed)
-        self.model = SamplerModel.new(cfg.n, cfg.k, cfg.t, cfg.neighbours, cfg.initial_temperature)
+        self.model = SamplerModel.new(cfg.n, cfg.k, cfg.t, cfg.neighbours, cfg.initial_temperature, cfg.anchor)
         self.opt = torch.optim.Adam(self.model.sampler.parameters(), lr=cfg.lr)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_step_epoch, gamma=cfg.lr_gamma)
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -238,7 +248,9 @@ class SamplerTrainer:
         state, meta = load_checkpoint(self.out / "last.pt", "sampler-training")
         if meta["n_train"] != len(self.shapes):
             raise ValueError(f"resume: the checkpoint has {meta['n_train']} training shapes, the data {len(self.shapes)}")
-        saved = {key: meta["config"].get(key, "random") for key in ("n", "k", "t", "mode", "neighbours", "init")}
+        defaults = {"init": "random", "anchor": "none"}
+        saved = {key: meta["config"].get(key, defaults.get(key)) for key in ("n", "k", "t", "mode", "neighbours",
+                                                                             "init", "anchor")}
         if saved != {key: getattr(self.cfg, key) for key in saved}:
             raise ValueError(f"resume: the checkpoint was trained with {saved}; the options differ")
         self.model.sampler.load_state_dict(state["sampler"])
@@ -346,16 +358,21 @@ class SamplerTrainer:
         start = SamplerModel.load(self.cfg.init_from)
         if start.n != self.cfg.n:
             raise ValueError(f"--init-from {self.cfg.init_from} places N={start.n} patches, not N={self.cfg.n}")
+        if start.sampler.anchor != self.cfg.anchor:
+            raise ValueError(f"--init-from {self.cfg.init_from} has anchor {start.sampler.anchor!r}, "
+                             f"not {self.cfg.anchor!r} (--anchor)")
         self.model.sampler.load_state_dict(start.sampler.state_dict())
 
     def initialise(self) -> None:
-        """init "fps" (fit the generator to FPS) or "file" (load a sampler); validate that start
-        as epoch 0 (history row, checkpoints)."""
+        """init "fps" (fit the generator to FPS), "file" (load a sampler) or an FPS anchor (the
+        start is FPS); validate that start as epoch 0 (history row, checkpoints)."""
         if self.cfg.init == "file":
             self.load_start()
             row = {"epoch": 0, "init": "file", "from": self.cfg.init_from}
-        else:
+        elif self.cfg.init == "fps":
             row = {"epoch": 0, "init": "fps", "fit_loss": self.imitate_fps()}
+        else:
+            row = {"epoch": 0, "init": "fps anchor"}
         self._maybe_validate(row, force=True)
         self.log(f"start ({row['init']}): validation Dice {row.get('val_dice')}")
         self.history.append(row)
@@ -389,7 +406,7 @@ class SamplerTrainer:
         if self.val_shapes and self.baseline is None:
             self.baseline = self.fps_validation_dice()
             self.log(f"FPS validation Dice (baseline): {self.baseline:.4f}")
-        if cfg.init != "random" and not self.history:
+        if (cfg.init != "random" or cfg.anchor != "none") and not self.history:
             self.initialise()
         with open(self.out / "train_log.jsonl", "a") as jsonl:
             while self.epoch < cfg.epochs:

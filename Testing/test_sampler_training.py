@@ -211,3 +211,21 @@ def test_training_can_start_from_a_sampler_file_and_keeps_it_when_nothing_beats_
         n=start.n + 1, init="file", init_from=str(tiny_sampler_path())), log=lambda *a: None)
     with pytest.raises(ValueError, match=f"places N={start.n} patches"):
         wrong.load_start()
+
+
+def test_an_fps_anchored_start_is_validated_as_epoch_zero_and_scores_like_fps(shapes, prior, tmp_path):
+    from PatchSamplerLib.prior_training import patch_dice
+    from PatchSamplerLib.sampler import cloud_fps_anchor
+    cfg = tiny_sampler_config(anchor="fps", initial_temperature=1e-3, epochs=0)
+    trainer = SamplerTrainer(shapes[:2], shapes[2:4], prior, tmp_path, cfg, log=lambda *a: None)
+    model = _quiet(trainer.run)
+    assert trainer.history[0]["init"] == "fps anchor" and model.sampler.anchor == "fps"
+    expected = np.mean([patch_dice(trainer.decoder, s.volume, s.centre_mm,
+                                   s.norm.inverse(cloud_fps_anchor(s.cloud[None], cfg.n)[0].numpy()),
+                                   cfg.k, cfg.t, cfg.fit_lr) for s in trainer.val_shapes])
+    assert trainer.history[0]["val_dice"] == pytest.approx(expected, abs=1e-3)
+    with pytest.raises(ValueError, match="drop --init fps"):
+        SamplerConfig(anchor="fps", init="fps").check()
+    resumed = SamplerTrainer(shapes[:2], [], prior, tmp_path, tiny_sampler_config(epochs=0), log=lambda *a: None)
+    with pytest.raises(ValueError, match="options differ"):
+        resumed.resume()

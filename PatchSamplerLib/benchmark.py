@@ -240,6 +240,9 @@ def benchmark_main(args) -> int:
     from .inr import ShapePrior
     if args.threads:
         torch.set_num_threads(args.threads)
+    if getattr(args, "training", False):
+        from .benchmark_training import training_main
+        return training_main(args)
     device = resolve_device(args.device)
     gflops = matmul_gflops(device)
     volumes = {"kidney": make_shape("kidney", 1, 0, args.scale), "vertebra": make_shape("vertebra", 1, 0, args.scale)}

@@ -150,7 +150,8 @@ def best_sampler(per: dict[str, np.ndarray], samplers, metric: int) -> str | Non
 
 def summary_table(csv_path, title: str = "") -> str:
     """Markdown table (rows N, K, T; columns per sampler and metric). Per case the runs are
-    averaged first; mean +- std are over cases. The best mean of each metric in a row in bold."""
+    averaged first; mean +- std are over cases. The best mean of each metric in a row in bold;
+    a learned cell marked † differs from FPS with p < 0.05 in both paired tests."""
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     samplers = sorted({r["sampler"] for r in rows}, key=lambda s: ["learned", "fps", "random"].index(s)
@@ -160,18 +161,14 @@ def summary_table(csv_path, title: str = "") -> str:
                                      for s in samplers]
     lines = [f"### {title}" if title else "", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for n, k, t in configs:
-        per = {}
-        for s in samplers:
-            sel = [r for r in rows if (int(r["n"]), int(r["k"]), int(r["t"]), r["sampler"]) == (n, k, t, s)]
-            by_case = {}
-            for r in sel:
-                by_case.setdefault(r["case"], []).append([float(r[m]) for m in ("dice", "asd_mm", "hd95_mm")])
-            per[s] = np.array([np.mean(v, axis=0) for v in by_case.values()]).reshape(-1, 3)
+        per_case = {s: per_case_means(rows, n, k, t, s) for s in samplers}
+        per = {s: np.array(list(v.values())).reshape(-1, 3) for s, v in per_case.items()}
+        marks = significant_metrics(per_case.get("learned", {}), per_case.get("fps", {}))
         cells = []
         for m in range(3):
             best = best_sampler(per, samplers, m)
             for s in samplers:
-                cell = mean_std(per[s][:, m]) if len(per[s]) else "–"
+                cell = (mean_std(per[s][:, m]) + (" †" if s == "learned" and marks[m] else "")) if len(per[s]) else "–"
                 cells.append(f"**{cell}**" if s == best and len(samplers) > 1 else cell)
         lines.append("| " + " | ".join([str(n), str(k), str(t), f"{n * k ** 3:,}"] + cells) + " |")
     n_cases = len({r["case"] for r in rows})
@@ -184,7 +181,9 @@ def summary_table(csv_path, title: str = "") -> str:
         " (" + ", ".join(f"{n}x{k}" for (n, k, s2), c2 in sorted(runs.items()) if (s2, c2) == (s, c)) + ")"
         if len({c2 for (_, _, s2), c2 in runs.items() if s2 == s}) > 1 else "") for s, c in counts)
     lines += ["", f"{n_cases} cases; runs (seeds) per case: {per}. Each case's runs are averaged first; "
-                  "mean ± std over cases."]
+                  "mean ± std over cases."
+              + (" † learned vs FPS: p < 0.05 in both the paired t-test and the Wilcoxon signed-rank test."
+                 if "learned" in samplers and "fps" in samplers else "")]
     return "\n".join(lines) + "\n"
 
 
@@ -203,6 +202,16 @@ def paired_tests(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     if len(a) < 2 or np.allclose(a, b):
         return float("nan"), float("nan")
     return float(stats.ttest_rel(a, b).pvalue), float(stats.wilcoxon(a, b).pvalue)
+
+
+def significant_metrics(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> list[bool]:
+    """Per metric (Dice, ASD, HD95): do the per-case means {case: (3,)} of a and b differ with
+    p < 0.05 in both paired tests, over the cases both have (False with fewer than 2)."""
+    cases = sorted(set(a) & set(b))
+    if len(cases) < 2:
+        return [False] * 3
+    tests = [paired_tests(np.array([a[c][m] for c in cases]), np.array([b[c][m] for c in cases])) for m in range(3)]
+    return [bool(p_t < 0.05 and p_w < 0.05) for p_t, p_w in tests]
 
 
 def significance_table(csv_path, first: str = "learned", second: str = "fps") -> str:

@@ -75,3 +75,22 @@ def test_sampler_rows_time_the_bundled_learned_sampler():
                             make_shape("vertebra", 1, 0, 0.5).mask, torch.device("cpu"), repeats=3)
     assert (row["prior"], row["n"], row["k"]) == ("vertebra", 4, 9)
     assert 0 < row["seconds"]["q1"] <= row["seconds"]["median"] <= row["seconds"]["q3"] < 10
+
+
+def test_training_benchmark_measures_both_modes_on_the_same_start(tmp_path):
+    from PatchSamplerLib.benchmark_training import (TrainingCase, measure_mode, training_markdown,
+                                                    training_summary)
+    from tiny_prior import TINY_SCALE, tiny_prior_path
+    case = TrainingCase(prior=str(tiny_prior_path()), scale=TINY_SCALE, train_count=2, val_count=2, steps=2,
+                        epochs=1, config=dict(n=2, k=3, t=5, batch_size=2, lr_step_epoch=200, loss_voxels=256,
+                                              anchor="fps", initial_temperature=1e-3))
+    rows = [measure_mode(case, mode, 1) for mode in ("faithful", "fast")]
+    for r in rows:
+        assert r["first_step_peak_mb"] >= 0 and r["step_seconds"]["median"] > 0
+        assert len(r["val_dice"]) == 2                      # the anchored start (epoch 0) and epoch 1
+    # the same FPS-anchored start, validated on the same shapes: the same epoch-0 Dice in both modes
+    assert rows[0]["val_dice"][0] == rows[1]["val_dice"][0]
+    summary = training_summary(rows)
+    assert summary["speedup"] > 0 and np.isfinite(summary["memory_ratio"])
+    text = training_markdown(case, rows, "cmd")
+    assert "| faithful |" in text and "| fast |" in text and "Command: `cmd`" in text

@@ -169,3 +169,20 @@ def test_summary_table_marks_the_best_sampler_of_every_metric(tmp_path):
     # Dice: FPS 0.775 (case means 0.85, 0.70) vs RS 0.800; ASD: FPS 1.0 vs 2.0; HD95: FPS 3.0 vs 2.0
     assert cells == ["0.775 ± 0.075", "**0.800 ± 0.000**", "**1.000 ± 0.000**", "2.000 ± 0.000",
                      "3.000 ± 0.000", "**2.000 ± 0.000**"]
+
+
+def test_summary_table_marks_learned_cells_that_differ_significantly_from_fps(tmp_path):
+    from PatchSamplerLib.evaluation import FIELDS, summary_table
+    path = tmp_path / "cases.csv"
+    gains = [0.01, 0.02, 0.03, 0.015, 0.025, 0.012, 0.018, 0.03]      # learned Dice always higher
+    noise = [0.1, -0.1, 0.05, -0.05, 0.2, -0.2, 0.0, 0.01]            # ASD: no consistent difference
+    with open(path, "w") as f:
+        f.write(",".join(FIELDS) + "\n")
+        for i, (g, e) in enumerate(zip(gains, noise)):
+            f.write(f"c{i},4,9,100,fps,0,{0.8 + i / 100},1.0,3.0,1,1\n")
+            f.write(f"c{i},4,9,100,learned,0,{0.8 + i / 100 + g},{1.0 + e},3.0,1,1\n")
+    text = summary_table(path)
+    cells = [c.strip() for c in [x for x in text.splitlines() if x.startswith("| 4 | 9 | 100")][0].strip("|").split("|")][4:]
+    assert cells[0].endswith("†**") and "†" not in cells[1]             # Dice: learned best and significant
+    assert not any("†" in c for c in cells[2:])                          # ASD noise, HD95 identical
+    assert "† learned vs FPS" in text

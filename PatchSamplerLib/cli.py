@@ -92,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--family", choices=["vertebra", "kidney"], help="synthetic family")
     src.add_argument("--data", help="folder of labelmaps")
     p.add_argument("--preset", choices=["cpu", "full"],
-                   help="full: the thesis grid (N 4, 8, 12 x K 9, 11, 13 x T 33, 66, 100; learned, FPS, RS; "
-                        "30 runs; 20 shapes); cpu: 4x9, 8x9, 4x13 x T 33, 100, 5 runs, 8 shapes. "
+                   help="full: the thesis protocol (N 4, 8, 12 x K 9, 11, 13 x T 33, 66, 100; learned, FPS, RS; "
+                        "30 runs; 100 shapes in 5 folds, the missing per-fold samplers trained); cpu: 4x9, 8x9, "
+                        "4x13 x T 33, 100, 5 runs, 8 held-out shapes, the bundled samplers, no folds. "
                         "Options given explicitly override it")
     p.add_argument("--count", type=int, help="number of shapes (default 20)")
     p.add_argument("--data-seed", type=int, default=1,
@@ -109,6 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures", action="store_true",
                    help="also draw dice_surface.png (mean Dice over N, K per T), and errors_<sampler>.png and "
                         "placement.png for the first shape at the first (N, K) and the largest T")
+    p.add_argument("--dataset", choices=["folder", "verse", "totalsegmentator"], default="folder",
+                   help="--data layout: any folder of labelmaps, VerSe, TotalSegmentator (default folder)")
+    p.add_argument("--folds", type=int,
+                   help="cross-validation folds (grouped by subject; 5: 70/10/20 train/val/test): every shape is "
+                        "scored in its fold's test split with that fold's learned samplers (default 0: no folds, "
+                        "the bundled samplers on all shapes)")
+    p.add_argument("--only-folds", help="--folds: evaluate only these folds, e.g. 0 or 0,1")
+    p.add_argument("--sampler-dir", help="--folds: per-fold samplers DIR/fold<f>/sampler_n<N>_k<K>_t<T>.pt "
+                                         "(default OUT/samplers)")
+    p.add_argument("--train-missing", action="store_true", default=None,
+                   help="--folds: train the missing per-fold samplers on the fold's train/validation split")
+    p.add_argument("--train-mode", choices=["fast", "faithful"], default="fast", help="--train-missing: fidelity mode")
+    p.add_argument("--train-epochs", type=int, default=400, help="--train-missing: epochs (the thesis: 400)")
+    p.add_argument("--train-minutes", type=float, help="--train-missing: wall-clock budget per sampler")
     p.add_argument("--prior", required=True)
     p.add_argument("--fit-lr", type=float, default=1e-2)
     p.add_argument("--device", default="auto")

@@ -10,7 +10,12 @@ deterministic: it is run once per case whatever `runs` is; an (N, K) with no bun
 is skipped for it (with a note). Figures (`evaluation_figures`): mean Dice over (N, K) per T
 (Figs 5.2-5.4), error slices and the patches of every sampler on one case (Figs 5.5, 5.10).
 
-Presets (`PRESETS`): ``full`` is the thesis grid; ``cpu`` a reduced one for this 2-core machine.
+Cross-validation (`--folds F`, `crossval.py`): each shape is scored in its fold's test split with
+that fold's own learned samplers (trained when missing with `--train-missing`).
+
+Presets (`PRESETS`): ``full`` is the thesis protocol (grid, 30 runs, 5 folds with per-fold
+samplers); ``cpu`` a reduced one for this 2-core machine (no folds: the bundled samplers, which
+were trained on other shapes of the family, on 8 held-out shapes).
 """
 from __future__ import annotations
 
@@ -30,10 +35,11 @@ FIELDS = ["case", "n", "k", "t", "sampler", "run", "dice", "asd_mm", "hd95_mm", 
 # What --preset fills in (options given on the command line win).
 PRESETS = {
     "full": dict(configs=",".join(f"{n}x{k}" for n in (4, 8, 12) for k in (9, 11, 13)), t="33,66,100",
-                 samplers="learned,fps,random", runs=30, count=20),
-    "cpu": dict(configs="4x9,8x9,4x13", t="33,100", samplers="learned,fps,random", runs=5, count=8),
+                 samplers="learned,fps,random", runs=30, count=100, folds=5, train_missing=True),
+    "cpu": dict(configs="4x9,8x9,4x13", t="33,100", samplers="learned,fps,random", runs=5, count=8, folds=0, train_missing=False),
 }
-DEFAULTS = dict(configs="4x9,8x11,12x13", t="100", samplers="fps,random", runs=1, count=20)
+DEFAULTS = dict(configs="4x9,8x11,12x13", t="100", samplers="fps,random", runs=1, count=20, folds=0,
+                train_missing=False)
 
 
 def parse_configs(text: str) -> list[tuple[int, int]]:
@@ -98,8 +104,14 @@ def learned_available(prior: ShapePrior, n: int, k: int, t: int) -> bool:
     return True
 
 
-def run_plan(configs, ts, samplers, prior: ShapePrior, log=print) -> list[tuple[int, int, int, str]]:
-    """(N, K, T, sampler) to evaluate; the learned sampler only where one is bundled."""
+def run_plan(configs, ts, samplers, prior: ShapePrior, log=print,
+             learned_models: dict | None = None) -> list[tuple[int, int, int, str]]:
+    """(N, K, T, sampler) to evaluate; the learned sampler only where one is bundled (or, with
+    `learned_models` {(N, K, T): SamplerModel}, where that dict has one; missing ones are noted
+    by the caller)."""
+    if learned_models is not None:
+        return [(n, k, t, s) for t in ts for n, k in configs for s in samplers
+                if s != "learned" or (n, k, t) in learned_models]
     wanted = configs if "learned" in samplers else []
     missing = sorted({(n, k) for n, k in wanted if not learned_available(prior, n, k, ts[0])})
     for n, k in missing:
@@ -116,18 +128,21 @@ def case_row(name: str, n: int, k: int, t: int, sampler: str, run: int, res) -> 
 
 
 def run_cases(cases: list[tuple[str, BinaryVolume]], configs, ts, samplers, prior: ShapePrior, runs: int,
-              out_dir, fit_lr: float = 1e-2, device: str = "auto", log=print) -> Path:
+              out_dir, fit_lr: float = 1e-2, device: str = "auto", log=print,
+              learned_models: dict | None = None) -> Path:
     """Evaluate every (case, config, T, sampler, run) not yet in out_dir/cases.csv; returns the
-    CSV path. `ts`: one T or a list."""
-    plan = run_plan(configs, [ts] if isinstance(ts, int) else ts, samplers, prior, log)
+    CSV path. `ts`: one T or a list. The learned sampler: the bundled one per (N, K), or
+    `learned_models[(N, K, T)]` when that dict is given (cross-validation folds)."""
+    plan = run_plan(configs, [ts] if isinstance(ts, int) else ts, samplers, prior, log, learned_models)
     with case_log(out_dir, FIELDS, _run_key) as (write, done, path):
         for ci, (name, vol) in enumerate(cases):
             start = time.time()
             for n, k, t, sampler in plan:
                 for run in range(1 if sampler == "learned" else runs):
                     if (name, n, k, t, sampler, run) not in done:
+                        model = learned_models.get((n, k, t)) if learned_models and sampler == "learned" else None
                         res = reconstruct(vol, n, k, t, sampler=sampler, prior=prior, seed=run, fit_lr=fit_lr,
-                                          device=device)
+                                          device=device, sampler_model=model)
                         write(case_row(name, n, k, t, sampler, run, res))
             log(f"case {ci + 1}/{len(cases)} {name}: {time.time() - start:.1f} s")
     return path
@@ -278,22 +293,50 @@ def evaluation_figures(csv_path, case: tuple[str, BinaryVolume], config: tuple[i
 
 
 def evaluation_cases(args) -> list[tuple[str, BinaryVolume]]:
-    """(name, volume) of the held-out shapes: a synthetic family's seed, or a folder's files."""
-    from .cli_training import folder_volumes
+    """(name, volume) of the held-out shapes: a synthetic family's seed, or a dataset's items."""
     from .data.synthetic import make_shape
     if args.family:
         return [(f"{args.family}_{args.data_seed}_{i:04d}", make_shape(args.family, args.data_seed, i, args.scale))
                 for i in range(args.count)]
-    vols, names = folder_volumes(args.data)
-    return [(Path(n).name, v) for n, v in zip(names, vols)][:args.count]
+    return [(Path(item.name).name, item.volume) for item in evaluation_items(args)]
+
+
+def evaluation_items(args):
+    """The ShapeDataset to evaluate on: `count` synthetic shapes (each its own subject) or the
+    first `count` items of the dataset at --data (layout --dataset)."""
+    from .cli_training import load_items
+    from .data.folder import ShapeDataset, load_synthetic
+    if args.family:
+        return load_synthetic(args.family, args.count, args.data_seed, args.scale)
+    items = load_items(args.data, getattr(args, "dataset", "folder"))
+    return ShapeDataset(items[:args.count], items.dropped)
+
+
+def evaluate_folds(args, configs, ts, samplers, prior) -> tuple[Path, list[tuple[str, BinaryVolume]]]:
+    """--folds F: cross-validation (`crossval.py`) -> (cases.csv, the test cases of all folds)."""
+    from .crossval import run_cross_validation, split_folds
+    folds = split_folds(evaluation_items(args), args.folds)
+    if getattr(args, "only_folds", None):
+        wanted = parse_ints(args.only_folds, "--only-folds")
+        folds = [f for f in folds if f.index in wanted]
+    train = None
+    if args.train_missing:
+        train = dict(mode=args.train_mode, epochs=args.train_epochs, max_minutes=args.train_minutes)
+    sampler_dir = args.sampler_dir or str(Path(args.out) / "samplers")
+    path = run_cross_validation(folds, configs, ts, samplers, prior, args.runs, args.out, sampler_dir, train,
+                                args.fit_lr, args.device)
+    return path, [case for f in folds for case in f.test]
 
 
 def evaluate_main(args) -> int:
     apply_preset(args)
     configs, ts, samplers = parse_configs(args.configs), parse_ints(args.t), args.samplers.split(",")
     prior = ShapePrior.load(args.prior)
-    cases = evaluation_cases(args)
-    path = run_cases(cases, configs, ts, samplers, prior, args.runs, args.out, args.fit_lr, args.device)
+    if args.folds:
+        path, cases = evaluate_folds(args, configs, ts, samplers, prior)
+    else:
+        cases = evaluation_cases(args)
+        path = run_cases(cases, configs, ts, samplers, prior, args.runs, args.out, args.fit_lr, args.device)
     title = f"{args.family or args.data}, prior {args.prior}, T = {', '.join(map(str, ts))}"
     table = summary_table(path, title)
     significance = significance_table(path)

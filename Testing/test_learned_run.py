@@ -146,13 +146,14 @@ def test_evaluate_command_runs_a_t_grid_skips_missing_samplers_and_draws_figures
 def test_presets_fill_only_what_the_command_line_left_unset():
     import argparse
     from PatchSamplerLib.evaluation import PRESETS, apply_preset
-    args = argparse.Namespace(preset="full", configs=None, t="100", samplers=None, runs=None, count=5)
+    unset = dict(configs=None, t=None, samplers=None, runs=None, count=None, folds=None, train_missing=None)
+    args = argparse.Namespace(**dict(unset, preset="full", t="100", count=5))
     apply_preset(args)
     assert args.configs.count("x") == 9 and args.t == "100" and args.runs == 30 and args.count == 5
-    assert args.samplers == PRESETS["full"]["samplers"]
-    plain = argparse.Namespace(preset=None, configs=None, t=None, samplers=None, runs=None, count=None)
+    assert args.samplers == PRESETS["full"]["samplers"] and args.folds == 5 and args.train_missing
+    plain = argparse.Namespace(**dict(unset, preset=None))
     apply_preset(plain)
-    assert (plain.configs, plain.t, plain.runs, plain.count) == ("4x9,8x11,12x13", "100", 1, 20)
+    assert (plain.configs, plain.t, plain.runs, plain.count, plain.folds) == ("4x9,8x11,12x13", "100", 1, 20, 0)
 
 
 def test_summary_table_marks_the_best_sampler_of_every_metric(tmp_path):
@@ -186,3 +187,40 @@ def test_summary_table_marks_learned_cells_that_differ_significantly_from_fps(tm
     assert cells[0].endswith("†**") and "†" not in cells[1]             # Dice: learned best and significant
     assert not any("†" in c for c in cells[2:])                          # ASD noise, HD95 identical
     assert "† learned vs FPS" in text
+
+
+def test_cross_validation_trains_one_sampler_per_fold_and_scores_each_shape_in_its_test_fold(models, tmp_path,
+                                                                                             capsys):
+    import csv
+    from PatchSamplerLib.cli import main
+    from PatchSamplerLib.crossval import fold_sampler_path
+    from PatchSamplerLib.data.folder import load_synthetic
+    from PatchSamplerLib.data.splits import cross_validation_folds
+    from PatchSamplerLib.sampler import SamplerModel
+    from tiny_prior import TINY_SCALE
+    out = tmp_path / "cv"
+    args = ["evaluate", "--family", "vertebra", "--data-seed", "99", "--scale", str(TINY_SCALE), "--count", "6",
+            "--folds", "3", "--configs", "2x3", "--t", "5", "--runs", "2", "--samplers", "learned,fps",
+            "--train-missing", "--train-epochs", "1", "--prior", "tiny", "--out", str(out)]
+    assert main(args) == 0
+    rows = list(csv.DictReader(open(out / "cases.csv")))
+    folds = cross_validation_folds(load_synthetic("vertebra", 6, 99, TINY_SCALE).subjects, n_folds=3)
+    names = [f"synthetic-vertebra-s99-{i:05d}" for i in range(6)]
+    expected = {f"f{f.index}/{names[i]}" for f in folds for i in f.test}
+    assert {r["case"] for r in rows} == expected and len(expected) == 6      # every shape once, in its fold
+    assert sum(r["sampler"] == "learned" for r in rows) == 6 and sum(r["sampler"] == "fps" for r in rows) == 12
+    for f in folds:                                                          # one sampler per fold, trained
+        model = SamplerModel.load(fold_sampler_path(out / "samplers", f.index, 2, 3, 5))
+        assert model.metadata["data"] == f"cross-validation fold {f.index}"
+        assert model.metadata["n_train"] == len(f.train) and model.metadata["n_val"] == len(f.val)
+        assert set(model.metadata["test"]) == {f"f{f.index}/{names[i]}" for i in f.test}
+    assert "| 2 | 3 | 5 |" in (out / "table.md").read_text()
+    capsys.readouterr()
+    assert main(args) == 0                                                   # resumed: nothing recomputed
+    assert len(list(csv.DictReader(open(out / "cases.csv")))) == len(rows)
+    assert "training the learned sampler" not in capsys.readouterr().out
+    other = tmp_path / "cv_missing"                                          # no training: learned skipped
+    assert main([a for a in args if a != "--train-missing"][:-1] + [str(other), "--only-folds", "0"]) == 0
+    rows = list(csv.DictReader(open(other / "cases.csv")))
+    assert {r["sampler"] for r in rows} == {"fps"} and all(r["case"].startswith("f0/") for r in rows)
+    assert "no learned sampler" in capsys.readouterr().out

@@ -362,6 +362,7 @@ class SamplerTrainer:
             raise ValueError(f"--init-from {self.cfg.init_from} has anchor {start.sampler.anchor!r}, "
                              f"not {self.cfg.anchor!r} (--anchor)")
         self.model.sampler.load_state_dict(start.sampler.state_dict())
+        self.cfg.initial_temperature = start.sampler.projection.temperature.item()   # recorded as used
 
     def initialise(self) -> None:
         """init "fps" (fit the generator to FPS), "file" (load a sampler) or an FPS anchor (the

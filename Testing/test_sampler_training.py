@@ -205,6 +205,8 @@ def test_training_can_start_from_a_sampler_file_and_keeps_it_when_nothing_beats_
     assert trainer.history[0]["init"] == "file" and "val_dice" in trainer.history[0]
     for key, value in start.sampler.state_dict().items():
         torch.testing.assert_close(model.sampler.state_dict()[key], value)
+    start_t = start.sampler.projection.temperature.item()
+    assert model.metadata["config"]["initial_temperature"] == pytest.approx(start_t)   # the file's, not 1.0
     with pytest.raises(ValueError, match="needs --init-from"):
         SamplerConfig(init="file").check()
     wrong = SamplerTrainer(shapes[:2], [], prior, tmp_path / "b", tiny_sampler_config(

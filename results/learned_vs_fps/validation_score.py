@@ -1,12 +1,13 @@
 """Score sampler files on the same validation shapes (synthetic family seed 0, the shapes after the
 64 training ones), to choose between samplers without touching the held-out shapes:
 
-    python results/learned_vs_fps/validation_score.py vertebra 8 9 A.pt B.pt [...]
+    python results/learned_vs_fps/validation_score.py vertebra 8 9 A.pt B.pt [...] [--count 24]
 
-Per file: mean Dice over the 12 validation shapes (indices 64-75) of the reconstruction from the
+Per file: mean Dice over the 12 (--count) validation shapes (indices 64-75; 64-87 with 24) of the reconstruction from the
 sampler's projected centres, N patches of K^3 voxels, T = 100 (`prior_training.patch_dice`, the
 score the training's validation uses).
 """
+import argparse
 import sys
 from pathlib import Path
 
@@ -22,9 +23,16 @@ from PatchSamplerLib.volume import bbox_centre_mm  # noqa: E402
 
 
 def main() -> None:
-    family, n, k, files = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+    p = argparse.ArgumentParser()
+    p.add_argument("family")
+    p.add_argument("n", type=int)
+    p.add_argument("k", type=int)
+    p.add_argument("files", nargs="+")
+    p.add_argument("--count", type=int, default=12)
+    args = p.parse_args()
+    family, n, k, files = args.family, args.n, args.k, args.files
     torch.set_num_threads(1)
-    vols = make_shapes(family, 12, seed=0, start=64)
+    vols = make_shapes(family, args.count, seed=0, start=64)
     decoder = ShapePrior.load(family).decoder.eval()
     for path in files:
         model = SamplerModel.load(path)

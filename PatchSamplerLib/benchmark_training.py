@@ -39,7 +39,8 @@ class TrainingCase:
     def label(self) -> str:
         c = self.config
         extra = ", ".join(f"{k} {v}" for k, v in c.items() if k not in ("n", "k", "t", "batch_size", "lr_step_epoch"))
-        return (f"{self.train_count} synthetic {self.family}s at scale {self.scale}, {self.val_count} validation, "
+        plural = {"vertebra": "vertebrae"}.get(self.family, self.family + "s")
+        return (f"{self.train_count} synthetic {plural} at scale {self.scale}, {self.val_count} validation, "
                 f"N={c['n']} K={c['k']} T={c['t']}, batch {c['batch_size']}" + (f", {extra}" if extra else ""))
 
 

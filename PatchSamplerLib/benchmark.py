@@ -193,6 +193,24 @@ def benchmark_reconstruction(volume, name: str, n: int, k: int, t: int, prior, d
             "peak_mb": peak, "memory": PeakMemory(device).kind, "dice": results[0].metrics["dice"]}
 
 
+def benchmark_precision(volume, name: str, n: int, k: int, t: int, prior, device: torch.device, repeats: int,
+                        fp32: dict, precision: str) -> dict:
+    """CUDA only: the same FPS run at `precision` (tf32 / bf16): fit + decode seconds (median)
+    and its Dice minus the fp32 run's (`fp32`: that run's `benchmark_reconstruction` row); the
+    criterion of issue #5 is |difference| <= 0.001."""
+    from .baselines import fps_centres
+    from .pipeline import reconstruct
+    centres = fps_centres(volume.mask, n, seed=0, spacing=volume.spacing)
+    run = functools.partial(reconstruct, volume, n, k, t, sampler=None, prior=prior, centres=centres,
+                            device=str(device), precision=precision)
+    run()
+    results = [run() for _ in range(repeats)]
+    fit_decode = float(np.median([r.timings["latent_fit"] + r.timings["decode"] for r in results]))
+    delta = results[0].metrics["dice"] - fp32["dice"]
+    return {"volume": name, "n": n, "k": k, "precision": precision, "fit_decode_s": fit_decode,
+            "speedup": fp32["fit_decode_s"] / fit_decode, "dice_delta": delta, "within_0001": abs(delta) <= 1e-3}
+
+
 def scaling_figure(rows: list[dict], path) -> None:
     """Fit time against N K^3 and decode time against the decoded box, per volume."""
     import matplotlib
@@ -229,7 +247,15 @@ def markdown(report: dict) -> str:
                      f"{r['decode_s']:.2f} | {r['total_s']:.2f} | {r['floor_s']:.2f} | {r['floor_ratio']:.2f} | "
                      f"{r['peak_mb']:.0f} | {r['dice']:.3f} |")
     lines += ["", "Ratio = (fit + decode seconds) / FLOP floor. Run total includes sampling, extraction and "
-                  "metrics.", "", f"Command: `{report['command']}`", ""]
+                  "metrics."]
+    if report.get("precision"):
+        lines += ["", "## Reduced precision (CUDA): fit + decode vs fp32", "",
+                  "| volume | N | K | precision | fit+decode (s) | speed-up | Dice − fp32 | within 0.001 |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in report["precision"]:
+            lines.append(f"| {r['volume']} | {r['n']} | {r['k']} | {r['precision']} | {r['fit_decode_s']:.3f} | "
+                         f"{r['speedup']:.2f} | {r['dice_delta']:+.5f} | {'yes' if r['within_0001'] else 'no'} |")
+    lines += ["", f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
 
 
@@ -252,19 +278,22 @@ def benchmark_main(args) -> int:
     sampler_rows = [benchmark_sampler(priors[name].metadata["path"], n, k, args.t, volumes[name].mask, device,
                                       args.repeats)
                     for name in volumes for n, k in parse_configs(args.sampler_configs)]
-    recon_rows = []
+    recon_rows, precision_rows = [], []
     for name, vol in volumes.items():
         for n, k in configs:
             recon_rows.append(benchmark_reconstruction(vol, name, n, k, args.t, priors[name], device, args.repeats,
                                                        gflops))
             print(f"{name} N={n} K={k}: fit {recon_rows[-1]['fit_s']:.2f} s, decode {recon_rows[-1]['decode_s']:.2f} s, "
                   f"floor ratio {recon_rows[-1]['floor_ratio']:.2f}", flush=True)
+            if device.type == "cuda":
+                precision_rows += [benchmark_precision(vol, name, n, k, args.t, priors[name], device, args.repeats,
+                                                       recon_rows[-1], p) for p in ("tf32", "bf16")]
     report = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                          f"device {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
               "torch": torch.__version__, "gflops": gflops, "matmul_shape": "(8788 x 128) @ (128 x 128)",
               "macs_per_point": decoder_macs_per_point(priors["kidney"].decoder), "t": args.t,
               "repeats": args.repeats, "memory": PeakMemory(device).kind, "sampler": sampler_rows,
-              "reconstruction": recon_rows, "command": args.command_line}
+              "reconstruction": recon_rows, "precision": precision_rows, "command": args.command_line}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmark.json").write_text(json.dumps(report, indent=2))

@@ -20,13 +20,14 @@ def _synth(args) -> int:
 
 def _run(args) -> int:
     import warnings
-    from .devices import resolve_device
+    from .devices import check_precision, resolve_device
     from .inr import ShapePrior
     from .outputs import write_run_outputs
     from .pipeline import reconstruct
     from .volume import read_labelmap
 
     device = resolve_device(args.device)          # fail before any work
+    check_precision(device, args.precision)
     prior = ShapePrior.load(args.prior, device=device)
     volume = read_labelmap(args.input, args.label)
     print(f"input {args.input}: {volume.shape} voxels at {volume.spacing} mm, {volume.voxel_count} foreground")
@@ -34,7 +35,7 @@ def _run(args) -> int:
         warnings.simplefilter("ignore")          # the result carries them; printed below
         result = reconstruct(volume, args.n, args.k, args.t, sampler=args.sampler, prior=prior, seed=args.seed,
                              device=str(device), fit_lr=args.fit_lr, sampler_model=args.sampler_model,
-                             dense_decode=args.dense_decode)
+                             dense_decode=args.dense_decode, precision=args.precision)
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
     m = result.metrics
@@ -80,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler-model", default=None, help="a learned sampler file (from train-sampler)")
     p.add_argument("--prior", default=None, help="bundled prior name (vertebra, kidney) or a prior file")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32",
+                   help="matmul precision of the fit and decode; tf32 / bf16 on CUDA only (default fp32; "
+                        "results/benchmark/README.md says where they keep the Dice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fit-lr", type=float, default=1e-2, help="Adam learning rate of the latent fit")
     p.add_argument("--dense-decode", action="store_true",

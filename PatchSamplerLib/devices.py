@@ -1,5 +1,8 @@
-"""Device choice, made once and passed down: "auto" is CUDA when present, else the CPU."""
+"""Device choice, made once and passed down: "auto" is CUDA when present, else the CPU; and the
+matmul precision of the latent fit and decode (fp32; TF32 or bf16 on CUDA only)."""
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -19,3 +22,36 @@ def resolve_device(name: str = "auto") -> torch.device:
                              "(this torch build or machine has none); use --device cpu or auto")
         return torch.device(name)
     raise ValueError(f"unknown device {name!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """ValueError unless `precision` is known, and fp32 on a non-CUDA device (TF32 and bf16 are
+    GPU-only options: on a CPU they would change the numbers for no gain here)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision != "fp32" and device.type != "cuda":
+        raise ValueError(f"--precision {precision} applies on a CUDA device only; this run is on {device}")
+
+
+@contextlib.contextmanager
+def precision_context(device: torch.device, precision: str = "fp32"):
+    """Run the block's matmuls at `precision` on `device`: fp32 (unchanged), tf32 (CUDA matmuls
+    and convolutions on TF32 tensor cores; the setting is restored afterwards) or bf16 (CUDA
+    autocast to bfloat16). Checked by `check_precision`."""
+    check_precision(device, precision)
+    if precision == "fp32":
+        yield
+        return
+    if precision == "bf16":
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+            yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

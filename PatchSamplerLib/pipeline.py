@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .baselines import SAMPLERS
-from .devices import resolve_device
+from .devices import check_precision, precision_context, resolve_device
 from .inr import DEFAULT_FIT_LR, ShapePrior, decode_grid, decode_grid_coarse_to_fine, fit_latent
 from .metrics import all_metrics, error_labels
 from .patches import check_patch_request, extract_patches
@@ -145,7 +145,8 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
                 sampler: str = "fps", prior: ShapePrior | str = "vertebra", seed: int = 0,
                 device: str = "auto", fit_lr: float = DEFAULT_FIT_LR, centres: np.ndarray | None = None,
                 chunk: int = 65536, progress=None, should_cancel=None, sampler_model=None,
-                generated: np.ndarray | None = None, dense_decode: bool = False) -> ReconstructionResult:
+                generated: np.ndarray | None = None, dense_decode: bool = False,
+                precision: str = "fp32") -> ReconstructionResult:
     """Reconstruct `volume` from N patches of K^3 voxels with T latent-fit steps.
 
     `prior` is a ShapePrior or a bundled name / file; sampler "fps", "random" or "learned" (with
@@ -153,13 +154,15 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
     `centres` (N, 3) voxel index overrides the sampler (then `sampler` only names where they
     came from, None records "given"; `generated` are a learned sampler's points before
     projection, recorded). The decode is coarse-to-fine (`inr.decode_grid_coarse_to_fine`)
-    unless `dense_decode` (every voxel, the reference). `progress(stage, fraction)` is called as
+    unless `dense_decode` (every voxel, the reference). `precision`: fp32, or on CUDA tf32 / bf16
+    for the fit and the decode (`devices.precision_context`). `progress(stage, fraction)` is called as
     the run advances; when `should_cancel()` returns True the run stops with `Cancelled`. Raises ValueError subclasses
     with user-facing messages on bad input."""
     validate_request(volume, n, k, t)
     monitor = Monitor(progress, should_cancel)
     monitor("sampling")
     dev = resolve_device(device)
+    check_precision(dev, precision)
     if not isinstance(prior, ShapePrior):
         prior = ShapePrior.load(prior)
     decoder = prior.decoder.to(dev)
@@ -180,15 +183,17 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
 
     monitor("latent_fit")
     clock = time.perf_counter()
-    latent = fit_latent(decoder, coords_mm.reshape(1, -1, 3).to(dev), values.reshape(1, -1).to(dev),
-                        steps=t, lr=fit_lr, seed=seed,
-                        callback=lambda step: monitor("latent_fit", step / t) if step % 10 == 0 else None)
+    with precision_context(dev, precision):
+        latent = fit_latent(decoder, coords_mm.reshape(1, -1, 3).to(dev), values.reshape(1, -1).to(dev),
+                            steps=t, lr=fit_lr, seed=seed,
+                            callback=lambda step: monitor("latent_fit", step / t) if step % 10 == 0 else None)
     sync_device(dev)
     timings["latent_fit"] = time.perf_counter() - clock
 
     monitor("decode")
     clock = time.perf_counter()
-    recon, evaluated = decode_in_frame(decoder, latent, volume, centre_mm, lo, hi, dense_decode, chunk)
+    with precision_context(dev, precision):
+        recon, evaluated = decode_in_frame(decoder, latent, volume, centre_mm, lo, hi, dense_decode, chunk)
     timings["decode"] = time.perf_counter() - clock
 
     monitor("metrics")
@@ -200,7 +205,7 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
     monitor("metrics", 1.0)
 
     settings = {"n": n, "k": k, "t": t, "sampler": sampler or "given", "seed": seed,
-                "device": str(dev), "fit_lr": fit_lr, "prior": prior.metadata.get("path", "in memory"),
+                "device": str(dev), "precision": precision, "fit_lr": fit_lr, "prior": prior.metadata.get("path", "in memory"),
                 "frame_centre_mm": centre_mm.tolist(), "frame_extent_mm": list(prior.extent_mm),
                 "decoded_box_index": [lo.tolist(), hi.tolist()],
                 "decode": "dense" if dense_decode else "coarse-to-fine", "decoder_points": evaluated}

@@ -90,6 +90,8 @@ def test_bad_input_gives_a_message_and_writes_nothing(tmp_path, capsys):
     import torch
     if not torch.cuda.is_available():
         _fails(base + ["--input", str(good), "--prior", prior, "--device", "cuda"], capsys, "no CUDA")
+        _fails(base + ["--input", str(good), "--prior", prior, "--device", "cpu", "--precision", "bf16"], capsys,
+               "CUDA device only")
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []   # no temp folders left
 

@@ -121,3 +121,16 @@ def test_progress_is_reported_in_order_and_cancel_stops_the_run(prior):
         return len(calls) > 4
     with pytest.raises(Cancelled, match="latent_fit"):
         reconstruct(held_out_vertebra(0), 2, 3, 50, prior=prior, should_cancel=cancel_during_fit)
+
+
+def test_reduced_precision_is_refused_off_cuda_and_tf32_setting_is_restored():
+    import torch
+    from PatchSamplerLib.devices import check_precision, precision_context
+    with pytest.raises(ValueError, match="CUDA device only"):
+        check_precision(torch.device("cpu"), "bf16")
+    with pytest.raises(ValueError, match="unknown precision"):
+        check_precision(torch.device("cpu"), "fp16")
+    before = torch.backends.cuda.matmul.allow_tf32
+    with precision_context(torch.device("cuda"), "tf32"):     # the flag exists without a GPU
+        assert torch.backends.cuda.matmul.allow_tf32
+    assert torch.backends.cuda.matmul.allow_tf32 == before

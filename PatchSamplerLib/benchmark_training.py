@@ -19,6 +19,7 @@ import contextlib
 import io
 import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -82,9 +83,9 @@ def measure_mode(case: TrainingCase, mode: str, threads: int) -> dict:
 def compare_modes(case: TrainingCase, threads: int) -> list[dict]:
     """One fresh spawned process per mode (faithful, fast) -> their `measure_mode` rows."""
     rows = []
-    for mode in ("faithful", "fast"):
-        with multiprocessing.get_context("spawn").Pool(1) as pool:
-            rows.append(pool.apply(measure_mode, (case, mode, threads)))
+    for mode in ("faithful", "fast"):        # the executor's shutdown waits for its worker to exit
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            rows.append(pool.submit(measure_mode, case, mode, threads).result())
         print(f"{mode}: step {rows[-1]['step_seconds']['median']:.2f} s, first-step peak "
               f"{rows[-1]['first_step_peak_mb']:.0f} MB, validation Dice {rows[-1]['val_dice']}", flush=True)
     return rows

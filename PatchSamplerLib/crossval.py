@@ -52,7 +52,7 @@ def fold_sampler(fold: FoldData, prior, n: int, k: int, t: int, sampler_dir, tra
             f"(--train-missing trains it)")
         return None
     if not fold.val:
-        log(f"fold {fold.index}: no validation shapes; the sampler of the last epoch is kept")
+        log(f"fold {fold.index}: no validation shapes; the epoch with the lowest training loss is kept")
     run_dir = path.parent / f"run_n{n}_k{k}_t{t}"
     log(f"fold {fold.index}: training the learned sampler N={n}, K={k}, T={t} on {len(fold.train)} shapes "
         f"({len(fold.val)} validation) into {run_dir}")

@@ -36,7 +36,8 @@ FIELDS = ["case", "n", "k", "t", "sampler", "run", "dice", "asd_mm", "hd95_mm", 
 PRESETS = {
     "full": dict(configs=",".join(f"{n}x{k}" for n in (4, 8, 12) for k in (9, 11, 13)), t="33,66,100",
                  samplers="learned,fps,random", runs=30, count=100, folds=5, train_missing=True),
-    "cpu": dict(configs="4x9,8x9,4x13", t="33,100", samplers="learned,fps,random", runs=5, count=8, folds=0, train_missing=False),
+    "cpu": dict(configs="4x9,8x9,4x13", t="33,100", samplers="learned,fps,random", runs=5, count=8, folds=0,
+                train_missing=False),
 }
 DEFAULTS = dict(configs="4x9,8x11,12x13", t="100", samplers="fps,random", runs=1, count=20, folds=0,
                 train_missing=False)

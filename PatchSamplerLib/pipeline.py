@@ -205,7 +205,8 @@ def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t:
     monitor("metrics", 1.0)
 
     settings = {"n": n, "k": k, "t": t, "sampler": sampler or "given", "seed": seed,
-                "device": str(dev), "precision": precision, "fit_lr": fit_lr, "prior": prior.metadata.get("path", "in memory"),
+                "device": str(dev), "precision": precision, "fit_lr": fit_lr,
+                "prior": prior.metadata.get("path", "in memory"),
                 "frame_centre_mm": centre_mm.tolist(), "frame_extent_mm": list(prior.extent_mm),
                 "decoded_box_index": [lo.tolist(), hi.tolist()],
                 "decode": "dense" if dense_decode else "coarse-to-fine", "decoder_points": evaluated}

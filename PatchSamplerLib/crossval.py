@@ -67,11 +67,12 @@ def fold_sampler(fold: FoldData, prior, n: int, k: int, t: int, sampler_dir, tra
 
 
 def run_cross_validation(folds: list[FoldData], configs, ts, samplers, prior, runs: int, out_dir, sampler_dir,
-                         train: dict | None, fit_lr: float = 1e-2, device: str = "auto", log=print) -> Path:
+                         train: dict | None, fit_lr: float = 1e-2, device: str = "auto",
+                         log=print) -> tuple[Path, list[dict]]:
     """Every fold's test cases into out_dir/cases.csv (resumable), each fold with its own learned
-    samplers; returns the CSV path."""
+    samplers; returns the CSV path and each fold's samplers {(N, K, T): SamplerModel}."""
     from .evaluation import run_cases
-    path = Path(out_dir) / "cases.csv"
+    path, per_fold = Path(out_dir) / "cases.csv", []
     for fold in folds:
         models = {}
         if "learned" in samplers:
@@ -83,4 +84,5 @@ def run_cross_validation(folds: list[FoldData], configs, ts, samplers, prior, ru
         log(f"fold {fold.index}: {len(fold.test)} test shapes")
         path = run_cases(fold.test, configs, ts, samplers, prior, runs, out_dir, fit_lr, device, log,
                          learned_models=models)
-    return path
+        per_fold.append(models)
+    return path, per_fold

@@ -184,7 +184,8 @@ def summary_table(csv_path, title: str = "") -> str:
         for m in range(3):
             best = best_sampler(per, samplers, m)
             for s in samplers:
-                cell = (mean_std(per[s][:, m]) + (" †" if s == "learned" and marks[m] else "")) if len(per[s]) else "–"
+                mark = " †" if s == "learned" and marks[m] else ""
+                cell = mean_std(per[s][:, m]) + mark if len(per[s]) else "–"
                 cells.append(f"**{cell}**" if s == best and len(samplers) > 1 else cell)
         lines.append("| " + " | ".join([str(n), str(k), str(t), f"{n * k ** 3:,}"] + cells) + " |")
     n_cases = len({r["case"] for r in rows})
@@ -268,9 +269,11 @@ def mean_dice_grid(rows: list[dict]) -> dict[tuple[int, str], dict[tuple[int, in
 
 
 def evaluation_figures(csv_path, case: tuple[str, BinaryVolume], config: tuple[int, int], t: int, samplers,
-                       prior: ShapePrior, out_dir, fit_lr: float = 1e-2, device: str = "auto") -> list[Path]:
+                       prior: ShapePrior, out_dir, fit_lr: float = 1e-2, device: str = "auto",
+                       learned_models: dict | None = None) -> list[Path]:
     """dice_surface.png (Figs 5.2-5.4) from the CSV; for `case` at `config` and T (seed 0 for FPS
-    and RS): errors_<sampler>.png (Fig 5.5) and placement.png (Fig 5.10). Returns the paths."""
+    and RS): errors_<sampler>.png (Fig 5.5) and placement.png (Fig 5.10). The learned sampler: the
+    bundled one, or `learned_models[(N, K, T)]` when given (the case's fold). Returns the paths."""
     from .figures import dice_surface_figure, overview_figure, placement_figure, sampler_label
     out = Path(out_dir)
     with open(csv_path) as f:
@@ -280,9 +283,12 @@ def evaluation_figures(csv_path, case: tuple[str, BinaryVolume], config: tuple[i
     (name, vol), (n, k) = case, config
     placements = {}
     for sampler in samplers:
-        if sampler == "learned" and not learned_available(prior, n, k, t):
+        model = learned_models.get((n, k, t)) if learned_models is not None and sampler == "learned" else None
+        if sampler == "learned" and (model is None if learned_models is not None
+                                     else not learned_available(prior, n, k, t)):
             continue
-        res = reconstruct(vol, n, k, t, sampler=sampler, prior=prior, seed=0, fit_lr=fit_lr, device=device)
+        res = reconstruct(vol, n, k, t, sampler=sampler, prior=prior, seed=0, fit_lr=fit_lr, device=device,
+                          sampler_model=model)
         label = sampler_label(sampler)
         placements[label] = res.centres
         paths.append(out / f"errors_{sampler}.png")
@@ -313,8 +319,9 @@ def evaluation_items(args):
     return ShapeDataset(items[:args.count], items.dropped)
 
 
-def evaluate_folds(args, configs, ts, samplers, prior) -> tuple[Path, list[tuple[str, BinaryVolume]]]:
-    """--folds F: cross-validation (`crossval.py`) -> (cases.csv, the test cases of all folds)."""
+def evaluate_folds(args, configs, ts, samplers, prior) -> tuple[Path, list[tuple[str, BinaryVolume]], dict]:
+    """--folds F: cross-validation (`crossval.py`) -> (cases.csv, the test cases of all folds,
+    the first evaluated fold's learned samplers {(N, K, T): SamplerModel})."""
     from .crossval import run_cross_validation, split_folds
     folds = split_folds(evaluation_items(args), args.folds)
     if getattr(args, "only_folds", None):
@@ -324,17 +331,18 @@ def evaluate_folds(args, configs, ts, samplers, prior) -> tuple[Path, list[tuple
     if args.train_missing:
         train = dict(mode=args.train_mode, epochs=args.train_epochs, max_minutes=args.train_minutes)
     sampler_dir = args.sampler_dir or str(Path(args.out) / "samplers")
-    path = run_cross_validation(folds, configs, ts, samplers, prior, args.runs, args.out, sampler_dir, train,
-                                args.fit_lr, args.device)
-    return path, [case for f in folds for case in f.test]
+    path, models = run_cross_validation(folds, configs, ts, samplers, prior, args.runs, args.out, sampler_dir, train,
+                                        args.fit_lr, args.device)
+    return path, [case for f in folds for case in f.test], models[0] if models else {}
 
 
 def evaluate_main(args) -> int:
     apply_preset(args)
     configs, ts, samplers = parse_configs(args.configs), parse_ints(args.t), args.samplers.split(",")
     prior = ShapePrior.load(args.prior)
+    learned_models = None                       # the bundled samplers
     if args.folds:
-        path, cases = evaluate_folds(args, configs, ts, samplers, prior)
+        path, cases, learned_models = evaluate_folds(args, configs, ts, samplers, prior)
     else:
         cases = evaluation_cases(args)
         path = run_cases(cases, configs, ts, samplers, prior, args.runs, args.out, args.fit_lr, args.device)
@@ -346,5 +354,6 @@ def evaluate_main(args) -> int:
     (Path(args.out) / "table.md").write_text(table + f"\nCommand: `{args.command_line}`\n")
     print(table)
     if args.figures:
-        evaluation_figures(path, cases[0], configs[0], max(ts), samplers, prior, args.out, args.fit_lr, args.device)
+        evaluation_figures(path, cases[0], configs[0], max(ts), samplers, prior, args.out, args.fit_lr, args.device,
+                           learned_models)
     return 0

@@ -202,7 +202,9 @@ def test_cross_validation_trains_one_sampler_per_fold_and_scores_each_shape_in_i
     args = ["evaluate", "--family", "vertebra", "--data-seed", "99", "--scale", str(TINY_SCALE), "--count", "6",
             "--folds", "3", "--configs", "2x3", "--t", "5", "--runs", "2", "--samplers", "learned,fps",
             "--train-missing", "--train-epochs", "1", "--prior", "tiny", "--out", str(out)]
-    assert main(args) == 0
+    (models / "sampler_tiny_n2_k3_t5.pt").unlink()                          # no bundled sampler to fall back on
+    assert main(args + ["--figures"]) == 0
+    assert (out / "errors_learned.png").is_file()                            # drawn with the first fold's sampler
     rows = list(csv.DictReader(open(out / "cases.csv")))
     folds = cross_validation_folds(load_synthetic("vertebra", 6, 99, TINY_SCALE).subjects, n_folds=3)
     names = [f"synthetic-vertebra-s99-{i:05d}" for i in range(6)]

@@ -169,12 +169,7 @@ def benchmark_reconstruction(volume, name: str, n: int, k: int, t: int, prior, d
                              repeats: int, gflops: float) -> dict:
     """Wall time per stage (median over repeats after a warm-up), peak memory and the FLOP floor
     of an FPS run of the pipeline."""
-    from .baselines import fps_centres
-    from .pipeline import reconstruct
-    centres = fps_centres(volume.mask, n, seed=0, spacing=volume.spacing)
-    run = functools.partial(reconstruct, volume, n, k, t, sampler=None, prior=prior, centres=centres,
-                            device=str(device))
-    run()
+    run = fps_run(volume, n, k, t, prior, device)
     if device.type == "cuda":
         with PeakMemory(device) as memory:
             results = [run() for _ in range(repeats)]
@@ -193,17 +188,23 @@ def benchmark_reconstruction(volume, name: str, n: int, k: int, t: int, prior, d
             "peak_mb": peak, "memory": PeakMemory(device).kind, "dice": results[0].metrics["dice"]}
 
 
-def benchmark_precision(volume, name: str, n: int, k: int, t: int, prior, device: torch.device, repeats: int,
-                        fp32: dict, precision: str) -> dict:
-    """CUDA only: the same FPS run at `precision` (tf32 / bf16): fit + decode seconds (median)
-    and its Dice minus the fp32 run's (`fp32`: that run's `benchmark_reconstruction` row); the
-    criterion of issue #5 is |difference| <= 0.001."""
+def fps_run(volume, n: int, k: int, t: int, prior, device: torch.device, precision: str = "fp32"):
+    """A picklable no-argument call of the pipeline on FPS (seed 0) patches, called once (warm-up)."""
     from .baselines import fps_centres
     from .pipeline import reconstruct
     centres = fps_centres(volume.mask, n, seed=0, spacing=volume.spacing)
     run = functools.partial(reconstruct, volume, n, k, t, sampler=None, prior=prior, centres=centres,
                             device=str(device), precision=precision)
     run()
+    return run
+
+
+def benchmark_precision(volume, name: str, n: int, k: int, t: int, prior, device: torch.device, repeats: int,
+                        fp32: dict, precision: str) -> dict:
+    """CUDA only: the same FPS run at `precision` (tf32 / bf16): fit + decode seconds (median)
+    and its Dice minus the fp32 run's (`fp32`: that run's `benchmark_reconstruction` row); the
+    criterion of issue #5 is |difference| <= 0.001."""
+    run = fps_run(volume, n, k, t, prior, device, precision)
     results = [run() for _ in range(repeats)]
     fit_decode = float(np.median([r.timings["latent_fit"] + r.timings["decode"] for r in results]))
     delta = results[0].metrics["dice"] - fp32["dice"]

@@ -5,7 +5,7 @@ For each mode, in its own fresh (spawned) Python process, on the same small synt
 1. peak memory of the *first* training step (one batch: generator, per-shape unrolled latent fit,
    loss, backward), as the increase of the resident set size over the step (`benchmark.
    _first_call_peak_mb`: sampled every 2 ms and the process's high-water mark), with the trainer,
-   shapes and prior already loaded -- so torch's import and the data are not counted;
+   shapes and prior already loaded -- so what the process holds before (torch, the data) is not counted;
 2. wall time per training step: median and quartiles over `steps` further steps;
 3. validation Dice (the real task: all patch voxels, T steps, decoded Dice) after each of `epochs`
    epochs of a fresh trainer with the same seed, i.e. the same initial sampler for both modes.

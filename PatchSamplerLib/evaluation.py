@@ -283,10 +283,12 @@ def evaluation_figures(csv_path, case: tuple[str, BinaryVolume], config: tuple[i
     (name, vol), (n, k) = case, config
     placements = {}
     for sampler in samplers:
-        model = learned_models.get((n, k, t)) if learned_models is not None and sampler == "learned" else None
-        if sampler == "learned" and (model is None if learned_models is not None
-                                     else not learned_available(prior, n, k, t)):
-            continue
+        model = None
+        if sampler == "learned":
+            model = learned_models.get((n, k, t)) if learned_models is not None else None
+            available = model is not None if learned_models is not None else learned_available(prior, n, k, t)
+            if not available:
+                continue
         res = reconstruct(vol, n, k, t, sampler=sampler, prior=prior, seed=0, fit_lr=fit_lr, device=device,
                           sampler_model=model)
         label = sampler_label(sampler)

@@ -38,7 +38,8 @@ sampler to fine-tune), validated as epoch 0 the same way.
 Anchor (`SamplerConfig.anchor`, not in [T]): ``fps`` makes the generator output offsets from the
 cloud's deterministic FPS points (`sampler.cloud_fps_anchor`), zero at the start, so the start
 *is* FPS (on the 2048-point cloud, then the soft projection) and is validated as epoch 0; the
-kept best sampler is then never worse than that start on the validation shapes. It replaces `init fps` (refused together); ``none`` is the thesis.
+kept best sampler is then never worse than that start on the validation shapes. It replaces
+`init fps` (refused together); ``none`` is the thesis.
 
 Outputs in `out_dir`: sampler.pt (best validation Dice), last.pt (resumable, atomic, written
 after every epoch), train_log.jsonl, train.log (CLI), curves.png.

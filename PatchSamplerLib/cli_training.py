@@ -80,6 +80,9 @@ def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p, count=64)
     p.add_argument("--prior", required=True, help="bundled prior name (vertebra, kidney) or a prior file")
     p.add_argument("--out", required=True, help="output folder (sampler.pt, last.pt, logs, curves.png)")
+    p.add_argument("--device", default="auto",
+                   help="where the latent fits and the loss run: auto (CUDA when present), cpu or cuda "
+                        "(the sampler network itself always runs on the CPU)")
     add_config_arguments(p, SamplerConfig)
 
 
@@ -179,6 +182,7 @@ def imitation_shapes(args) -> list:
 
 
 def train_sampler_main(args) -> int:
+    from .devices import resolve_device
     from .inr import ShapePrior
     from .sampler_training import SamplerConfig, SamplerTrainer
     out = Path(args.out)
@@ -187,7 +191,7 @@ def train_sampler_main(args) -> int:
     if cfg.init_count and not args.family:
         raise ValueError("--init-count needs synthetic data (--family); "
                          "with --data the FPS fit uses the training shapes")
-    prior = ShapePrior.load(args.prior)
+    prior = ShapePrior.load(args.prior, device=resolve_device(args.device))
     with console_log(out):
         train, val, desc = _load_data(args)
         extra = imitation_shapes(args)

@@ -113,7 +113,9 @@ def patch_dice(decoder: OccupancyDecoder, vol: BinaryVolume, centre_mm, centres:
     """Dice (decoded at stride 2) of the reconstruction of `vol` from the K^3 patches at
     `centres` (N, 3) voxel index, with T latent-fit steps; centre_mm: the INR frame centre."""
     _, labels, coords = extract_patches(vol.mask, vol.spacing, centres, k, centre_mm)
-    z = fit_latent(decoder, coords.reshape(1, -1, 3), labels.reshape(1, -1), t, lr=fit_lr, seed=seed)
+    device = next(decoder.parameters()).device
+    z = fit_latent(decoder, coords.reshape(1, -1, 3).to(device), labels.reshape(1, -1).to(device), t, lr=fit_lr,
+                   seed=seed)
     return dice_at_stride(decoder, z, vol, centre_mm)
 
 
@@ -127,7 +129,7 @@ def validation_dice(decoder: OccupancyDecoder, volumes: list[BinaryVolume], cfg:
 
 def dice_at_stride(decoder, latent, vol: BinaryVolume, centre_mm, stride: int = 2) -> float:
     prob = decode_grid(decoder, latent, vol.shape, vol.spacing, centre_mm, stride=stride)
-    return dice(prob.numpy() >= 0.5, vol.mask[::stride, ::stride, ::stride])
+    return dice(prob.cpu().numpy() >= 0.5, vol.mask[::stride, ::stride, ::stride])
 
 
 class PriorTrainer:

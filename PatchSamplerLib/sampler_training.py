@@ -136,10 +136,13 @@ class SamplerShape:
     table: TrainingShape                # sampling tables for the fast mode's loss voxels
 
 
-def prepare_sampler_shape(volume: BinaryVolume, band_mm: float) -> SamplerShape:
+def prepare_sampler_shape(volume: BinaryVolume, band_mm: float, device="cpu") -> SamplerShape:
+    """The mask goes to `device` (where the INR fit and the loss run); the cloud and the
+    fast mode's sampling tables stay on the CPU (the sampler runs there)."""
     cloud, norm = simplified_cloud(volume.mask)
-    return SamplerShape(volume, torch.from_numpy(cloud), norm, torch.from_numpy(np.ascontiguousarray(volume.mask)),
-                        bbox_centre_mm(volume.mask, volume.spacing), prepare_shape(volume, band_mm))
+    mask = torch.from_numpy(np.ascontiguousarray(volume.mask)).to(device)
+    return SamplerShape(volume, torch.from_numpy(cloud), norm, mask, bbox_centre_mm(volume.mask, volume.spacing),
+                        prepare_shape(volume, band_mm))
 
 
 def patch_subset(k: int, stride: int) -> torch.Tensor:
@@ -152,11 +155,12 @@ def patch_subset(k: int, stride: int) -> torch.Tensor:
 
 
 def full_grid_points(shape: SamplerShape) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every voxel of the grid: coords (X*Y*Z, 3) mm in the frame, labels (X*Y*Z,) 0/1."""
-    vol = shape.volume
-    ijk = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in vol.shape], indexing="ij"),
-                      dim=-1).reshape(-1, 3)
-    coords = index_to_local_mm(ijk, vol.spacing) - torch.as_tensor(shape.centre_mm, dtype=torch.float32)
+    """Every voxel of the grid: coords (X*Y*Z, 3) mm in the frame, labels (X*Y*Z,) 0/1, on the
+    device of `shape.mask`."""
+    vol, device = shape.volume, shape.mask.device
+    ijk = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=torch.float32, device=device) for n in vol.shape],
+                                     indexing="ij"), dim=-1).reshape(-1, 3)
+    coords = index_to_local_mm(ijk, vol.spacing) - torch.as_tensor(shape.centre_mm, dtype=torch.float32, device=device)
     return coords, shape.mask.reshape(-1).float()
 
 
@@ -193,7 +197,7 @@ def unrolled_latent(decoder, shape: SamplerShape, projected: torch.Tensor, k: in
     (constants, SPEC 2.4) or, with `soft_labels`, trilinear and differentiable."""
     vol = shape.volume
     centres = shape.norm.inverse(projected)                                        # (m, 3) voxel index
-    coords_idx = centres[:, None, :] + patch_offsets(k).to(projected)[subset][None]  # (m, S, 3)
+    coords_idx = centres[:, None, :] + patch_offsets(k)[subset].to(projected)[None]  # (m, S, 3)
     label_fn = soft_patch_labels if soft_labels else patch_labels
     labels = label_fn(shape.mask, coords_idx).to(projected).reshape(1, -1)
     coords = index_to_local_mm(coords_idx, vol.spacing) - torch.as_tensor(shape.centre_mm).to(projected)
@@ -216,16 +220,17 @@ class SamplerTrainer:
 
     def __init__(self, train: list[BinaryVolume], val: list[BinaryVolume], prior: ShapePrior, out_dir,
                  cfg: SamplerConfig, provenance: dict | None = None, log=print,
-                 init_shapes: list[BinaryVolume] = ()):
+                 init_shapes: list[BinaryVolume] = (), device=None):
         cfg.check()
         if len(train) < 2:
             raise ValueError("at least 2 training shapes are needed")
         self.cfg, self.out, self.log, self.prior = cfg, Path(out_dir), log, prior
+        self.device = torch.device(device) if device is not None else next(prior.decoder.parameters()).device
         self.out.mkdir(parents=True, exist_ok=True)
-        self.shapes = [prepare_sampler_shape(v, cfg.surface_band_mm) for v in train]
-        self.val_shapes = [prepare_sampler_shape(v, cfg.surface_band_mm) for v in val]
-        self.decoder = prior.decoder.eval().requires_grad_(False)
-        self.provenance = provenance or {}
+        self.shapes = [prepare_sampler_shape(v, cfg.surface_band_mm, self.device) for v in train]
+        self.val_shapes = [prepare_sampler_shape(v, cfg.surface_band_mm, self.device) for v in val]
+        self.decoder = prior.decoder.to(self.device).eval().requires_grad_(False)
+        self.provenance = dict(provenance or {}, device=str(self.device))
         torch.manual_seed(cfg.seed)
         self.model = SamplerModel.new(cfg.n, cfg.k, cfg.t, cfg.neighbours, cfg.initial_temperature, cfg.anchor)
         self.opt = torch.optim.Adam(self.model.sampler.parameters(), lr=cfg.lr)
@@ -277,7 +282,8 @@ class SamplerTrainer:
         """Where L_r is evaluated: every voxel (faithful) or a boundary-weighted subset (fast)."""
         if self.cfg.mode == "faithful":
             return full_grid_points(shape)
-        return sample_points(shape.table, self.cfg.loss_voxels, self.cfg.surface_fraction, self.gen)
+        coords, labels = sample_points(shape.table, self.cfg.loss_voxels, self.cfg.surface_fraction, self.gen)
+        return coords.to(self.device), labels.to(self.device)
 
     def shape_loss(self, shape: SamplerShape, projected: torch.Tensor, batch_len: int) -> float:
         """Backpropagate one shape's L_r / batch_len into `projected` (m, 3), a leaf; returns L_r."""
@@ -292,14 +298,15 @@ class SamplerTrainer:
 
         The generator runs once on the whole batch; each shape's L_r is backpropagated on its own
         into a detached copy of the projected points and the sum is pushed through the sampler
-        once (the same gradient as one backward of the summed loss, at one shape's memory)."""
+        once (the same gradient as one backward of the summed loss, at one shape's memory).
+        The sampler runs on the CPU; the fits and L_r on `self.device`."""
         clouds = torch.stack([self.shapes[i].cloud for i in ids])
         generated, projected = self.model.sampler(clouds)
-        leaf = projected.detach().requires_grad_(True)
+        leaf = projected.detach().to(self.device).requires_grad_(True)
         rec = [self.shape_loss(self.shapes[i], leaf[b], len(ids)) for b, i in enumerate(ids)]
         l_s = self.sampler_losses(generated, projected, clouds)
         self.opt.zero_grad(set_to_none=True)
-        (l_s + (projected * leaf.grad).sum()).backward()
+        (l_s + (projected * leaf.grad.to(projected.device)).sum()).backward()
         return float(np.mean(rec)), l_s.item()
 
     def train_step(self, ids: list[int]) -> tuple[float, float]:
@@ -417,7 +424,8 @@ class SamplerTrainer:
                 row = self.train_epoch(progress)
                 self.epoch += 1
                 row = {"epoch": self.epoch, **row, "seconds": round(time.time() - t0, 2),
-                       "lr": self.opt.param_groups[0]["lr"], "peak_rss_gb": round(peak_rss_gb(), 3)}
+                       "lr": self.opt.param_groups[0]["lr"], "peak_rss_gb": round(peak_rss_gb(), 3),
+                       **peak_cuda_gb(self.device)}
                 self.elapsed = time.time() - start
                 self._maybe_validate(row)
                 row["elapsed_min"] = round(self.elapsed / 60, 2)
@@ -455,6 +463,13 @@ def peak_rss_gb() -> float:
         return float("nan")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1e9 if sys.platform == "darwin" else peak * 1024 / 1e9
+
+
+def peak_cuda_gb(device: torch.device) -> dict:
+    """{"peak_cuda_gb": torch's peak allocated GPU memory so far} on CUDA, {} elsewhere."""
+    if device.type != "cuda":
+        return {}
+    return {"peak_cuda_gb": round(torch.cuda.max_memory_allocated(device) / 1e9, 3)}
 
 
 def plot_sampler_curves(history: list[dict], fps_val: float | None, path) -> None:

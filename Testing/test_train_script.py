@@ -82,3 +82,15 @@ def test_extra_fps_fit_shapes_need_synthetic_data(tmp_path, capsys):
     assert train.run(args) == 2
     assert "--init-count needs synthetic data" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()                  # refused before anything is written
+
+
+def test_sampler_training_on_a_missing_gpu_is_refused_before_anything_is_written(tmp_path, capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    from tiny_prior import tiny_prior_path
+    args = ["sampler", "--family", "vertebra", "--prior", str(tiny_prior_path()), "--device", "cuda",
+            "--out", str(tmp_path / "out")]
+    assert train.run(args) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,59 @@
+"""CUDA paths against the CPU: skipped without a GPU (CI has none; run on a GPU machine with
+`python -m pytest -q Testing/test_cuda.py`). Results of such runs: results/gpu/."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from PatchSamplerLib.data.synthetic import make_shapes
+from PatchSamplerLib.inr import ShapePrior
+from PatchSamplerLib.pipeline import reconstruct
+from PatchSamplerLib.sampler_training import SamplerTrainer
+from tiny_prior import TINY_SCALE, tiny_prior_path, tiny_sampler_config
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return make_shapes("vertebra", 5, seed=0, scale=TINY_SCALE)
+
+
+def _sampler_gradients(shapes, device, mode, tmp_path):
+    """Sampler parameter gradients of one batch of 3 shapes, the losses computed on `device`."""
+    prior = ShapePrior.load(tiny_prior_path(), device=device)
+    trainer = SamplerTrainer(shapes[:3], [], prior, tmp_path / device, tiny_sampler_config(mode=mode, batch_size=3))
+    rec, l_s = trainer.batch_gradients([0, 1, 2])
+    return rec, [p.grad.clone() for p in trainer.model.sampler.parameters()]
+
+
+@pytest.mark.parametrize("mode", ["faithful", "fast"])
+def test_sampler_training_gradients_on_cuda_equal_the_cpu_ones(shapes, mode, tmp_path):
+    rec_cpu, cpu = _sampler_gradients(shapes, "cpu", mode, tmp_path)
+    rec_gpu, gpu = _sampler_gradients(shapes, "cuda", mode, tmp_path)
+    assert rec_gpu == pytest.approx(rec_cpu, rel=1e-4)
+    assert all(g.device.type == "cpu" for g in gpu)           # the sampler stays on the CPU
+    for a, b in zip(cpu, gpu):
+        torch.testing.assert_close(b, a, rtol=2e-3, atol=1e-6)
+
+
+def test_a_training_run_on_cuda_validates_like_the_cpu_and_records_the_device(shapes, tmp_path):
+    scores = {}
+    for device in ("cpu", "cuda"):
+        prior = ShapePrior.load(tiny_prior_path(), device=device)
+        cfg = tiny_sampler_config(epochs=1, anchor="fps")
+        trainer = SamplerTrainer(shapes[:4], shapes[4:], prior, tmp_path / device, cfg, log=lambda *a: None)
+        model = trainer.run()
+        scores[device] = [row["val_dice"] for row in trainer.history]
+        assert model.metadata["device"].startswith(device)
+    assert scores["cuda"][0] == pytest.approx(scores["cpu"][0], abs=1e-3)   # the FPS-anchored start
+
+
+def test_reconstruction_on_cuda_matches_the_cpu():
+    prior_cpu, prior_gpu = ShapePrior.load("vertebra"), ShapePrior.load("vertebra", device="cuda")
+    vol = make_shapes("vertebra", 1, seed=1, scale=0.5)[0]
+    cpu = reconstruct(vol, 4, 9, 100, prior=prior_cpu, device="cpu")
+    gpu = reconstruct(vol, 4, 9, 100, prior=prior_gpu, device="cuda")
+    np.testing.assert_allclose(gpu.centres, cpu.centres)
+    assert gpu.metrics["dice"] == pytest.approx(cpu.metrics["dice"], abs=2e-3)

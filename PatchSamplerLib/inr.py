@@ -189,7 +189,7 @@ def decode_grid(decoder: OccupancyDecoder, latent: torch.Tensor, shape, spacing,
         flat = torch.arange(start, min(start + chunk, total), device=device)
         i, rem = flat // yz, flat % yz
         coords = torch.stack([axes[0][i], axes[1][rem // sizes[2]], axes[2][rem % sizes[2]]], dim=-1)
-        out[start:start + len(flat)] = torch.sigmoid(decoder.forward_features(coords[None], feats)[0])
+        out[start:start + len(flat)] = torch.sigmoid(decoder.forward_features(coords[None], feats)[0].float())
     return out.reshape(sizes)
 
 
@@ -199,8 +199,8 @@ COARSE_GROW = 0       # blocks added around the refined ones (results/decode: no
 
 
 def _logits_at(decoder, feats, coords: torch.Tensor, chunk: int) -> torch.Tensor:
-    """(M, 3) mm -> (M,) logits, in chunks."""
-    return torch.cat([decoder.forward_features(coords[None, s:s + chunk], feats)[0]
+    """(M, 3) mm -> (M,) float32 logits, in chunks (float32 also under a bf16 autocast)."""
+    return torch.cat([decoder.forward_features(coords[None, s:s + chunk], feats)[0].float()
                       for s in range(0, len(coords), chunk)]) if len(coords) else coords.new_zeros(0)
 
 

@@ -57,3 +57,13 @@ def test_reconstruction_on_cuda_matches_the_cpu():
     gpu = reconstruct(vol, 4, 9, 100, prior=prior_gpu, device="cuda")
     np.testing.assert_allclose(gpu.centres, cpu.centres)
     assert gpu.metrics["dice"] == pytest.approx(cpu.metrics["dice"], abs=2e-3)
+
+
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_reduced_precision_reconstructions_run_and_stay_close_to_fp32(precision):
+    prior = ShapePrior.load("kidney", device="cuda")
+    vol = make_shapes("kidney", 1, seed=1)[0]
+    fp32 = reconstruct(vol, 8, 9, 100, prior=prior, device="cuda")
+    reduced = reconstruct(vol, 8, 9, 100, prior=prior, device="cuda", precision=precision)
+    assert reduced.reconstruction.shape == fp32.reconstruction.shape
+    assert reduced.metrics["dice"] == pytest.approx(fp32.metrics["dice"], abs=0.01)

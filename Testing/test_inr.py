@@ -93,3 +93,21 @@ def test_prior_save_load_round_trip_and_kind_check(tmp_path):
     save_checkpoint(tmp_path / "other.pt", "sampler", {}, {})
     with pytest.raises(CheckpointError, match="'sampler' checkpoint"):
         ShapePrior.load(tmp_path / "other.pt")
+
+
+def test_decodes_under_a_bf16_autocast_return_float32_close_to_fp32():
+    """The bf16 precision path (`devices.precision_context`) runs the MLP in bf16; both decoders
+    must still fill their float32 grids (a bf16 -> float32 index put used to raise)."""
+    from PatchSamplerLib.inr import decode_grid_coarse_to_fine
+    torch.manual_seed(0)
+    dec = OccupancyDecoder().eval()
+    z = torch.randn(1, dec.latent_dim) * 0.1
+    args = (dec, z, (9, 8, 7), (2.0, 2.0, 2.0), (9.0, 8.0, 7.0))
+    with torch.no_grad():
+        dense = decode_grid(*args)
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            dense_bf16 = decode_grid(*args)
+            fine_bf16, _ = decode_grid_coarse_to_fine(*args, margin=1e9)   # every voxel refined
+    assert dense_bf16.dtype == fine_bf16.dtype == torch.float32
+    torch.testing.assert_close(dense_bf16, dense, atol=2e-2, rtol=0)
+    torch.testing.assert_close(fine_bf16, dense, atol=2e-2, rtol=0)

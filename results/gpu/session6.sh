@@ -1,24 +1,37 @@
 #!/usr/bin/env bash
-# What ran on the lent GPU (device tool, one H200) in the sixth session. Call 1:
-#   bash results/gpu/session6.sh first     (CUDA tests, GPU benchmark, start of the kidney 8x9 training)
-# later calls: bash results/gpu/session6.sh resume MINUTES   (runs/gpu_k89 carried back)
-# Everything it writes comes back as $OUT/gpu.tgz.
+# What ran on the lent GPU (device tool, one H200) in the sixth session; everything it writes
+# comes back as $OUT/gpu.tgz.
+#   bash results/gpu/session6.sh first 3    call 1: CUDA tests, GPU benchmark (stopped at a bf16 bug),
+#                                           kidney 8x9 faithful training at lr 1e-4 for 3 min
+#   bash results/gpu/session6.sh sweep 6    call 2: CUDA tests, GPU benchmark, then four kidney 8x9
+#                                           faithful trainings side by side for 6 min
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 STAGE=${1:-first}
+MINUTES=${2:-3}
 LIMIT=${LIMIT:-560}                         # seconds for this call's command
-RUN=runs/gpu_k89
-mkdir -p results/gpu "$RUN"
-TRAIN=(python3 -m PatchSamplerLib train-sampler --family kidney --count 64 --val-count 24 --prior kidney
-       --n 8 --k 9 --t 100 --mode faithful --anchor fps --initial-temperature 0.02 --soft-labels --lr 1e-4
-       --epochs 400 --chunk 1048576 --device cuda --out "$RUN")
+mkdir -p results/gpu
+train() {  # OUT_DIR, extra options: kidney (8, 9), T = 100, faithful, FPS anchor at t = 0.02, on the GPU
+  local out=$1; shift
+  timeout $((LIMIT - SECONDS)) python3 -m PatchSamplerLib train-sampler --family kidney --count 64 --val-count 24 \
+    --prior kidney --n 8 --k 9 --t 100 --mode faithful --anchor fps --initial-temperature 0.02 --epochs 400 \
+    --chunk 1048576 --device cuda --max-minutes "$MINUTES" --out "$out" "$@" > "$out.out" 2>&1
+}
+{ nvidia-smi -L; python3 -c "import sys, torch, numpy; print(sys.version.split()[0], torch.__version__, numpy.__version__, torch.cuda.get_device_name())"; } | tee results/gpu/environment.txt
+python3 -m pytest -q -p no:cacheprovider Testing/test_cuda.py 2>&1 | tee results/gpu/test_cuda_$STAGE.txt
+python3 -m PatchSamplerLib benchmark --device cuda --repeats 3 --out results/gpu/benchmark 2>&1 | tail -40
 if [ "$STAGE" = first ]; then
-  { nvidia-smi -L; python3 -c "import sys, torch, numpy; print(sys.version.split()[0], torch.__version__, numpy.__version__, torch.cuda.get_device_name())"; } | tee results/gpu/environment.txt
-  python3 -m pytest -q -p no:cacheprovider Testing/test_cuda.py 2>&1 | tee results/gpu/test_cuda.txt
-  python3 -m PatchSamplerLib benchmark --device cuda --repeats 3 --out results/gpu/benchmark 2>&1 | tail -40
-  timeout $((LIMIT - SECONDS)) "${TRAIN[@]}" --max-minutes "${2:-3}"
+  mkdir -p runs && train runs/gpu_k89 --soft-labels --lr 1e-4
+  RUNS=runs/gpu_k89*
 else
-  timeout $((LIMIT - SECONDS)) "${TRAIN[@]}" --max-minutes "${2:-8}" --resume
+  mkdir -p runs/sweep
+  train runs/sweep/soft_lr1e-5 --soft-labels --lr 1e-5 &
+  train runs/sweep/soft_lr3e-5 --soft-labels --lr 3e-5 &
+  train runs/sweep/soft_lr3e-6 --soft-labels --lr 3e-6 &
+  train runs/sweep/hard_lr1e-5 --lr 1e-5 &
+  wait
+  RUNS=runs/sweep
+  for f in runs/sweep/*.out; do echo "== $f"; grep -v "^\s*$" "$f" | tail -12; done
 fi
 nvidia-smi --query-gpu=memory.used,memory.total --format=csv
-tar czf "$OUT/gpu.tgz" results/gpu "$RUN"
+tar czf "$OUT/gpu.tgz" results/gpu $RUNS

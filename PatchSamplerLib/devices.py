@@ -46,7 +46,7 @@ def precision_context(device: torch.device, precision: str = "fp32"):
         yield
         return
     if precision == "bf16":
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+        with bf16_autocast(device.type):
             yield
         return
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
@@ -55,3 +55,10 @@ def precision_context(device: torch.device, precision: str = "fp32"):
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def bf16_autocast(device_type: str = "cuda"):
+    """Autocast to bfloat16 without autocast's cast cache: the cache keeps the first bf16 copy
+    of every leaf tensor that requires grad for the whole block, so a latent updated in place by
+    Adam inside the block would be seen unchanged by every forward (the fit would not move)."""
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16, cache_enabled=False)

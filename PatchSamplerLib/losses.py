@@ -19,7 +19,12 @@ def soft_dice(prob: torch.Tensor, target: torch.Tensor, eps: float = SOFT_DICE_E
 def occupancy_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """BCE (mean over points) + (1 - soft Dice), each per volume, averaged over volumes.
 
-    logits, target: (..., P) with one volume per leading index. Returns a scalar."""
+    logits, target: (..., P) with one volume per leading index. Returns a scalar. Half-precision
+    logits (a bf16 autocast) are taken to float32 first, so the soft Dice's sums over thousands
+    of points are not rounded to an 8-bit mantissa; float32 / float64 stay as they are."""
+    if logits.dtype in (torch.bfloat16, torch.float16):
+        logits = logits.float()
+    target = target.to(logits.dtype)
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(-1)
     dice = soft_dice(torch.sigmoid(logits), target)
     return (bce + 1.0 - dice).mean()

@@ -5,6 +5,8 @@
 #                                           kidney 8x9 faithful training at lr 1e-4 for 3 min
 #   bash results/gpu/session6.sh sweep 6    call 2: CUDA tests, GPU benchmark, then four kidney 8x9
 #                                           faithful trainings side by side for 6 min
+#   bash results/gpu/session6.sh final      call 3: CUDA tests, GPU benchmark (bf16 fixed), and the held-out
+#                                           kidney seed-3 evaluation of the kidney (8, 9) sampler vs FPS
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 STAGE=${1:-first}
@@ -20,7 +22,15 @@ train() {  # OUT_DIR, extra options: kidney (8, 9), T = 100, faithful, FPS ancho
 { nvidia-smi -L; python3 -c "import sys, torch, numpy; print(sys.version.split()[0], torch.__version__, numpy.__version__, torch.cuda.get_device_name())"; } | tee results/gpu/environment.txt
 python3 -m pytest -q -p no:cacheprovider Testing/test_cuda.py 2>&1 | tee results/gpu/test_cuda_$STAGE.txt
 python3 -m PatchSamplerLib benchmark --device cuda --repeats 3 --out results/gpu/benchmark 2>&1 | tail -40
-if [ "$STAGE" = first ]; then
+if [ "$STAGE" = final ]; then
+  EVAL=(python3 -m PatchSamplerLib evaluate --family kidney --count 20 --data-seed 3 --configs 8x9 --t 100
+        --runs 30 --prior kidney --device cuda)
+  timeout $((LIMIT - SECONDS)) "${EVAL[@]}" --samplers learned --out runs/seed3_learned > runs/seed3_learned.out 2>&1 &
+  timeout $((LIMIT - SECONDS)) "${EVAL[@]}" --samplers fps --out runs/seed3_fps > runs/seed3_fps.out 2>&1 &
+  wait
+  tail -5 runs/seed3_*.out
+  RUNS="runs/seed3_*"
+elif [ "$STAGE" = first ]; then
   mkdir -p runs && train runs/gpu_k89 --soft-labels --lr 1e-4
   RUNS=runs/gpu_k89*
 else

@@ -22,6 +22,7 @@ train() {  # OUT_DIR, extra options: kidney (8, 9), T = 100, faithful, FPS ancho
 { nvidia-smi -L; python3 -c "import sys, torch, numpy; print(sys.version.split()[0], torch.__version__, numpy.__version__, torch.cuda.get_device_name())"; } | tee results/gpu/environment.txt
 python3 -m pytest -q -p no:cacheprovider Testing/test_cuda.py 2>&1 | tee results/gpu/test_cuda_$STAGE.txt
 python3 -m PatchSamplerLib benchmark --device cuda --repeats 3 --out results/gpu/benchmark 2>&1 | tail -40
+mkdir -p runs
 if [ "$STAGE" = final ]; then
   EVAL=(python3 -m PatchSamplerLib evaluate --family kidney --count 20 --data-seed 3 --configs 8x9 --t 100
         --runs 30 --prior kidney --device cuda)

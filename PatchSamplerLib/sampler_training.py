@@ -216,7 +216,9 @@ def matched_squared_distance(points: torch.Tensor, targets: torch.Tensor) -> tor
 
 
 class SamplerTrainer:
-    """One sampler for (N, K, T, prior); `run()` trains with checkpoints, logs and validation."""
+    """One sampler for (N, K, T, prior); `run()` trains with checkpoints, logs and validation.
+    `device` (default: where the prior's decoder is) runs the fits, decodes and losses; the
+    prior's decoder is moved there. The sampler network and its optimiser stay on the CPU."""
 
     def __init__(self, train: list[BinaryVolume], val: list[BinaryVolume], prior: ShapePrior, out_dir,
                  cfg: SamplerConfig, provenance: dict | None = None, log=print,

@@ -129,9 +129,14 @@ def case_from_args(args) -> TrainingCase:
 
 
 def training_main(args) -> int:
-    """`benchmark --training`: writes training.json and training.md into --out."""
+    """`benchmark --training`: writes training.json and training.md into --out. CPU only (its
+    memory figure is the process's resident set): an explicit `--device cuda` is refused."""
     import json
     from pathlib import Path
+    if args.device.startswith("cuda"):
+        raise ValueError("benchmark --training measures the training step on the CPU; on a GPU, "
+                         "train-sampler --device cuda logs the seconds and the peak GPU memory of every epoch "
+                         "(train_log.jsonl)")
     case = case_from_args(args)
     rows = compare_modes(case, args.threads or torch.get_num_threads())
     out = Path(args.out)

@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=1.0, help="grid scale of the synthetic volumes (1: full size)")
     p.add_argument("--training", action="store_true",
                    help="instead: the sampler training step, faithful vs fast mode (time per step, peak memory, "
-                        "validation Dice per epoch) on 8 half-resolution vertebrae; writes training.json / training.md")
+                        "validation Dice per epoch) on 8 half-resolution vertebrae, on the CPU; writes "
+                        "training.json / training.md")
     p.add_argument("--training-init", choices=["random", "anchor"], default="random",
                    help="--training: the thesis's random start at lr 0.01, or the FPS-anchored start at lr 1e-4 "
                         "with soft labels (the bundled kidney 8x9 recipe)")

@@ -94,3 +94,11 @@ def test_training_benchmark_measures_both_modes_on_the_same_start(tmp_path):
     assert summary["speedup"] > 0 and np.isfinite(summary["memory_ratio"])
     text = training_markdown(case, rows, "cmd")
     assert "| faithful |" in text and "| fast |" in text and "Command: `cmd`" in text
+
+
+def test_the_training_benchmark_refuses_an_explicit_gpu_before_writing(tmp_path, capsys):
+    from PatchSamplerLib.cli import main
+    out = tmp_path / "training"
+    assert main(["benchmark", "--training", "--device", "cuda", "--out", str(out)]) != 0
+    assert "train-sampler --device cuda" in capsys.readouterr().err
+    assert not out.exists()

@@ -34,8 +34,30 @@ def split_folds(items, n_folds: int, seed: int = 0) -> list[FoldData]:
                      [(f"f{f.index}/{items[i].name}", items[i].volume) for i in f.test]) for f in folds]
 
 
+def sampler_file_name(n: int, k: int, t: int) -> str:
+    """The file name of a learned sampler for (N, K, T) in a sampler folder."""
+    return f"sampler_n{n}_k{k}_t{t}.pt"
+
+
 def fold_sampler_path(sampler_dir, fold: int, n: int, k: int, t: int) -> Path:
-    return Path(sampler_dir) / f"fold{fold}" / f"sampler_n{n}_k{k}_t{t}.pt"
+    return Path(sampler_dir) / f"fold{fold}" / sampler_file_name(n, k, t)
+
+
+def folder_samplers(sampler_dir, configs, ts, log=print) -> dict:
+    """{(N, K, T): SamplerModel} of the files DIR/sampler_n<N>_k<K>_t<T>.pt for the requested
+    (N, K) x T grid (no folds); each missing one is noted and its learned rows skipped."""
+    from .sampler import SamplerModel
+    folder, models = Path(sampler_dir), {}
+    if not folder.is_dir():
+        raise ValueError(f"--sampler-dir {sampler_dir} is not a folder")
+    for t in ts:
+        for n, k in configs:
+            path = folder / sampler_file_name(n, k, t)
+            if path.exists():
+                models[(n, k, t)] = SamplerModel.load(path)
+            else:
+                log(f"no learned sampler {path} (N={n}, K={k}, T={t}): the learned sampler is skipped there")
+    return models
 
 
 def fold_sampler(fold: FoldData, prior, n: int, k: int, t: int, sampler_dir, train: dict | None, log=print):

@@ -346,8 +346,12 @@ def evaluate_main(args) -> int:
     if args.folds:
         path, cases, learned_models = evaluate_folds(args, configs, ts, samplers, prior)
     else:
+        if args.sampler_dir and "learned" in samplers:
+            from .crossval import folder_samplers
+            learned_models = folder_samplers(args.sampler_dir, configs, ts)
         cases = evaluation_cases(args)
-        path = run_cases(cases, configs, ts, samplers, prior, args.runs, args.out, args.fit_lr, args.device)
+        path = run_cases(cases, configs, ts, samplers, prior, args.runs, args.out, args.fit_lr, args.device,
+                         learned_models=learned_models)
     title = f"{args.family or args.data}, prior {args.prior}, T = {', '.join(map(str, ts))}"
     table = summary_table(path, title)
     significance = significance_table(path)

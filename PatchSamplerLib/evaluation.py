@@ -285,9 +285,11 @@ def evaluation_figures(csv_path, case: tuple[str, BinaryVolume], config: tuple[i
     for sampler in samplers:
         model = None
         if sampler == "learned":
-            model = learned_models.get((n, k, t)) if learned_models is not None else None
-            available = model is not None if learned_models is not None else learned_available(prior, n, k, t)
-            if not available:
+            if learned_models is not None:
+                model = learned_models.get((n, k, t))
+                if model is None:
+                    continue
+            elif not learned_available(prior, n, k, t):
                 continue
         res = reconstruct(vol, n, k, t, sampler=sampler, prior=prior, seed=0, fit_lr=fit_lr, device=device,
                           sampler_model=model)

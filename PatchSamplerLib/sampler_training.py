@@ -217,21 +217,21 @@ def matched_squared_distance(points: torch.Tensor, targets: torch.Tensor) -> tor
 
 class SamplerTrainer:
     """One sampler for (N, K, T, prior); `run()` trains with checkpoints, logs and validation.
-    `device` (default: where the prior's decoder is) runs the fits, decodes and losses; the
-    prior's decoder is moved there. The sampler network and its optimiser stay on the CPU."""
+    The fits, decodes and losses run where the prior's decoder is (`ShapePrior.load(device=)`);
+    the sampler network and its optimiser stay on the CPU."""
 
     def __init__(self, train: list[BinaryVolume], val: list[BinaryVolume], prior: ShapePrior, out_dir,
                  cfg: SamplerConfig, provenance: dict | None = None, log=print,
-                 init_shapes: list[BinaryVolume] = (), device=None):
+                 init_shapes: list[BinaryVolume] = ()):
         cfg.check()
         if len(train) < 2:
             raise ValueError("at least 2 training shapes are needed")
         self.cfg, self.out, self.log, self.prior = cfg, Path(out_dir), log, prior
-        self.device = torch.device(device) if device is not None else next(prior.decoder.parameters()).device
+        self.device = next(prior.decoder.parameters()).device
         self.out.mkdir(parents=True, exist_ok=True)
         self.shapes = [prepare_sampler_shape(v, cfg.surface_band_mm, self.device) for v in train]
         self.val_shapes = [prepare_sampler_shape(v, cfg.surface_band_mm, self.device) for v in val]
-        self.decoder = prior.decoder.to(self.device).eval().requires_grad_(False)
+        self.decoder = prior.decoder.eval().requires_grad_(False)
         self.provenance = dict(provenance or {}, device=str(self.device))
         torch.manual_seed(cfg.seed)
         self.model = SamplerModel.new(cfg.n, cfg.k, cfg.t, cfg.neighbours, cfg.initial_temperature, cfg.anchor)

@@ -1,8 +1,9 @@
 """PatchSampler: reconstruct a segmented shape from a few small patches (3D Slicer module).
 
 Module (metadata and help), Widget (thin: the .ui, a parameter node, progress and Cancel) and
-Test (self-test). All computation and every MRML change is in the Qt-free PatchSamplerLogic.py,
-which is tested outside Slicer on real MRML (Testing/test_slicer_logic.py).
+Test (self-test). All computation and every MRML change is in the Qt-free PatchSamplerLogic.py
+and its helper package PatchSamplerMRML/, tested outside Slicer on real MRML
+(Testing/test_slicer_logic.py).
 """
 import enum
 import logging
@@ -23,7 +24,8 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-# Bootstrap. Slicer puts only this module's folder on sys.path. Loaded from source (additional
+# Bootstrap. Slicer puts only this module's folder on sys.path (PatchSamplerLogic.py and the
+# PatchSamplerMRML package are there). Loaded from source (additional
 # module path = <repository>/PatchSampler), the core library PatchSamplerLib is one level up, in
 # the extension root, which is appended here. In a built extension PatchSamplerLib is installed
 # next to this file (PatchSamplerLib/CMakeLists.txt) and this does nothing.
@@ -31,9 +33,10 @@ _EXTENSION_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_EXTENSION_ROOT, "PatchSamplerLib")) and _EXTENSION_ROOT not in sys.path:
     sys.path.append(_EXTENSION_ROOT)
 
-from PatchSamplerLogic import (K_RANGE, N_RANGE, SAMPLER_LABELS, T_RANGE, PatchSamplerLogic,  # noqa: E402
-                               array_to_image, install_packages, learned_sampler_status,
-                               missing_packages)
+from PatchSamplerLogic import PatchSamplerLogic  # noqa: E402
+from PatchSamplerMRML.choices import K_RANGE, N_RANGE, T_RANGE, choice_label, learned_sampler_status  # noqa: E402
+from PatchSamplerMRML.dependencies import install_packages, missing_packages  # noqa: E402
+from PatchSamplerMRML.geometry import array_to_image  # noqa: E402
 
 HELP_TEXT = """
 Reconstructs a segment from <b>N</b> small cubic patches of <b>K</b>&times;<b>K</b>&times;<b>K</b>
@@ -84,7 +87,7 @@ class Sampler(enum.Enum):
     ALL = "all"
 
     def label(self):
-        return "Compare all" if self is Sampler.ALL else SAMPLER_LABELS[self.value]
+        return choice_label(self.value)
 
 
 class Prior(enum.Enum):
@@ -344,8 +347,8 @@ class PatchSamplerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         finally:
             self.setRunning(False)
         p.resultsTable = output.table_node
-        notes = [f"{SAMPLER_LABELS[name]} not run: {reason}" for name, reason in output.skipped.items()]
-        summary = ", ".join(f"{SAMPLER_LABELS[run.sampler]} Dice {run.result.metrics['dice']:.3f}" for run in output.runs)
+        notes = [f"{choice_label(name)} not run: {reason}" for name, reason in output.skipped.items()]
+        summary = ", ".join(f"{choice_label(run.sampler)} Dice {run.result.metrics['dice']:.3f}" for run in output.runs)
         self.showStatus("\n".join([summary] + notes))
 
     def runSlices(self, prior):
@@ -411,7 +414,7 @@ class PatchSamplerTest(ScriptedLoadableModuleTest):
             self.skipTest("PyTorch or another dependency is not installed")
         from PatchSamplerLib.checkpoints import bundled_models
         from PatchSamplerLib.data.synthetic import make_shape
-        from PatchSamplerLib.metrics import dice
+        from PatchSamplerLib.method.metrics import dice
         if "vertebra" not in bundled_models():
             self.skipTest("no bundled vertebra prior")
         self.delayDisplay("Building a synthetic vertebra")

@@ -87,9 +87,10 @@ def resolve_prior_path(name_or_path: str | os.PathLike | None) -> Path:
     raise CheckpointError(f"prior {str(name_or_path)!r} is neither a bundled prior ({choices}) nor a file")
 
 
-def sampler_file_name(prior: str, n: int, k: int, t: int) -> str:
-    """Bundled sampler naming: sampler_<prior>_n<N>_k<K>_t<T>.pt."""
-    return f"sampler_{prior}_n{n}_k{k}_t{t}.pt"
+def sampler_file_name(prior: str | None, n: int, k: int, t: int) -> str:
+    """A learned sampler's file name: sampler_<prior>_n<N>_k<K>_t<T>.pt (bundled), or with
+    `prior` None sampler_n<N>_k<K>_t<T>.pt (a folder of one prior's samplers: --sampler-dir)."""
+    return f"sampler_{prior}_n{n}_k{k}_t{t}.pt" if prior else f"sampler_n{n}_k{k}_t{t}.pt"
 
 
 def bundled_samplers() -> dict[tuple[str, int, int, int], Path]:

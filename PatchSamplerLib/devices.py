@@ -62,3 +62,9 @@ def bf16_autocast(device_type: str = "cuda"):
     of every leaf tensor that requires grad for the whole block, so a latent updated in place by
     Adam inside the block would be seen unchanged by every forward (the fit would not move)."""
     return torch.autocast(device_type=device_type, dtype=torch.bfloat16, cache_enabled=False)
+
+
+def sync_device(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA), so a stage's wall time is its own."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,53 +1,74 @@
-"""End to end: volume + (N, K, T, sampler, prior) -> centres, patches, reconstruction, errors,
-metrics and timings. The only place that knows the order of the stages (DESIGN.md).
+"""End to end: volume + run configuration + prior -> centres, patches, reconstruction, errors,
+metrics and timings [T §3.1, Fig. 3.1]. The only place that knows the order of the stages:
+volume -> cloud -> centres -> patches -> latent -> reconstruction -> metrics.
 
-The INR frame: coordinates are millimetres relative to the centre of the shape's bounding
-box. The prior knows shapes only inside its training box (`ShapePrior.extent_mm`) around
-that centre, so only the voxels of the input grid inside that box are decoded; everything
-else is background. A shape larger than the box gets a warning (its outside parts cannot be
-reconstructed). Inputs of any size work: a vertebra inside a 512 x 512 x 300 CT labelmap
-costs the same as the cropped vertebra.
+The INR frame (`method.frame`): coordinates are millimetres relative to the centre of the
+shape's bounding box. The prior knows shapes only inside its training box
+(`ShapePrior.extent_mm`) around that centre, so only the voxels of the input grid inside that
+box are decoded; everything else is background. A shape larger than the box gets a warning
+(its outside parts cannot be reconstructed). Inputs of any size work: a vertebra inside a
+512 x 512 x 300 CT labelmap costs the same as the cropped vertebra.
 """
 from __future__ import annotations
 
-import time
-import warnings
-from dataclasses import dataclass, field
+import os
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
-import torch
 
-from .baselines import SAMPLERS
-from .devices import check_precision, precision_context, resolve_device
-from .inr import DEFAULT_FIT_LR, ShapePrior, decode_grid, decode_grid_coarse_to_fine, fit_latent
-from .metrics import all_metrics, error_labels
-from .patches import check_patch_request, extract_patches
-from .sampler import learned_centres, load_learned_sampler
-from .volume import BinaryVolume, VolumeError, bbox_centre_mm
+from PatchSamplerLib.devices import check_precision, precision_context, resolve_device, sync_device
+from PatchSamplerLib.method.decoding import DEFAULT_CHUNK, decode_in_frame
+from PatchSamplerLib.method.frame import place_frame
+from PatchSamplerLib.method.inr import DEFAULT_FIT_LR, ShapePrior, fit_latent
+from PatchSamplerLib.method.metrics import all_metrics, error_labels
+from PatchSamplerLib.method.patches import check_patch_request, extract_patches
+from PatchSamplerLib.method.sampler import learned_centres, load_learned_sampler
+from PatchSamplerLib.method.samplers import baseline_centres, sampler_spec
+from PatchSamplerLib.progress import Cancelled, Monitor  # noqa: F401  (Cancelled: part of this API)
+from PatchSamplerLib.volume import BinaryVolume, VolumeError
 
 DEFAULT_N, DEFAULT_K, DEFAULT_T = 8, 11, 100
 
 
-class Cancelled(Exception):
-    """Raised inside `reconstruct` when its `should_cancel()` returns True."""
+@dataclass(frozen=True)
+class RunConfig:
+    """What one patch reconstruction is asked to do; `asdict` of it is the run's recorded
+    settings (`ReconstructionResult.settings`, `metrics.json`). Used by `reconstruct`, the
+    evaluation and the Slicer module.
 
+    n: patches N; k: patch size K (odd, voxels); t: latent-fit steps T [T §3.5];
+    sampler: a name of `method.samplers.SAMPLERS` (None: the caller gives the centres);
+    seed: FPS / RS start and latent init;
+    device: "auto" | "cpu" | "cuda[:i]"; precision: "fp32", or on CUDA "tf32" / "bf16";
+    fit_lr: Adam learning rate of the fit; dense_decode: every voxel instead of coarse-to-fine;
+    chunk: points per decoder call; sampler_model: a learned sampler file (None: the bundled
+    one of the prior and (N, K))."""
+    n: int = DEFAULT_N
+    k: int = DEFAULT_K
+    t: int = DEFAULT_T
+    sampler: str | None = "fps"
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    fit_lr: float = DEFAULT_FIT_LR
+    dense_decode: bool = False
+    chunk: int = DEFAULT_CHUNK
+    sampler_model: str | None = None
 
-class Monitor:
-    """Progress reports (stage name, fraction of the whole run in [0, 1]) and cancellation.
-    `weights`: stage -> (start, end) share of the run."""
-    WEIGHTS = {"sampling": (0.0, 0.05), "extraction": (0.05, 0.1), "latent_fit": (0.1, 0.8),
-               "decode": (0.8, 0.95), "metrics": (0.95, 1.0)}
-
-    def __init__(self, progress=None, should_cancel=None, weights: dict | None = None):
-        self.progress, self.should_cancel = progress, should_cancel
-        self.weights = weights or self.WEIGHTS
-
-    def __call__(self, stage: str, within: float = 0.0) -> None:
-        if self.should_cancel is not None and self.should_cancel():
-            raise Cancelled(f"cancelled during {stage}")
-        if self.progress is not None:
-            lo, hi = self.weights[stage]
-            self.progress(stage, lo + (hi - lo) * min(max(within, 0.0), 1.0))
+    def check(self) -> "RunConfig":
+        """Itself; ValueError with a user-facing message for an N, K, T, sampler or precision
+        the pipeline cannot run."""
+        check_patch_request(self.n, self.k)
+        if int(self.t) != self.t or self.t < 0:
+            raise ValueError(f"the number of latent-fit steps T must be an integer >= 0, got {self.t}")
+        if self.sampler is not None:
+            sampler_spec(self.sampler)
+        if isinstance(self.sampler_model, os.PathLike):
+            return replace(self, sampler_model=os.fspath(self.sampler_model))
+        if self.sampler_model is not None and not isinstance(self.sampler_model, str):
+            raise TypeError("RunConfig.sampler_model is a file name; pass a loaded SamplerModel as "
+                            "reconstruct(..., learned=model)")
+        return self
 
 
 @dataclass
@@ -66,154 +87,81 @@ class ReconstructionResult:
     generated: np.ndarray | None = None  # (N, 3) learned sampler: generated points before projection
 
 
-def frame_box(volume: BinaryVolume, centre_mm: np.ndarray, extent_mm) -> tuple[np.ndarray, np.ndarray]:
-    """Inclusive voxel-index box (lo, hi) of the voxels whose centres lie in the prior's frame
-    (centre_mm +- extent_mm / 2, local mm), clipped to the grid."""
-    spacing = np.asarray(volume.spacing)
-    half = np.asarray(extent_mm) / 2.0
-    lo = np.ceil((centre_mm - half) / spacing - 0.5).astype(int)
-    hi = np.floor((centre_mm + half) / spacing - 0.5).astype(int)
-    return np.maximum(lo, 0), np.minimum(hi, np.array(volume.shape) - 1)
-
-
-def shape_outside_frame(mask: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> int:
-    """Number of foreground voxels of the (X, Y, Z) mask outside the inclusive box [lo, hi]."""
-    inside = mask[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1].sum()
-    return int(mask.sum() - inside)
-
-
-def place_frame(volume: BinaryVolume, foreground: np.ndarray, prior: ShapePrior, notes: list) -> tuple:
-    """The INR frame for a shape: centred on the bounding box of `foreground` (X, Y, Z), the
-    prior's extent. Returns (centre_mm (3,), lo (3,), hi (3,) inclusive voxel box); a shape
-    sticking out of the frame adds a warning to `notes`."""
-    centre_mm = bbox_centre_mm(foreground, volume.spacing)
-    lo, hi = frame_box(volume, centre_mm, prior.extent_mm)
-    outside = shape_outside_frame(foreground, lo, hi)
-    if outside:
-        notes.append(f"the shape is larger than the prior's frame {prior.extent_mm} mm: {outside} foreground "
-                     "voxels lie outside it and cannot be reconstructed")
-        warnings.warn(notes[-1])
-    return centre_mm, lo, hi
-
-
-def decode_in_frame(decoder, latent: torch.Tensor, volume: BinaryVolume, centre_mm: np.ndarray, lo: np.ndarray,
-                    hi: np.ndarray, dense: bool = False, chunk: int = 65536) -> tuple[np.ndarray, int]:
-    """Decode the inclusive voxel box [lo, hi] of `volume`'s grid (coarse-to-fine unless `dense`),
-    threshold at 0.5. Returns ((X, Y, Z) bool reconstruction, background outside the box;
-    number of INR evaluations)."""
-    box = tuple(int(v) for v in hi - lo + 1)
-    if dense:
-        prob = decode_grid(decoder, latent, box, volume.spacing, centre_mm, offset=lo, chunk=chunk)
-        evaluated = int(np.prod(box))
-    else:
-        prob, evaluated = decode_grid_coarse_to_fine(decoder, latent, box, volume.spacing, centre_mm, offset=lo,
-                                                     chunk=chunk)
-    recon = np.zeros(volume.shape, bool)
-    recon[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] = prob.cpu().numpy() >= 0.5
-    return recon, evaluated
-
-
-def choose_centres(volume: BinaryVolume, n: int, sampler: str, seed: int) -> np.ndarray:
-    """(N, 3) voxel-index patch centres from a baseline sampler ("fps" or "random")."""
-    if sampler == "fps":
-        return SAMPLERS["fps"](volume.mask, n, seed=seed, spacing=volume.spacing)
-    if sampler == "random":
-        return SAMPLERS["random"](volume.mask, n, seed=seed)
-    raise ValueError(f"unknown sampler {sampler!r}; choose fps, random or learned")
-
-
-def sample_centres(volume: BinaryVolume, n: int, k: int, t: int, sampler: str, seed: int, prior: ShapePrior,
-                   sampler_model=None) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
-    """-> (centres (N, 3), generated points (N, 3) or None, notes) voxel index. "learned" uses
-    `sampler_model` (a SamplerModel or file) or the bundled sampler of (prior, N, K)."""
-    if sampler != "learned":
-        return choose_centres(volume, n, sampler, seed), None, []
-    model, notes = load_learned_sampler(prior.metadata.get("path"), n, k, t, sampler_model)
+def sample_centres(volume: BinaryVolume, config: RunConfig, prior: ShapePrior, learned=None,
+                   notes: list | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """-> (centres (N, 3), generated points (N, 3) or None) voxel index of `config.sampler`.
+    "learned" uses `learned` (a loaded SamplerModel), else `config.sampler_model` (a file), else
+    the bundled sampler of (prior, N, K); its notes (e.g. another T) are appended to `notes`."""
+    if config.sampler is None:
+        raise ValueError("sampler None means the caller gives the centres; pass centres= or a sampler name")
+    if config.sampler != "learned":
+        return baseline_centres(config.sampler, volume.mask, volume.spacing, config.n, config.seed), None
+    model, model_notes = load_learned_sampler(prior.metadata.get("path"), config.n, config.k, config.t,
+                                              learned if learned is not None else config.sampler_model)
+    if notes is not None:
+        notes += model_notes
     generated, projected = learned_centres(model, volume.mask)
-    return projected, generated, notes
+    return projected, generated
 
 
-def validate_request(volume: BinaryVolume, n: int, k: int, t: int) -> None:
-    check_patch_request(n, k)
-    if int(t) != t or t < 0:
-        raise ValueError(f"the number of latent-fit steps T must be an integer >= 0, got {t}")
-    if volume.voxel_count == 0:
-        raise VolumeError("the mask is empty: nothing to reconstruct")
-
-
-def reconstruct(volume: BinaryVolume, n: int = DEFAULT_N, k: int = DEFAULT_K, t: int = DEFAULT_T,
-                sampler: str = "fps", prior: ShapePrior | str = "vertebra", seed: int = 0,
-                device: str = "auto", fit_lr: float = DEFAULT_FIT_LR, centres: np.ndarray | None = None,
-                chunk: int = 65536, progress=None, should_cancel=None, sampler_model=None,
-                generated: np.ndarray | None = None, dense_decode: bool = False,
-                precision: str = "fp32") -> ReconstructionResult:
+def reconstruct(volume: BinaryVolume, config: RunConfig | None = None, prior: ShapePrior | str = "vertebra", *,
+                centres: np.ndarray | None = None, generated: np.ndarray | None = None, learned=None,
+                progress=None, should_cancel=None, **settings) -> ReconstructionResult:
     """Reconstruct `volume` from N patches of K^3 voxels with T latent-fit steps.
 
-    `prior` is a ShapePrior or a bundled name / file; sampler "fps", "random" or "learned" (with
-    `sampler_model`, a SamplerModel or file, or else the bundled sampler for (prior, N, K)).
-    `centres` (N, 3) voxel index overrides the sampler (then `sampler` only names where they
-    came from, None records "given"; `generated` are a learned sampler's points before
-    projection, recorded). The decode is coarse-to-fine (`inr.decode_grid_coarse_to_fine`)
-    unless `dense_decode` (every voxel, the reference). `precision`: fp32, or on CUDA tf32 / bf16
-    for the fit and the decode (`devices.precision_context`). `progress(stage, fraction)` is called as
-    the run advances; when `should_cancel()` returns True the run stops with `Cancelled`. Raises ValueError subclasses
-    with user-facing messages on bad input."""
-    validate_request(volume, n, k, t)
+    `config` (a RunConfig; default RunConfig()) with any of its fields overridden by keyword
+    (`reconstruct(volume, n=8, k=11, prior="kidney")`). `prior` is a ShapePrior (used where it
+    is: a prior on another device is copied, never moved) or a bundled name / file. `learned`:
+    a loaded SamplerModel for sampler "learned" (else `config.sampler_model` or the bundled
+    one). `centres` (N, 3) voxel index overrides the sampler (then `config.sampler` only names
+    where they came from; `generated` are a learned sampler's points before projection,
+    recorded). `progress(stage, fraction)` is called as the run advances; when
+    `should_cancel()` returns True the run stops with `Cancelled`. Raises ValueError
+    subclasses with user-facing messages on bad input."""
+    config = replace(config or RunConfig(), **settings).check()
+    if volume.voxel_count == 0:
+        raise VolumeError("the mask is empty: nothing to reconstruct")
     monitor = Monitor(progress, should_cancel)
     monitor("sampling")
-    dev = resolve_device(device)
-    check_precision(dev, precision)
-    if not isinstance(prior, ShapePrior):
-        prior = ShapePrior.load(prior)
-    decoder = prior.decoder.to(dev)
+    dev = resolve_device(config.device)
+    check_precision(dev, config.precision)
+    prior = (prior if isinstance(prior, ShapePrior) else ShapePrior.load(prior)).on(dev)
     timings, notes = {}, []
 
-    clock = time.perf_counter()
-    centre_mm, lo, hi = place_frame(volume, volume.mask, prior, notes)
-    if centres is None:
-        centres, generated, sampler_notes = sample_centres(volume, n, k, t, sampler, seed, prior, sampler_model)
-        notes += sampler_notes
-    centres = np.asarray(centres, np.float32).reshape(-1, 3)
-    timings["sampling"] = time.perf_counter() - clock
-
-    monitor("extraction")
-    clock = time.perf_counter()
-    coords_idx, values, coords_mm = extract_patches(volume.mask, volume.spacing, centres, k, centre_mm)
-    timings["extraction"] = time.perf_counter() - clock
-
-    monitor("latent_fit")
-    clock = time.perf_counter()
-    with precision_context(dev, precision):
-        latent = fit_latent(decoder, coords_mm.reshape(1, -1, 3).to(dev), values.reshape(1, -1).to(dev),
-                            steps=t, lr=fit_lr, seed=seed,
-                            callback=lambda step: monitor("latent_fit", step / t) if step % 10 == 0 else None)
-    sync_device(dev)
-    timings["latent_fit"] = time.perf_counter() - clock
-
-    monitor("decode")
-    clock = time.perf_counter()
-    with precision_context(dev, precision):
-        recon, evaluated = decode_in_frame(decoder, latent, volume, centre_mm, lo, hi, dense_decode, chunk)
-    timings["decode"] = time.perf_counter() - clock
-
-    monitor("metrics")
-    clock = time.perf_counter()
-    metrics = all_metrics(recon, volume.mask, volume.spacing)
-    errors = error_labels(recon, volume.mask)
-    timings["metrics"] = time.perf_counter() - clock
+    with monitor.stage("sampling", timings):
+        centre_mm, lo, hi = place_frame(volume.mask, volume.spacing, prior.extent_mm, notes)
+        if centres is None:
+            centres, generated = sample_centres(volume, config, prior, learned, notes)
+        centres = np.asarray(centres, np.float32).reshape(-1, 3)
+    with monitor.stage("extraction", timings):
+        coords_idx, values, coords_mm = extract_patches(volume.mask, volume.spacing, centres, config.k, centre_mm)
+    with monitor.stage("latent_fit", timings), precision_context(dev, config.precision):
+        latent = fit_latent(prior.decoder, coords_mm.reshape(1, -1, 3).to(dev), values.reshape(1, -1).to(dev),
+                            steps=config.t, lr=config.fit_lr, seed=config.seed,
+                            callback=lambda step: monitor("latent_fit", step / config.t) if step % 10 == 0 else None)
+        sync_device(dev)
+    with monitor.stage("decode", timings), precision_context(dev, config.precision):
+        recon, evaluated = decode_in_frame(prior.decoder, latent, volume.shape, volume.spacing, centre_mm, lo, hi,
+                                           config.dense_decode, config.chunk)
+    with monitor.stage("metrics", timings):
+        metrics = all_metrics(recon, volume.mask, volume.spacing)
+        errors = error_labels(recon, volume.mask)
     timings["total"] = sum(timings.values())
     monitor("metrics", 1.0)
 
-    settings = {"n": n, "k": k, "t": t, "sampler": sampler or "given", "seed": seed,
-                "device": str(dev), "precision": precision, "fit_lr": fit_lr,
-                "prior": prior.metadata.get("path", "in memory"),
-                "frame_centre_mm": centre_mm.tolist(), "frame_extent_mm": list(prior.extent_mm),
-                "decoded_box_index": [lo.tolist(), hi.tolist()],
-                "decode": "dense" if dense_decode else "coarse-to-fine", "decoder_points": evaluated}
+    record = dict(asdict(config), sampler=config.sampler or "given", device=str(dev),
+                  sampler_model=_model_name(config, learned), prior=prior.metadata.get("path", "in memory"),
+                  frame_centre_mm=centre_mm.tolist(), frame_extent_mm=list(prior.extent_mm),
+                  decoded_box_index=[lo.tolist(), hi.tolist()],
+                  decode="dense" if config.dense_decode else "coarse-to-fine", decoder_points=evaluated)
     return ReconstructionResult(centres, coords_idx.numpy(), values.numpy(), recon, errors, metrics, timings,
-                                latent[0].cpu().numpy(), settings, notes, generated)
+                                latent[0].cpu().numpy(), record, notes, generated)
 
 
-def sync_device(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def _model_name(config: RunConfig, learned) -> str | None:
+    """The learned sampler a run used, for its record: the file, "in memory", or None."""
+    if config.sampler != "learned":
+        return None
+    if learned is not None:
+        return learned.metadata.get("path", "in memory") if hasattr(learned, "metadata") else "in memory"
+    return config.sampler_model

@@ -111,10 +111,6 @@ def _sitk():
     return sitk
 
 
-def _has_labelmap_suffix(path: str) -> bool:
-    return path.lower().endswith(LABELMAP_SUFFIXES)
-
-
 def _segment_names(reader) -> dict[int, str]:
     """Label value -> segment name from a Slicer .seg.nrrd header (empty for other files)."""
     names, keys = {}, set(reader.GetMetaDataKeys())

@@ -41,10 +41,10 @@ def process_kidney(scene, n: int, k: int, t: int, prior, sampler: str = "fps", s
 
 
 def render(output, path, size=SCREENSHOT_SIZE) -> np.ndarray:
-    """The first sampler's result segmentation rendered offscreen as Slicer's 3-D view shows it."""
-    from PatchSamplerLogic import PatchSamplerLogic
-    return PatchSamplerLogic.render_snapshot([output.runs[0].segmentation_node], path, size,
-                                             view_from=VIEW_FROM)
+    """The first sampler's result segmentation rendered offscreen as Slicer's 3-D view shows it,
+    into the PNG `path`; (H, W, 3) uint8 RGB."""
+    from offscreen_render import render_segmentations
+    return render_segmentations([output.runs[0].segmentation_node], path, size, view_from=VIEW_FROM)
 
 
 def colour_fractions(rgb: np.ndarray) -> dict[str, float]:

@@ -25,7 +25,7 @@ import slicer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE_DIR = ROOT / "PatchSampler"
-for folder in (ROOT, MODULE_DIR):               # `import PatchSamplerLib`, `import PatchSamplerLogic`
+for folder in (ROOT, MODULE_DIR):               # `import PatchSamplerLib`, `PatchSamplerLogic`, `PatchSamplerMRML`
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
@@ -86,7 +86,7 @@ def add_segmentation(scene, mask_ijk: np.ndarray, ijk_to_ras: np.ndarray, name: 
     ((I, J, K) bool, i-j-k order) on the grid `ijk_to_ras`. With `reference_geometry` the
     segmentation's reference image geometry is that grid (as for a segmentation drawn on an
     image in the Segment Editor). Returns (node, segment id)."""
-    from PatchSamplerLogic import array_to_image, SegmentGrid, serialized_geometry
+    from PatchSamplerMRML.geometry import SegmentGrid, array_to_image, serialized_geometry
     node = slicer.vtkMRMLSegmentationNode()
     node.SetName(name)
     scene.AddNode(node)
@@ -134,7 +134,7 @@ def segment_on_world_grid(node, segment_id: str, ijk_to_ras: np.ndarray, shape) 
     """A segment's voxels placed on a reference grid ((I, J, K) bool), by world position of the
     voxel centres: every segment voxel must lie on a voxel centre of the reference grid (fails
     otherwise), voxels outside the grid are dropped. Checks geometry, not just array values."""
-    from PatchSamplerLogic import segment_mask_local
+    from PatchSamplerMRML.geometry import segment_mask_local
     mask, segment_ijk_to_ras = segment_mask_local(node, segment_id)
     voxels = np.argwhere(mask)
     ras = voxels @ segment_ijk_to_ras[:3, :3].T + segment_ijk_to_ras[:3, 3]

@@ -1,12 +1,13 @@
-"""Tests of PatchSamplerLib.baselines: random sampling and farthest point sampling (FPS)."""
+"""Tests of PatchSamplerLib.method.baselines: random sampling and farthest point sampling (FPS)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from PatchSamplerLib.baselines import SAMPLERS, extreme_fps_centres, farthest_point_indices, fps_centres, random_centres
-from PatchSamplerLib.pointcloud import dense_cloud
+from PatchSamplerLib.method.baselines import extreme_fps_centres, farthest_point_indices, fps_centres, random_centres
+from PatchSamplerLib.method.samplers import baseline_centres
+from PatchSamplerLib.method.pointcloud import dense_cloud
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def _coverage(mask, centres):
 
 @pytest.mark.parametrize("name", ["fps", "random"])
 def test_centres_are_occupied_voxels(l_mask, name):
-    centres = SAMPLERS[name](l_mask, 8, seed=3)
+    centres = baseline_centres(name, l_mask, (1, 1, 1), 8, 3)
     assert centres.shape == (8, 3) and centres.dtype == np.float32
     assert np.array_equal(centres, np.round(centres))          # voxel aligned
     idx = centres.astype(int)
@@ -36,9 +37,9 @@ def test_centres_are_occupied_voxels(l_mask, name):
 
 @pytest.mark.parametrize("name", ["fps", "random"])
 def test_reproducible_by_seed(l_mask, name):
-    a = SAMPLERS[name](l_mask, 6, seed=11)
-    assert np.array_equal(a, SAMPLERS[name](l_mask, 6, seed=11))
-    assert not np.array_equal(a, SAMPLERS[name](l_mask, 6, seed=12))
+    a = baseline_centres(name, l_mask, (1, 1, 1), 6, 11)
+    assert np.array_equal(a, baseline_centres(name, l_mask, (1, 1, 1), 6, 11))
+    assert not np.array_equal(a, baseline_centres(name, l_mask, (1, 1, 1), 6, 12))
 
 
 def test_fps_covers_better_than_random(l_mask):
@@ -96,10 +97,21 @@ def test_random_with_fewer_voxels_than_n_uses_replacement():
 @pytest.mark.parametrize("name", ["fps", "random"])
 def test_empty_mask_raises(name):
     with pytest.raises(ValueError, match="empty"):
-        SAMPLERS[name](np.zeros((4, 4, 4), bool), 3)
+        baseline_centres(name, np.zeros((4, 4, 4), bool), (1, 1, 1), 3, 0)
 
 
 @pytest.mark.parametrize("name", ["fps", "random"])
 def test_n_below_one_raises(l_mask, name):
     with pytest.raises(ValueError):
-        SAMPLERS[name](l_mask, 0)
+        baseline_centres(name, l_mask, (1, 1, 1), 0, 0)
+
+
+def test_the_registry_names_every_sampler_and_refuses_what_it_cannot_run(l_mask):
+    from PatchSamplerLib.method.samplers import SAMPLER_NAMES, sampler_label
+    assert SAMPLER_NAMES == ("learned", "fps", "random")
+    assert [sampler_label(s) for s in SAMPLER_NAMES] == ["Learned", "FPS", "Random"]
+    assert np.array_equal(baseline_centres("fps", l_mask, (2, 1, 1), 5, 4), fps_centres(l_mask, 5, 4, (2, 1, 1)))
+    with pytest.raises(ValueError, match="needs a trained model"):
+        baseline_centres("learned", l_mask, (1, 1, 1), 5, 0)
+    with pytest.raises(ValueError, match="choose one of learned, fps, random"):
+        baseline_centres("grid", l_mask, (1, 1, 1), 5, 0)

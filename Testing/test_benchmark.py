@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from PatchSamplerLib.benchmark import PeakMemory, decoder_macs_per_point, flop_floor, quartiles
-from PatchSamplerLib.inr import OccupancyDecoder
+from PatchSamplerLib.experiments.benchmark import decoder_macs_per_point, flop_floor
+from PatchSamplerLib.experiments.memory import PeakMemory, quartiles
+from PatchSamplerLib.method.inr import OccupancyDecoder
 
 
 def test_decoder_macs_match_the_layers():
@@ -35,7 +36,7 @@ def test_peak_memory_sees_a_large_allocation():
 
 def test_first_call_peak_is_measured_in_a_fresh_process():
     import functools
-    from PatchSamplerLib.benchmark import first_call_peak_mb
+    from PatchSamplerLib.experiments.memory import first_call_peak_mb
     alloc = functools.partial(np.ones, 200 * 2 ** 20 // 8)      # 200 MB, written
     alloc()                                                      # this process now has the pages to reuse
     assert 150 < first_call_peak_mb(alloc) < 400
@@ -47,7 +48,7 @@ def test_quartiles():
 
 
 def test_benchmark_command_writes_json_markdown_and_plot(tmp_path):
-    from PatchSamplerLib.cli import main
+    from PatchSamplerLib.cli.main import main
     from tiny_prior import tiny_prior_path
     prior = str(tiny_prior_path())
     out = tmp_path / "bench"
@@ -68,9 +69,9 @@ def test_benchmark_command_writes_json_markdown_and_plot(tmp_path):
 
 
 def test_sampler_rows_time_the_bundled_learned_sampler():
-    from PatchSamplerLib.benchmark import benchmark_sampler
+    from PatchSamplerLib.experiments.benchmark import benchmark_sampler
     from PatchSamplerLib.data.synthetic import make_shape
-    from PatchSamplerLib.inr import ShapePrior
+    from PatchSamplerLib.method.inr import ShapePrior
     row = benchmark_sampler(ShapePrior.load("vertebra").metadata["path"], 4, 9, 100,
                             make_shape("vertebra", 1, 0, 0.5).mask, torch.device("cpu"), repeats=3)
     assert (row["prior"], row["n"], row["k"]) == ("vertebra", 4, 9)
@@ -78,7 +79,7 @@ def test_sampler_rows_time_the_bundled_learned_sampler():
 
 
 def test_training_benchmark_measures_both_modes_on_the_same_start(tmp_path):
-    from PatchSamplerLib.benchmark_training import (TrainingCase, measure_mode, training_markdown,
+    from PatchSamplerLib.experiments.benchmark_training import (TrainingCase, measure_mode, training_markdown,
                                                     training_summary)
     from tiny_prior import TINY_SCALE, tiny_prior_path
     case = TrainingCase(prior=str(tiny_prior_path()), scale=TINY_SCALE, train_count=2, val_count=2, steps=2,
@@ -97,7 +98,7 @@ def test_training_benchmark_measures_both_modes_on_the_same_start(tmp_path):
 
 
 def test_the_training_benchmark_refuses_an_explicit_gpu_before_writing(tmp_path, capsys):
-    from PatchSamplerLib.cli import main
+    from PatchSamplerLib.cli.main import main
     out = tmp_path / "training"
     assert main(["benchmark", "--training", "--device", "cuda", "--out", str(out)]) != 0
     assert "train-sampler --device cuda" in capsys.readouterr().err

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from PatchSamplerLib.cli import main
-from PatchSamplerLib.metrics import dice
-from PatchSamplerLib.outputs import OUTPUT_FILES
+from PatchSamplerLib.cli.main import main
+from PatchSamplerLib.method.metrics import dice
+from PatchSamplerLib.reporting.outputs import OUTPUT_FILES
 from PatchSamplerLib.volume import BinaryVolume, index_to_world, read_labelmap, write_labelmap, write_volume
 from tiny_prior import held_out_vertebra, tiny_prior_path
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from PatchSamplerLib.data.synthetic import make_shapes
-from PatchSamplerLib.inr import ShapePrior
+from PatchSamplerLib.method.inr import ShapePrior
 from PatchSamplerLib.pipeline import reconstruct
-from PatchSamplerLib.sampler_training import SamplerTrainer
+from PatchSamplerLib.training.sampler import SamplerTrainer
 from tiny_prior import TINY_SCALE, tiny_prior_path, tiny_sampler_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -53,8 +53,8 @@ def test_a_training_run_on_cuda_validates_like_the_cpu_and_records_the_device(sh
 def test_reconstruction_on_cuda_matches_the_cpu():
     prior_cpu, prior_gpu = ShapePrior.load("vertebra"), ShapePrior.load("vertebra", device="cuda")
     vol = make_shapes("vertebra", 1, seed=1, scale=0.5)[0]
-    cpu = reconstruct(vol, 4, 9, 100, prior=prior_cpu, device="cpu")
-    gpu = reconstruct(vol, 4, 9, 100, prior=prior_gpu, device="cuda")
+    cpu = reconstruct(vol, n=4, k=9, t=100, prior=prior_cpu, device="cpu")
+    gpu = reconstruct(vol, n=4, k=9, t=100, prior=prior_gpu, device="cuda")
     np.testing.assert_allclose(gpu.centres, cpu.centres)
     assert gpu.metrics["dice"] == pytest.approx(cpu.metrics["dice"], abs=2e-3)
 
@@ -63,7 +63,7 @@ def test_reconstruction_on_cuda_matches_the_cpu():
 def test_reduced_precision_reconstructions_run_and_stay_close_to_fp32(precision):
     prior = ShapePrior.load("kidney", device="cuda")
     vol = make_shapes("kidney", 1, seed=1)[0]
-    fp32 = reconstruct(vol, 8, 9, 100, prior=prior, device="cuda")
-    reduced = reconstruct(vol, 8, 9, 100, prior=prior, device="cuda", precision=precision)
+    fp32 = reconstruct(vol, n=8, k=9, t=100, prior=prior, device="cuda")
+    reduced = reconstruct(vol, n=8, k=9, t=100, prior=prior, device="cuda", precision=precision)
     assert reduced.reconstruction.shape == fp32.reconstruction.shape
     assert reduced.metrics["dice"] == pytest.approx(fp32.metrics["dice"], abs=0.01)

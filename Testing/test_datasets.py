@@ -481,7 +481,7 @@ def test_splits_keep_verse_patients_together(verse):
 
 def test_training_commands_read_a_verse_root_and_split_a_fold_by_subject(verse_root):
     import argparse
-    from PatchSamplerLib.cli_training import load_training_data
+    from PatchSamplerLib.cli.training import load_training_data
     args = argparse.Namespace(family=None, data=str(verse_root[0]), dataset="verse", fold=0, val_count=8)
     train, val, desc = load_training_data(args)
     assert len(train) == len(desc["train"]) and len(val) == len(desc["val"])

@@ -1,15 +1,15 @@
-"""The INR of SPEC 2.5: architecture, latent fitting, chunked decoding."""
+"""The INR of Amiranashvili et al. [A §2, App. A]: architecture, latent fitting, chunked decoding."""
 import numpy as np
 import pytest
 import torch
 
-from PatchSamplerLib.inr import (OccupancyDecoder, ShapePrior, count_parameters, decode_grid, fit_latent,
-                                 initial_latent)
 from PatchSamplerLib.checkpoints import CheckpointError
+from PatchSamplerLib.method.decoding import decode_grid
+from PatchSamplerLib.method.inr import OccupancyDecoder, ShapePrior, count_parameters, fit_latent, initial_latent
 
 
 def reference_forward(dec: OccupancyDecoder, coords, latents):
-    """Literal SPEC 2.5 formulation: concat [z, x] at block 0, [h, x] at block 4, residual elsewhere."""
+    """Literal formulation of [A App. A]: concat [z, x] at block 0, [h, x] at block 4, residual elsewhere."""
     z = latents[:, None, :].expand(-1, coords.shape[1], -1)
     h = torch.relu(dec.blocks[0](torch.cat([z, coords], -1)))
     for b in range(1, 7):
@@ -42,7 +42,7 @@ def test_fit_latent_lowers_the_loss_and_leaves_weights_untouched():
     dec = OccupancyDecoder()
     before = [p.clone() for p in dec.parameters()]
     x, y = _sphere_observation()
-    from PatchSamplerLib.losses import occupancy_loss
+    from PatchSamplerLib.method.losses import occupancy_loss
     z0 = initial_latent(1, seed=3)
     loss0 = occupancy_loss(dec(x, z0), y)
     z = fit_latent(dec, x, y, steps=60, lr=5e-2, init=z0)
@@ -98,7 +98,7 @@ def test_prior_save_load_round_trip_and_kind_check(tmp_path):
 def test_decodes_under_a_bf16_autocast_return_float32_close_to_fp32():
     """The bf16 precision path (`devices.precision_context`) runs the MLP in bf16; both decoders
     must still fill their float32 grids (a bf16 -> float32 index put used to raise)."""
-    from PatchSamplerLib.inr import decode_grid_coarse_to_fine
+    from PatchSamplerLib.method.decoding import decode_grid_coarse_to_fine
     torch.manual_seed(0)
     dec = OccupancyDecoder().eval()
     z = torch.randn(1, dec.latent_dim) * 0.1
@@ -117,11 +117,11 @@ def test_the_latent_fit_under_the_bf16_autocast_fits_like_the_fp32_fit():
     """`devices.bf16_autocast` (the bf16 precision path) around a whole fit of the kidney prior
     to 8 FPS patches: it must fit as well as fp32 (autocast's cast cache would freeze the
     latent's bf16 copy at its start value; a bf16 soft Dice would round its sums away)."""
-    from PatchSamplerLib.baselines import fps_centres
+    from PatchSamplerLib.method.baselines import fps_centres
     from PatchSamplerLib.data.synthetic import make_shapes
     from PatchSamplerLib.devices import bf16_autocast
-    from PatchSamplerLib.losses import occupancy_loss
-    from PatchSamplerLib.patches import extract_patches
+    from PatchSamplerLib.method.losses import occupancy_loss
+    from PatchSamplerLib.method.patches import extract_patches
     from PatchSamplerLib.volume import bbox_centre_mm
     dec = ShapePrior.load("kidney").decoder
     vol = make_shapes("kidney", 1, seed=1, scale=0.5)[0]
@@ -136,3 +136,20 @@ def test_the_latent_fit_under_the_bf16_autocast_fits_like_the_fp32_fit():
                                  for z in (initial_latent(1), fp32, bf16))
     assert loss32 < 0.05 * start
     assert loss16 < 1.5 * loss32
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 10_000])
+def test_the_chunked_decoder_call_equals_one_call_and_keeps_the_graph(chunk):
+    from PatchSamplerLib.method.decoding import logits_in_chunks
+    torch.manual_seed(0)
+    dec = OccupancyDecoder()
+    z = torch.randn(1, dec.latent_dim, requires_grad=True)
+    coords = torch.randn(50, 3) * 10
+    feats = dec.latent_features(z)
+    whole = dec.forward_features(coords[None], feats)[0]
+    chunked = logits_in_chunks(dec, feats, coords, chunk)
+    assert torch.allclose(chunked, whole, atol=1e-6)
+    (g_whole,) = torch.autograd.grad(whole.sum(), z, retain_graph=True)
+    (g_chunked,) = torch.autograd.grad(chunked.sum(), z)
+    assert torch.allclose(g_whole, g_chunked, atol=1e-5)
+    assert logits_in_chunks(dec, feats, coords[:0], chunk).shape == (0,)

@@ -10,11 +10,11 @@ import pytest
 
 from PatchSamplerLib import checkpoints
 from PatchSamplerLib.checkpoints import CheckpointError
-from PatchSamplerLib.cli import main
-from PatchSamplerLib.inr import ShapePrior
-from PatchSamplerLib.metrics import dice
+from PatchSamplerLib.cli.main import main
+from PatchSamplerLib.method.inr import ShapePrior
+from PatchSamplerLib.method.metrics import dice
 from PatchSamplerLib.pipeline import reconstruct
-from PatchSamplerLib.sampler import SamplerModel, learned_centres
+from PatchSamplerLib.method.sampler import SamplerModel, learned_centres
 from PatchSamplerLib.volume import write_volume
 from tiny_prior import held_out_vertebra, tiny_prior_path, tiny_sampler_path
 
@@ -43,18 +43,18 @@ def test_learned_centres_are_the_projected_points_inside_the_shape_hull():
 
 def test_bundled_sampler_is_found_by_prior_and_n_k(models):
     vol = held_out_vertebra(0)
-    res = reconstruct(vol, 2, 3, 5, sampler="learned", prior="tiny")
+    res = reconstruct(vol, n=2, k=3, t=5, sampler="learned", prior="tiny")
     assert res.settings["sampler"] == "learned" and res.generated.shape == (2, 3)
     assert not res.warnings
-    other_t = reconstruct(vol, 2, 3, 7, sampler="learned", prior="tiny")
+    other_t = reconstruct(vol, n=2, k=3, t=7, sampler="learned", prior="tiny")
     assert "trained for T=5" in other_t.warnings[0]
     with pytest.raises(CheckpointError, match=r"N=3, K=3 .*tiny N=2 K=3 T=5"):
-        reconstruct(vol, 3, 3, 5, sampler="learned", prior="tiny")
+        reconstruct(vol, n=3, k=3, t=5, sampler="learned", prior="tiny")
 
 
 def test_a_sampler_for_another_n_is_refused(models):
     with pytest.raises(ValueError, match="places N=2 patches; N=4 was requested"):
-        reconstruct(held_out_vertebra(0), 4, 3, 5, sampler="learned", prior="tiny",
+        reconstruct(held_out_vertebra(0), n=4, k=3, t=5, sampler="learned", prior="tiny",
                     sampler_model=tiny_sampler_path())
 
 
@@ -88,8 +88,8 @@ def test_coarse_to_fine_decode_matches_the_dense_decode_with_fewer_evaluations()
     prior = ShapePrior.load(tiny_prior_path())
     for i in range(3):
         vol = held_out_vertebra(i)
-        fast = reconstruct(vol, 6, 5, 30, prior=prior, seed=i)
-        dense = reconstruct(vol, 6, 5, 30, prior=prior, seed=i, dense_decode=True)
+        fast = reconstruct(vol, n=6, k=5, t=30, prior=prior, seed=i)
+        dense = reconstruct(vol, n=6, k=5, t=30, prior=prior, seed=i, dense_decode=True)
         assert dice(fast.reconstruction, dense.reconstruction) >= 0.999
         assert fast.settings["decoder_points"] < dense.settings["decoder_points"]
         assert fast.metrics["dice"] == pytest.approx(dense.metrics["dice"], abs=2e-3)
@@ -98,10 +98,11 @@ def test_coarse_to_fine_decode_matches_the_dense_decode_with_fewer_evaluations()
 def test_evaluation_runs_learned_once_fps_per_seed_and_tests_per_case_means(models, tmp_path):
     import csv
     from scipy import stats
-    from PatchSamplerLib.evaluation import per_case_means, run_cases, significance_table, summary_table
+    from PatchSamplerLib.experiments.evaluation import EvaluationGrid, run_cases
+    from PatchSamplerLib.experiments.tables import per_case_means, significance_table, summary_table
     cases = [(f"v{i}", held_out_vertebra(i)) for i in range(3)]
-    path = run_cases(cases, [(2, 3)], 5, ["learned", "fps"], ShapePrior.load("tiny"), 2, tmp_path / "eval",
-                     log=lambda *a: None)
+    grid = EvaluationGrid(((2, 3),), (5,), ("learned", "fps"), runs=2)
+    path = run_cases(cases, grid, ShapePrior.load("tiny"), tmp_path / "eval", log=lambda *a: None)
     rows = list(csv.DictReader(open(path)))
     assert sum(r["sampler"] == "learned" for r in rows) == 3 and sum(r["sampler"] == "fps" for r in rows) == 6
     learned, fps = per_case_means(rows, 2, 3, 5, "learned"), per_case_means(rows, 2, 3, 5, "fps")
@@ -119,7 +120,7 @@ def test_evaluation_runs_learned_once_fps_per_seed_and_tests_per_case_means(mode
 
 def test_evaluate_command_runs_a_t_grid_skips_missing_samplers_and_draws_figures(models, tmp_path, capsys):
     import csv
-    from PatchSamplerLib.cli import main
+    from PatchSamplerLib.cli.main import main
     from tiny_prior import TINY_SCALE
     out = tmp_path / "grid"
     args = ["evaluate", "--family", "vertebra", "--data-seed", "99", "--scale", str(TINY_SCALE), "--preset", "cpu",
@@ -146,7 +147,7 @@ def test_evaluate_command_runs_a_t_grid_skips_missing_samplers_and_draws_figures
 def test_evaluate_uses_the_samplers_of_a_folder_instead_of_the_bundled_ones(tmp_path, capsys):
     import csv
     import shutil
-    from PatchSamplerLib.cli import main
+    from PatchSamplerLib.cli.main import main
     from PatchSamplerLib.data.synthetic import make_shape
     from tiny_prior import TINY_SCALE
     folder = tmp_path / "candidates"
@@ -162,7 +163,7 @@ def test_evaluate_uses_the_samplers_of_a_folder_instead_of_the_bundled_ones(tmp_
     rows = list(csv.DictReader(open(out / "cases.csv")))
     learned = [r for r in rows if r["sampler"] == "learned"]
     assert [(r["case"], r["n"]) for r in learned] == [("vertebra_99_0000", "2"), ("vertebra_99_0001", "2")]
-    expected = reconstruct(make_shape("vertebra", 99, 1, TINY_SCALE), 2, 3, 5, sampler="learned",
+    expected = reconstruct(make_shape("vertebra", 99, 1, TINY_SCALE), n=2, k=3, t=5, sampler="learned",
                            prior=str(tiny_prior_path()), sampler_model=str(folder / "sampler_n2_k3_t5.pt"))
     assert float(learned[1]["dice"]) == pytest.approx(expected.metrics["dice"], abs=1e-6)
     assert main(base + ["--sampler-dir", str(tmp_path / "nowhere")]) == 2
@@ -171,7 +172,7 @@ def test_evaluate_uses_the_samplers_of_a_folder_instead_of_the_bundled_ones(tmp_
 
 def test_presets_fill_only_what_the_command_line_left_unset():
     import argparse
-    from PatchSamplerLib.evaluation import PRESETS, apply_preset
+    from PatchSamplerLib.cli.evaluate import PRESETS, apply_preset
     unset = dict(configs=None, t=None, samplers=None, runs=None, count=None, folds=None, train_missing=None)
     args = argparse.Namespace(**dict(unset, preset="full", t="100", count=5))
     apply_preset(args)
@@ -183,7 +184,8 @@ def test_presets_fill_only_what_the_command_line_left_unset():
 
 
 def test_summary_table_marks_the_best_sampler_of_every_metric(tmp_path):
-    from PatchSamplerLib.evaluation import FIELDS, summary_table
+    from PatchSamplerLib.experiments.evaluation import FIELDS
+    from PatchSamplerLib.experiments.tables import summary_table
     rows = [("a", "fps", 0, 0.80, 1.0, 3.0), ("a", "fps", 1, 0.90, 1.0, 3.0), ("a", "random", 0, 0.80, 2.0, 2.0),
             ("b", "fps", 0, 0.70, 1.0, 3.0), ("b", "fps", 1, 0.70, 1.0, 3.0), ("b", "random", 0, 0.80, 2.0, 2.0)]
     path = tmp_path / "cases.csv"
@@ -199,7 +201,8 @@ def test_summary_table_marks_the_best_sampler_of_every_metric(tmp_path):
 
 
 def test_summary_table_marks_learned_cells_that_differ_significantly_from_fps(tmp_path):
-    from PatchSamplerLib.evaluation import FIELDS, summary_table
+    from PatchSamplerLib.experiments.evaluation import FIELDS
+    from PatchSamplerLib.experiments.tables import summary_table
     path = tmp_path / "cases.csv"
     gains = [0.01, 0.02, 0.03, 0.015, 0.025, 0.012, 0.018, 0.03]      # learned Dice always higher
     noise = [0.1, -0.1, 0.05, -0.05, 0.2, -0.2, 0.0, 0.01]            # ASD: no consistent difference
@@ -218,11 +221,11 @@ def test_summary_table_marks_learned_cells_that_differ_significantly_from_fps(tm
 def test_cross_validation_trains_one_sampler_per_fold_and_scores_each_shape_in_its_test_fold(models, tmp_path,
                                                                                              capsys):
     import csv
-    from PatchSamplerLib.cli import main
-    from PatchSamplerLib.crossval import fold_sampler_path
-    from PatchSamplerLib.data.folder import load_synthetic
+    from PatchSamplerLib.cli.main import main
+    from PatchSamplerLib.experiments.crossval import fold_sampler_path
+    from PatchSamplerLib.data.loaders import load_synthetic
     from PatchSamplerLib.data.splits import cross_validation_folds
-    from PatchSamplerLib.sampler import SamplerModel
+    from PatchSamplerLib.method.sampler import SamplerModel
     from tiny_prior import TINY_SCALE
     out = tmp_path / "cv"
     args = ["evaluate", "--family", "vertebra", "--data-seed", "99", "--scale", str(TINY_SCALE), "--count", "6",

@@ -1,8 +1,8 @@
-"""Soft Dice and BCE [SPEC 2.5]."""
+"""Soft Dice and BCE [A §2; T §3.5]."""
 import torch
 import torch.nn.functional as F
 
-from PatchSamplerLib.losses import latent_regulariser, occupancy_loss, soft_dice
+from PatchSamplerLib.method.losses import latent_regulariser, occupancy_loss, soft_dice
 
 
 def test_soft_dice_known_values():

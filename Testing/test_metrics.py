@@ -1,4 +1,4 @@
-"""Tests of PatchSamplerLib.metrics: Dice, ASD, HD95 (mm) and the error-label map."""
+"""Tests of PatchSamplerLib.method.metrics: Dice, ASD, HD95 (mm) and the error-label map."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from PatchSamplerLib.metrics import (
+from PatchSamplerLib.method.metrics import (
     all_metrics,
     dice,
     directed_surface_distances,

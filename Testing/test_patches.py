@@ -1,4 +1,4 @@
-"""Tests of PatchSamplerLib.patches: offsets, differentiable coordinates, labels, budget."""
+"""Tests of PatchSamplerLib.method.patches: offsets, differentiable coordinates, labels, budget."""
 from __future__ import annotations
 
 import itertools
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from PatchSamplerLib.patches import (
+from PatchSamplerLib.method.patches import (
     MAX_PATCH_VOXELS,
     check_patch_request,
     patch_boxes,
@@ -145,7 +145,7 @@ def test_even_k_voxel_aligned_centre_gives_contiguous_block(k):
 
 
 def test_soft_labels_equal_the_nearest_labels_at_voxel_centres_and_have_the_right_gradient():
-    from PatchSamplerLib.patches import soft_patch_labels
+    from PatchSamplerLib.method.patches import soft_patch_labels
     mask = torch.zeros(6, 5, 4, dtype=torch.bool)
     mask[1:4, 1:3, 1:3] = True
     centres = torch.tensor([[2.0, 1.0, 2.0], [0.0, 0.0, 0.0], [5.0, 4.0, 3.0]])

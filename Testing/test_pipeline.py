@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from PatchSamplerLib.inr import ShapePrior
-from PatchSamplerLib.metrics import all_metrics, dice
-from PatchSamplerLib.pipeline import frame_box, reconstruct
+from PatchSamplerLib.method.inr import ShapePrior
+from PatchSamplerLib.method.metrics import all_metrics, dice
+from PatchSamplerLib.method.frame import frame_box
+from PatchSamplerLib.pipeline import reconstruct
 from PatchSamplerLib.volume import BinaryVolume, VolumeError
 from tiny_prior import held_out_vertebra, tiny_prior_path
 
@@ -18,8 +19,8 @@ def prior():
 
 def test_unseen_shape_is_reconstructed_and_more_patch_voxels_help(prior):
     vol = held_out_vertebra(0)
-    rich = reconstruct(vol, 8, 5, 50, prior=prior, fit_lr=3e-2)
-    poor = reconstruct(vol, 1, 1, 50, prior=prior, fit_lr=3e-2)
+    rich = reconstruct(vol, n=8, k=5, t=50, prior=prior, fit_lr=3e-2)
+    poor = reconstruct(vol, n=1, k=1, t=50, prior=prior, fit_lr=3e-2)
     assert rich.metrics["dice"] > 0.7
     assert rich.metrics["dice"] > poor.metrics["dice"] + 0.1
     assert rich.metrics == pytest.approx(all_metrics(rich.reconstruction, vol.mask, vol.spacing))
@@ -28,14 +29,14 @@ def test_unseen_shape_is_reconstructed_and_more_patch_voxels_help(prior):
 
 def test_result_arrays_are_consistent(prior):
     vol = held_out_vertebra(1)
-    res = reconstruct(vol, 4, 3, 10, prior=prior, sampler="random", seed=3)
+    res = reconstruct(vol, n=4, k=3, t=10, prior=prior, sampler="random", seed=3)
     assert res.centres.shape == (4, 3) and res.patch_coords.shape == (4, 27, 3)
     assert all(vol.mask[tuple(c.astype(int))] for c in res.centres)      # voxel-aligned, occupied
     assert res.reconstruction.shape == vol.shape
     assert np.array_equal(res.errors == 1, res.reconstruction & vol.mask)
     assert np.array_equal(res.errors == 2, res.reconstruction & ~vol.mask)
     assert np.array_equal(res.errors == 3, ~res.reconstruction & vol.mask)
-    again = reconstruct(vol, 4, 3, 10, prior=prior, sampler="random", seed=3)
+    again = reconstruct(vol, n=4, k=3, t=10, prior=prior, sampler="random", seed=3)
     assert np.array_equal(res.reconstruction, again.reconstruction)
 
 
@@ -47,8 +48,8 @@ def test_shape_inside_a_large_scan_gives_the_same_reconstruction(prior):
     at = (40, 30, 25)
     big[at[0]:at[0] + vol.shape[0], at[1]:at[1] + vol.shape[1], at[2]:at[2] + vol.shape[2]] = vol.mask
     large = BinaryVolume(big, vol.spacing)
-    small_res = reconstruct(vol, 6, 5, 20, prior=prior)
-    large_res = reconstruct(large, 6, 5, 20, prior=prior)
+    small_res = reconstruct(vol, n=6, k=5, t=20, prior=prior)
+    large_res = reconstruct(large, n=6, k=5, t=20, prior=prior)
     lo, hi = large_res.settings["decoded_box_index"]
     assert np.all((np.array(hi) - np.array(lo)) * 4.0 <= np.array(prior.extent_mm))  # voxel centres in the frame
     assert not large_res.reconstruction[:lo[0]].any() and not large_res.reconstruction[hi[0] + 1:].any()
@@ -61,24 +62,27 @@ def test_shape_inside_a_large_scan_gives_the_same_reconstruction(prior):
 
 
 def test_frame_box_is_centred_on_the_shape():
-    vol = BinaryVolume(np.zeros((100, 100, 100), bool), (2.0, 2.0, 2.0))
-    lo, hi = frame_box(vol, np.array([100.0, 100.0, 100.0]), (40.0, 40.0, 40.0))
+    lo, hi = frame_box(np.array([100.0, 100.0, 100.0]), (40.0, 40.0, 40.0), (2.0, 2.0, 2.0), (100, 100, 100))
     assert lo.tolist() == [40, 40, 40] and hi.tolist() == [59, 59, 59]   # 20 voxels of 2 mm = 40 mm
+    lo, hi = frame_box(np.array([10.0, 100.0, 190.0]), (40.0, 40.0, 40.0), (2.0, 2.0, 2.0), (100, 100, 100))
+    assert lo.tolist() == [0, 40, 85] and hi.tolist() == [14, 59, 99]     # clipped to the grid
+    lo, hi = frame_box(np.array([10.0, 100.0, 190.0]), (40.0, 40.0, 40.0), (2.0, 2.0, 2.0))
+    assert lo.tolist() == [-5, 40, 85] and hi.tolist() == [14, 59, 104]   # unclipped: the box to pad a grid to
 
 
 def test_shape_larger_than_the_frame_warns(prior):
     small_frame = ShapePrior(prior.decoder, (40.0, 40.0, 40.0), prior.spacing_mm)
     with pytest.warns(UserWarning, match="larger than the prior's frame"):
-        res = reconstruct(held_out_vertebra(0), 2, 3, 2, prior=small_frame)
+        res = reconstruct(held_out_vertebra(0), n=2, k=3, t=2, prior=small_frame)
     assert res.warnings and not res.reconstruction[:2].any()
 
 
 def test_given_centres_are_used(prior):
     vol = held_out_vertebra(0)
     centres = np.argwhere(vol.mask)[:3].astype(np.float32)
-    res = reconstruct(vol, 3, 3, 2, prior=prior, centres=centres, sampler=None)
+    res = reconstruct(vol, n=3, k=3, t=2, prior=prior, centres=centres, sampler=None)
     assert np.array_equal(res.centres, centres) and res.settings["sampler"] == "given"
-    assert reconstruct(vol, 3, 3, 2, prior=prior, centres=centres, sampler="fps").settings["sampler"] == "fps"
+    assert reconstruct(vol, n=3, k=3, t=2, prior=prior, centres=centres, sampler="fps").settings["sampler"] == "fps"
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -94,23 +98,23 @@ def test_bad_requests_raise_clear_errors(prior, kwargs, message):
 
 def test_empty_mask_and_missing_cuda_are_refused(prior):
     with pytest.raises(VolumeError, match="empty"):
-        reconstruct(BinaryVolume(np.zeros((8, 8, 8), bool)), 2, 3, 1, prior=prior)
+        reconstruct(BinaryVolume(np.zeros((8, 8, 8), bool)), n=2, k=3, t=1, prior=prior)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA"):
-            reconstruct(held_out_vertebra(0), 2, 3, 1, prior=prior, device="cuda")
+            reconstruct(held_out_vertebra(0), n=2, k=3, t=1, prior=prior, device="cuda")
 
 
 def test_tiny_mask_with_fewer_voxels_than_patches_works(prior):
     mask = np.zeros((32, 30, 22), bool)
     mask[15:17, 14, 10] = True                      # two voxels, four patches
-    res = reconstruct(BinaryVolume(mask, (4.0, 4.0, 4.0)), 4, 3, 5, prior=prior, sampler="random")
+    res = reconstruct(BinaryVolume(mask, (4.0, 4.0, 4.0)), n=4, k=3, t=5, prior=prior, sampler="random")
     assert res.centres.shape == (4, 3)
 
 
 def test_progress_is_reported_in_order_and_cancel_stops_the_run(prior):
     from PatchSamplerLib.pipeline import Cancelled
     seen = []
-    reconstruct(held_out_vertebra(0), 2, 3, 20, prior=prior, progress=lambda s, f: seen.append((s, f)))
+    reconstruct(held_out_vertebra(0), n=2, k=3, t=20, prior=prior, progress=lambda s, f: seen.append((s, f)))
     stages = [s for s, _ in seen]
     assert stages[0] == "sampling" and stages[-1] == "metrics" and "latent_fit" in stages and "decode" in stages
     fractions = [f for _, f in seen]
@@ -120,7 +124,7 @@ def test_progress_is_reported_in_order_and_cancel_stops_the_run(prior):
         calls.append(1)
         return len(calls) > 4
     with pytest.raises(Cancelled, match="latent_fit"):
-        reconstruct(held_out_vertebra(0), 2, 3, 50, prior=prior, should_cancel=cancel_during_fit)
+        reconstruct(held_out_vertebra(0), n=2, k=3, t=50, prior=prior, should_cancel=cancel_during_fit)
 
 
 def test_reduced_precision_is_refused_off_cuda_and_tf32_setting_is_restored():
@@ -134,3 +138,38 @@ def test_reduced_precision_is_refused_off_cuda_and_tf32_setting_is_restored():
     with precision_context(torch.device("cuda"), "tf32"):     # the flag exists without a GPU
         assert torch.backends.cuda.matmul.allow_tf32
     assert torch.backends.cuda.matmul.allow_tf32 == before
+
+
+def test_the_run_configuration_is_the_recorded_settings_and_keywords_override_it(prior):
+    from dataclasses import asdict
+    from PatchSamplerLib.pipeline import RunConfig
+    config = RunConfig(n=3, k=3, t=4, sampler="random", seed=2, fit_lr=3e-2)
+    by_config = reconstruct(held_out_vertebra(0), config, prior)
+    by_keywords = reconstruct(held_out_vertebra(0), n=3, k=3, t=4, sampler="random", seed=2, fit_lr=3e-2, prior=prior)
+    overridden = reconstruct(held_out_vertebra(0), config, prior, seed=5)
+    assert np.array_equal(by_config.reconstruction, by_keywords.reconstruction)
+    assert np.array_equal(by_config.centres, by_keywords.centres)
+    assert not np.array_equal(by_config.centres, overridden.centres) and overridden.settings["seed"] == 5
+    recorded = {key: by_config.settings[key] for key in asdict(config)}
+    assert recorded == dict(asdict(config), device="cpu")      # "auto" recorded as the device it chose
+
+
+def test_a_bad_run_configuration_is_refused_before_any_work(prior):
+    from PatchSamplerLib.pipeline import RunConfig
+    with pytest.raises(ValueError, match="choose one of learned, fps, random"):
+        RunConfig(sampler="grid").check()
+    with pytest.raises(ValueError, match="T must be an integer >= 0"):
+        RunConfig(t=-1).check()
+    with pytest.raises(ValueError, match="the caller gives the centres"):
+        reconstruct(held_out_vertebra(0), n=2, k=3, t=1, sampler=None, prior=prior)
+    with pytest.raises(TypeError, match="learned=model"):
+        reconstruct(held_out_vertebra(0), n=2, k=3, t=1, sampler="learned", sampler_model=object(), prior=prior)
+
+
+def test_a_prior_on_another_device_is_copied_never_moved(prior):
+    """`ShapePrior.on` (used by every run): the caller's prior stays where it is."""
+    assert prior.on("cpu") is prior
+    elsewhere = prior.on("meta")
+    assert elsewhere is not prior and next(elsewhere.decoder.parameters()).device.type == "meta"
+    assert next(prior.decoder.parameters()).device.type == "cpu"
+    assert elsewhere.extent_mm == prior.extent_mm and elsewhere.metadata == prior.metadata

@@ -1,11 +1,11 @@
-"""Tests of PatchSamplerLib.pointcloud: dense cloud, Sobol downsampling, normalisation."""
+"""Tests of PatchSamplerLib.method.pointcloud: dense cloud, Sobol downsampling, normalisation."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from PatchSamplerLib.pointcloud import (
+from PatchSamplerLib.method.pointcloud import (
     DEFAULT_CLOUD_SIZE,
     CloudNormalisation,
     dense_cloud,

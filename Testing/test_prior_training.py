@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from PatchSamplerLib.checkpoints import load_checkpoint
-from PatchSamplerLib.cli import main
+from PatchSamplerLib.cli.main import main
 from PatchSamplerLib.data.synthetic import make_shapes
-from PatchSamplerLib.inr import ShapePrior
-from PatchSamplerLib.prior_training import PriorConfig, PriorTrainer, frame_of
+from PatchSamplerLib.method.inr import ShapePrior
+from PatchSamplerLib.training.prior import PriorConfig, PriorTrainer, frame_of
 
 
 @pytest.fixture(scope="module")

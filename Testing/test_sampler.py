@@ -1,4 +1,4 @@
-"""Learned sampler building blocks (SPEC 2.2-2.3, 2.6): generator, soft projection, sampler
+"""Learned sampler building blocks [T §3.3-3.4, §3.6]: generator, soft projection, sampler
 losses, and the differentiable latent-fit unroll checked against torch.optim.Adam, `higher`
 and finite differences."""
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from PatchSamplerLib.inr import OccupancyDecoder, fit_latent, fit_latent_unrolled, initial_latent
-from PatchSamplerLib.losses import coverage_loss, latent_regulariser, occupancy_loss, proximity_loss, repulsion_loss
-from PatchSamplerLib.patches import patch_coordinates
-from PatchSamplerLib.sampler import LearnedSampler, PointGenerator, SoftProjection
+from PatchSamplerLib.method.inr import OccupancyDecoder, fit_latent, fit_latent_unrolled, initial_latent
+from PatchSamplerLib.method.losses import coverage_loss, latent_regulariser, occupancy_loss, proximity_loss, repulsion_loss
+from PatchSamplerLib.method.patches import patch_coordinates
+from PatchSamplerLib.method.sampler import LearnedSampler, PointGenerator, SoftProjection
 
 
 def test_generator_shapes_and_order_invariance():
@@ -136,8 +136,8 @@ def test_the_projection_passes_the_gradient_on_only_when_t_is_near_the_point_spa
     dR/dG is ~0 (the reconstruction loss barely reaches the generator); near the point spacing
     (t ~ 0.05) it is of order 1."""
     from PatchSamplerLib.data.synthetic import make_shape
-    from PatchSamplerLib.pointcloud import simplified_cloud
-    from PatchSamplerLib.sampler import SoftProjection
+    from PatchSamplerLib.method.pointcloud import simplified_cloud
+    from PatchSamplerLib.method.sampler import SoftProjection
     cloud = torch.from_numpy(simplified_cloud(make_shape("kidney", 1, 0, 0.5).mask)[0])[None]
     g = cloud[:, :4].clone() + 0.01
 
@@ -149,8 +149,8 @@ def test_the_projection_passes_the_gradient_on_only_when_t_is_near_the_point_spa
 
 
 def test_cloud_fps_anchor_is_greedy_fps_from_the_point_farthest_from_the_centroid():
-    from PatchSamplerLib.baselines import farthest_point_indices
-    from PatchSamplerLib.sampler import cloud_fps_anchor
+    from PatchSamplerLib.method.baselines import farthest_point_indices
+    from PatchSamplerLib.method.sampler import cloud_fps_anchor
     rng = np.random.default_rng(3)
     clouds = torch.from_numpy(rng.uniform(-0.5, 0.5, (2, 300, 3)).astype(np.float32))
     anchor = cloud_fps_anchor(clouds, 5)
@@ -160,7 +160,7 @@ def test_cloud_fps_anchor_is_greedy_fps_from_the_point_farthest_from_the_centroi
 
 
 def test_an_fps_anchored_sampler_starts_at_fps_and_learns_offsets(tmp_path):
-    from PatchSamplerLib.sampler import SamplerModel, cloud_fps_anchor
+    from PatchSamplerLib.method.sampler import SamplerModel, cloud_fps_anchor
     model = SamplerModel.new(4, 9, 10, initial_temperature=1e-3, anchor="fps")
     clouds = torch.rand(3, 256, 3) - 0.5
     model.sampler.train()

@@ -11,13 +11,14 @@ import torch
 
 from PatchSamplerLib.checkpoints import load_checkpoint
 from PatchSamplerLib.data.synthetic import make_shapes
-from PatchSamplerLib.inr import OccupancyDecoder, ShapePrior
-from PatchSamplerLib.losses import occupancy_loss
-from PatchSamplerLib.patches import patch_offsets
-from PatchSamplerLib.sampler import LearnedSampler
-from PatchSamplerLib.sampler_training import (SamplerConfig, SamplerTrainer, full_grid_points,
-                                              matched_squared_distance, patch_subset, prepare_sampler_shape,
+from PatchSamplerLib.method.inr import OccupancyDecoder, ShapePrior
+from PatchSamplerLib.method.losses import occupancy_loss
+from PatchSamplerLib.method.patches import patch_offsets
+from PatchSamplerLib.method.sampler import LearnedSampler
+from PatchSamplerLib.training.points import full_grid_points, prepare_sampler_shape
+from PatchSamplerLib.training.sampler import (SamplerConfig, SamplerTrainer, patch_subset,
                                               reconstruction_loss_and_grad, unrolled_latent)
+from PatchSamplerLib.training.sampler_init import fps_targets, imitate_fps, load_start, matched_squared_distance
 from tiny_prior import TINY_SCALE, tiny_prior_path, tiny_sampler_config
 
 
@@ -156,8 +157,8 @@ def test_bad_settings_are_refused(change, message):
 
 
 def test_fps_initialisation_fits_the_generator_to_fps_and_validates_it_as_epoch_zero(shapes, prior, tmp_path):
-    from PatchSamplerLib.baselines import extreme_fps_centres
-    from PatchSamplerLib.sampler import learned_centres
+    from PatchSamplerLib.method.baselines import extreme_fps_centres
+    from PatchSamplerLib.method.sampler import learned_centres
     cfg = tiny_sampler_config(init="fps", init_steps=200, epochs=1, batch_size=4)
     trainer = SamplerTrainer(shapes[:4], shapes[4:5], prior, tmp_path, cfg, log=lambda *a: None)
     untrained = [learned_centres(trainer.model, s.volume.mask)[0] for s in trainer.shapes]
@@ -170,7 +171,7 @@ def test_fps_initialisation_fits_the_generator_to_fps_and_validates_it_as_epoch_
         return d.min(1).mean() + d.min(0).mean()
     targets = [extreme_fps_centres(s.volume.mask, 2, s.volume.spacing) for s in trainer.shapes]
     trainer2 = SamplerTrainer(shapes[:4], [], prior, tmp_path / "b", cfg, log=lambda *a: None)
-    trainer2.imitate_fps()
+    imitate_fps(trainer2.model.sampler, *fps_targets(trainer2.shapes, [], cfg.n), cfg, trainer2.gen)
     fitted = [learned_centres(trainer2.model, s.volume.mask)[0] for s in trainer2.shapes]
     before = np.mean([chamfer(u, t) for u, t in zip(untrained, targets)])
     after = np.mean([chamfer(f, t) for f, t in zip(fitted, targets)])
@@ -190,14 +191,14 @@ def test_fps_fit_sees_the_extra_shapes(shapes, prior, tmp_path):
     cfg = tiny_sampler_config(init="fps", init_steps=1, batch_size=4)
     trainer = SamplerTrainer(shapes[:2], shapes[2:3], prior, tmp_path, cfg, log=lambda *a: None,
                              init_shapes=shapes[3:6])
-    clouds, targets = trainer.fps_targets()
+    clouds, targets = fps_targets(trainer.shapes, trainer.init_shapes, cfg.n)
     assert clouds.shape == (5, 2048, 3) and targets.shape == (5, cfg.n, 3)
     assert targets.abs().max() <= 0.5 + 1e-6                # normalised cloud space, on the shape
 
 
 def test_training_can_start_from_a_sampler_file_and_keeps_it_when_nothing_beats_it(shapes, prior, tmp_path):
     from tiny_prior import tiny_sampler_path
-    from PatchSamplerLib.sampler import SamplerModel
+    from PatchSamplerLib.method.sampler import SamplerModel
     start = SamplerModel.load(tiny_sampler_path())
     cfg = tiny_sampler_config(n=start.n, init="file", init_from=str(tiny_sampler_path()), epochs=0)
     trainer = SamplerTrainer(shapes[:2], shapes[2:3], prior, tmp_path, cfg, log=lambda *a: None)
@@ -212,12 +213,12 @@ def test_training_can_start_from_a_sampler_file_and_keeps_it_when_nothing_beats_
     wrong = SamplerTrainer(shapes[:2], [], prior, tmp_path / "b", tiny_sampler_config(
         n=start.n + 1, init="file", init_from=str(tiny_sampler_path())), log=lambda *a: None)
     with pytest.raises(ValueError, match=f"places N={start.n} patches"):
-        wrong.load_start()
+        load_start(wrong.model, wrong.cfg)
 
 
 def test_an_fps_anchored_start_is_validated_as_epoch_zero_and_scores_like_fps(shapes, prior, tmp_path):
-    from PatchSamplerLib.prior_training import patch_dice
-    from PatchSamplerLib.sampler import cloud_fps_anchor
+    from PatchSamplerLib.training.scores import patch_dice
+    from PatchSamplerLib.method.sampler import cloud_fps_anchor
     cfg = tiny_sampler_config(anchor="fps", initial_temperature=1e-3, epochs=0)
     trainer = SamplerTrainer(shapes[:2], shapes[2:4], prior, tmp_path, cfg, log=lambda *a: None)
     model = _quiet(trainer.run)
@@ -231,3 +232,13 @@ def test_an_fps_anchored_start_is_validated_as_epoch_zero_and_scores_like_fps(sh
     resumed = SamplerTrainer(shapes[:2], [], prior, tmp_path, tiny_sampler_config(epochs=0), log=lambda *a: None)
     with pytest.raises(ValueError, match="options differ"):
         resumed.resume()
+
+
+def test_training_leaves_the_callers_prior_as_it_was(shapes, tmp_path):
+    prior = ShapePrior.load(tiny_prior_path())
+    before = {name: p.detach().clone() for name, p in prior.decoder.named_parameters()}
+    trainer = SamplerTrainer(shapes[:2], [], prior, tmp_path, tiny_sampler_config(), log=lambda *a: None)
+    trainer.batch_gradients([0, 1])
+    assert trainer.decoder is not prior.decoder and not any(p.requires_grad for p in trainer.decoder.parameters())
+    for name, p in prior.decoder.named_parameters():
+        assert p.requires_grad and p.grad is None and torch.equal(p, before[name])

@@ -1,5 +1,6 @@
-"""The module's Qt-free logic (PatchSampler/PatchSamplerLogic.py) on real MRML via slicer-core:
-geometry, outputs, scene bookkeeping, CLI parity on the real kidney, offscreen 3-D rendering."""
+"""The module's Qt-free logic (PatchSampler/PatchSamplerLogic.py and its PatchSamplerMRML package) on
+real MRML via slicer-core: geometry, outputs, scene bookkeeping, CLI parity on the real kidney,
+offscreen 3-D rendering (Testing/offscreen_render.py)."""
 import json
 import subprocess
 import sys
@@ -15,10 +16,11 @@ from slicer_scene import (ROOT, add_segmentation, ijk_to_ras_matrix, rotation_ma
 from tiny_prior import tiny_sampler_path, TINY_SCALE, tiny_prior_path  # noqa: E402
 
 import PatchSamplerLogic as L  # noqa: E402
+from PatchSamplerMRML import choices, dependencies, geometry, metrics_table, outputs  # noqa: E402
 from PatchSamplerLib.data.synthetic import make_shape  # noqa: E402
-from PatchSamplerLib.figures import ERROR_COLOURS  # noqa: E402
-from PatchSamplerLib.metrics import dice  # noqa: E402
-from PatchSamplerLib.patches import patch_boxes  # noqa: E402
+from PatchSamplerLib.reporting.figures import ERROR_COLOURS  # noqa: E402
+from PatchSamplerLib.method.metrics import dice  # noqa: E402
+from PatchSamplerLib.method.patches import patch_boxes  # noqa: E402
 from PatchSamplerLib.pipeline import Cancelled, reconstruct  # noqa: E402
 from PatchSamplerLib.volume import BinaryVolume, index_to_world  # noqa: E402
 
@@ -69,12 +71,12 @@ def test_outputs_have_names_colours_surfaces_and_opacities(case):
     assert colours["Extra"] == pytest.approx(ERROR_COLOURS[2])           # blue
     assert colours["Missing"] == pytest.approx(ERROR_COLOURS[3])         # orange
     assert colours["Intersection"] == pytest.approx(ERROR_COLOURS[1])    # grey
-    assert colours["Patch 3"] == pytest.approx(L.PATCH_COLOUR)
+    assert colours["Patch 3"] == pytest.approx(outputs.PATCH_COLOUR)
     assert seg.GetSegmentation().ContainsRepresentation("Closed surface")
     surface = seg.GetSegmentation().GetSegment(segment_id_by_name(seg, "Patch 1")).GetRepresentation("Closed surface")
     assert surface.GetNumberOfPoints() > 8
     display = seg.GetDisplayNode()
-    for name, style in L.output_styles().items():
+    for name, style in outputs.output_styles().items():
         segment_id = segment_id_by_name(seg, "Patch 2" if name == "Patch" else name)
         assert display.GetSegmentOpacity3D(segment_id) == pytest.approx(style.opacity_3d)
         assert display.GetSegmentVisibility3D(segment_id) == style.visible_3d
@@ -83,7 +85,7 @@ def test_outputs_have_names_colours_surfaces_and_opacities(case):
     assert centres.GetName() == "L1 - FPS patch centres" and centres.GetNumberOfControlPoints() == N
     table = case["output"].table_node
     assert table.GetName() == "L1 - PatchSampler metrics"
-    rows = L.table_rows(table)
+    rows = metrics_table.table_rows(table)
     assert [row["Sampler"] for row in rows] == ["FPS"]
     assert rows[0]["Dice"] == pytest.approx(case["run"].result.metrics["dice"])
     assert rows[0]["Latent fit (s)"] > 0 and rows[0]["Total (s)"] >= rows[0]["Latent fit (s)"]
@@ -94,7 +96,7 @@ def test_outputs_lie_on_the_input_grid_in_ras(case):
     computed for that voxel: the oblique, flipped, anisotropic geometry survives the round trip."""
     seg, result = case["run"].segmentation_node, case["run"].result
     assert np.array_equal(world_mask(case, seg, "Reconstruction"), result.reconstruction)
-    for name, code in L.ERROR_SEGMENTS.items():
+    for name, code in outputs.ERROR_SEGMENTS.items():
         assert np.array_equal(world_mask(case, seg, name), result.errors == code), name
     for i, (lo, hi) in enumerate(patch_boxes(result.centres, K)):
         box = world_mask(case, seg, f"Patch {i + 1}")
@@ -106,7 +108,8 @@ def test_outputs_lie_on_the_input_grid_in_ras(case):
     expected_ras = result.centres @ case["ijk_to_ras"][:3, :3].T + case["ijk_to_ras"][:3, 3]
     assert np.allclose(centres_ras, expected_ras, atol=1e-4)
     # the same points through the library's own LPS world coordinates
-    assert np.allclose(centres_ras, index_to_world(result.centres, case["output"].volume) @ L.LPS_FROM_RAS.T, atol=1e-4)
+    lps = index_to_world(result.centres, case["output"].volume)
+    assert np.allclose(centres_ras, lps @ geometry.LPS_FROM_RAS.T, atol=1e-4)
 
 
 def test_the_library_sees_the_input_in_lps_with_its_spacing(case):
@@ -114,10 +117,11 @@ def test_the_library_sees_the_input_in_lps_with_its_spacing(case):
     and geometry, and reconstructing that one gives the same voxels and the same Dice."""
     shape, volume = case["shape"], case["output"].volume
     assert np.array_equal(volume.mask, shape.mask) and volume.spacing == pytest.approx(SPACING)
-    assert np.allclose(volume.origin, L.LPS_FROM_RAS @ ORIGIN_RAS)
-    assert np.allclose(volume.direction, L.LPS_FROM_RAS @ oblique_direction_ras())
-    direct = BinaryVolume(shape.mask, SPACING, L.LPS_FROM_RAS @ ORIGIN_RAS, L.LPS_FROM_RAS @ oblique_direction_ras())
-    library = reconstruct(direct, N, K, T, sampler="fps", prior=str(tiny_prior_path()), seed=0, fit_lr=FIT_LR)
+    assert np.allclose(volume.origin, geometry.LPS_FROM_RAS @ ORIGIN_RAS)
+    assert np.allclose(volume.direction, geometry.LPS_FROM_RAS @ oblique_direction_ras())
+    direct = BinaryVolume(shape.mask, SPACING, geometry.LPS_FROM_RAS @ ORIGIN_RAS,
+                          geometry.LPS_FROM_RAS @ oblique_direction_ras())
+    library = reconstruct(direct, n=N, k=K, t=T, sampler="fps", prior=str(tiny_prior_path()), seed=0, fit_lr=FIT_LR)
     result = case["run"].result
     assert np.array_equal(result.centres, library.centres)
     assert np.array_equal(result.reconstruction, library.reconstruction)
@@ -147,7 +151,7 @@ def test_a_second_run_replaces_only_that_samplers_outputs(case, prior):
     assert second.runs[0].segmentation_node.GetName() == "L1 - Random patches"
     assert scene.GetNodeByID(fps_seg_id) is case["run"].segmentation_node      # FPS outputs untouched
     assert len([i for i in node_ids(scene) if scene.GetNodeByID(i).GetName() == "L1 - Random patches"]) == 1
-    rows = L.table_rows(second.table_node)
+    rows = metrics_table.table_rows(second.table_node)
     assert [row["Sampler"] for row in rows] == ["FPS", "Random"]
     assert rows[1]["Seed"] == 5 and rows[1]["Dice"] == pytest.approx(second.runs[0].result.metrics["dice"])
     assert segment_fingerprint(node, segment_id) == case["fingerprint"]
@@ -160,7 +164,7 @@ def test_a_failing_run_leaves_the_scene_unchanged(case, prior):
     logic = L.PatchSamplerLogic()
     with pytest.raises(ValueError, match="'Empty' is empty"):
         logic.process(node, empty_id, N, K, T, prior=prior)
-    with pytest.raises(L.SamplerUnavailable, match="no bundled learned sampler belongs to the prior"):
+    with pytest.raises(choices.SamplerUnavailable, match="no bundled learned sampler belongs to the prior"):
         logic.process(node, case["segment_id"], N, K, T, sampler="learned", prior=prior)
     with pytest.raises(ValueError, match="K must be odd"):
         logic.process(node, case["segment_id"], N, 6, T, prior=prior)
@@ -197,7 +201,7 @@ def test_compare_all_runs_the_available_samplers_and_says_why_learned_did_not(pr
                                            progress=lambda m, f: reports.append((m, f)))
     assert [run.sampler for run in output.runs] == ["fps", "random"]
     assert "no bundled learned sampler" in output.skipped["learned"]
-    rows = L.table_rows(output.table_node)
+    rows = metrics_table.table_rows(output.table_node)
     assert [row["Sampler"] for row in rows] == ["Learned", "FPS", "Random"]
     assert np.isnan(rows[0]["Dice"]) and "no bundled learned sampler" in rows[0]["Note"]
     assert [row["Dice"] for row in rows[1:]] == pytest.approx([run.result.metrics["dice"] for run in output.runs])
@@ -261,7 +265,7 @@ def test_a_linear_parent_transform_is_applied_and_the_output_is_in_world_coordin
     transform[:3, 3] = (15.0, -7.5, 3.0)
     transform_node = slicer.vtkMRMLLinearTransformNode()
     scene.AddNode(transform_node)
-    transform_node.SetMatrixTransformToParent(L.array_to_vtk_matrix(transform))
+    transform_node.SetMatrixTransformToParent(geometry.array_to_vtk_matrix(transform))
     node.SetAndObserveTransformNodeID(transform_node.GetID())
     output = L.PatchSamplerLogic().process(node, segment_id, N, K, T, prior=prior, fit_lr=FIT_LR)
     run = output.runs[0]
@@ -282,37 +286,42 @@ def test_shared_labelmap_layers_give_each_segment_its_own_voxels():
     labels[2:5, 2:5, 2:5], labels[7:10, 5:9, 3:7] = 1, 2
     lm = slicer.vtkMRMLLabelMapVolumeNode()
     scene.AddNode(lm)
-    lm.SetAndObserveImageData(L.array_to_image(labels, np.eye(4)))
-    lm.SetIJKToRASMatrix(L.array_to_vtk_matrix(ijk_to_ras_matrix((1.0, 2.0, 3.0), np.eye(3), (5, 6, 7))))
+    lm.SetAndObserveImageData(geometry.array_to_image(labels, np.eye(4)))
+    lm.SetIJKToRASMatrix(geometry.array_to_vtk_matrix(ijk_to_ras_matrix((1.0, 2.0, 3.0), np.eye(3), (5, 6, 7))))
     node = slicer.vtkMRMLSegmentationNode()
     scene.AddNode(node)
     assert slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(lm, node)
     assert node.GetSegmentation().GetNumberOfLayers() == 1 and node.GetSegmentation().GetNumberOfSegments() == 2
     for i, value in enumerate((1, 2)):
-        grid = L.read_segment_grid(node, node.GetSegmentation().GetNthSegmentID(i))
+        grid = geometry.read_segment_grid(node, node.GetSegmentation().GetNthSegmentID(i))
         assert grid.mask.sum() == (labels == value).sum()
         assert np.allclose(grid.ijk_to_ras[:3, :3], np.diag([1.0, 2.0, 3.0]))
 
 
 # ------------------------------------------------------------------------ samplers and dependencies
 def test_the_sampler_seam_gives_the_library_centres(case, prior):
-    from PatchSamplerLib.inr import ShapePrior
-    from PatchSamplerLib.pipeline import choose_centres
-    from PatchSamplerLib.sampler import SamplerModel, learned_centres
-    volume = case["output"].volume
+    """A sampler's run is the library's reconstruct() with that sampler's RunConfig: the registry's
+    baseline centres, or the learned SamplerModel's projected points (and its generated ones)."""
+    from PatchSamplerLib.method.inr import ShapePrior
+    from PatchSamplerLib.method.sampler import SamplerModel, learned_centres
+    from PatchSamplerLib.method.samplers import baseline_centres
+    from PatchSamplerLib.pipeline import RunConfig
+    volume, shape_prior = case["output"].volume, ShapePrior.load(prior)
     for name in ("fps", "random"):
-        centres, generated = L.sampler_centres(name, volume, 5, 3)
-        assert np.array_equal(centres, choose_centres(volume, 5, name, 3)) and generated is None
+        result = L.PatchSamplerLogic.run_sampler(volume, RunConfig(5, K, T, name, seed=3), shape_prior, None,
+                                                 None, None)
+        assert np.array_equal(result.centres, baseline_centres(name, volume.mask, volume.spacing, 5, 3))
+        assert result.generated is None and (result.settings["sampler"], result.settings["seed"]) == (name, 3)
     model = SamplerModel.load(tiny_sampler_path())
-    centres, generated = L.sampler_centres("learned", volume, 2, 0, model)
+    result = L.PatchSamplerLogic.run_sampler(volume, RunConfig(2, 3, T, "learned"), shape_prior, model, None, None)
     expected = learned_centres(model, volume.mask)
-    assert np.array_equal(centres, expected[1]) and np.array_equal(generated, expected[0])
+    assert np.array_equal(result.centres, expected[1]) and np.array_equal(result.generated, expected[0])
     shape_prior = ShapePrior.load(prior)
-    with pytest.raises(L.SamplerUnavailable, match="model.pt"):
-        L.samplers_to_run("learned", 5, 9, T, shape_prior, sampler_model="model.pt")
-    assert L.samplers_to_run("all", 5, 9, T, shape_prior)[0] == ["fps", "random"]
-    assert L.samplers_to_run("random", 5, 9, T, shape_prior) == (["random"], {}, None)
-    run, skipped, learned = L.samplers_to_run("all", 2, 3, T, shape_prior, str(tiny_sampler_path()))
+    with pytest.raises(choices.SamplerUnavailable, match="model.pt"):
+        choices.samplers_to_run("learned", 5, 9, T, shape_prior, sampler_model="model.pt")
+    assert choices.samplers_to_run("all", 5, 9, T, shape_prior)[0] == ["fps", "random"]
+    assert choices.samplers_to_run("random", 5, 9, T, shape_prior) == (["random"], {}, None)
+    run, skipped, learned = choices.samplers_to_run("all", 2, 3, T, shape_prior, str(tiny_sampler_path()))
     assert run == ["learned", "fps", "random"] and not skipped and learned.n == 2
 
 
@@ -327,16 +336,16 @@ def test_compare_all_with_a_sampler_model_runs_the_learned_sampler_like_the_libr
     learned = output.runs[0]
     assert learned.segmentation_node.GetName().endswith("Learned patches")
     assert learned.centres_node.GetNumberOfControlPoints() == 2
-    library = reconstruct(output.volume, 2, 3, 10, sampler="learned", prior=prior,
+    library = reconstruct(output.volume, n=2, k=3, t=10, sampler="learned", prior=prior,
                           sampler_model=str(tiny_sampler_path()))
     assert learned.result.metrics["dice"] == pytest.approx(library.metrics["dice"], abs=1e-6)
     np.testing.assert_allclose(learned.result.generated, library.generated)
 
 
 def test_the_status_line_names_the_learned_sampler_or_why_there_is_none(prior):
-    assert L.learned_sampler_status(prior, 4, 9, 100, "/x/my_sampler.pt") == "Learned sampler: my_sampler.pt"
-    assert "no bundled learned sampler belongs to the prior" in L.learned_sampler_status(prior, 4, 9, 100)
-    assert "no prior given" in L.learned_sampler_status(None, 4, 9, 100)
+    assert choices.learned_sampler_status(prior, 4, 9, 100, "/x/my_sampler.pt") == "Learned sampler: my_sampler.pt"
+    assert "no bundled learned sampler belongs to the prior" in choices.learned_sampler_status(prior, 4, 9, 100)
+    assert "no prior given" in choices.learned_sampler_status(None, 4, 9, 100)
 
 
 def test_dependencies_go_through_pytorch_utils_then_pip(monkeypatch):
@@ -357,30 +366,31 @@ def test_dependencies_go_through_pytorch_utils_then_pip(monkeypatch):
     packaging = type(sys)("packaging")
     packaging.pip_ensure = lambda requirements: calls.append(("pip_ensure", tuple(requirements)))
     monkeypatch.setattr(slicer, "packaging", packaging, raising=False)
-    L.install_packages(["torch>=2.0", "higher==0.2.1"], log=lambda text: None)
-    assert calls == [("PyTorchUtils", False, ">=2.0"), ("pip_ensure", ("higher==0.2.1",))]
+    dependencies.install_packages(["scipy>=1.10", "torch>=2.0", "matplotlib>=3.7"], log=lambda text: None)
+    assert calls == [("PyTorchUtils", False, ">=2.0"), ("pip_ensure", ("scipy>=1.10",)),
+                     ("pip_ensure", ("matplotlib>=3.7",))]
 
     calls.clear()                                # no PyTorch extension: torch by pip as well
     monkeypatch.setitem(sys.modules, "PyTorchUtils", None)
-    L.install_packages(["scipy", "torch>=2.0"], log=lambda text: None)
+    dependencies.install_packages(["scipy", "torch>=2.0"], log=lambda text: None)
     assert calls == [("pip_ensure", ("torch>=2.0",)), ("pip_ensure", ("scipy",))]
 
     calls.clear()                                # Slicer before 5.12: slicer.util.pip_install
     monkeypatch.setattr(slicer, "packaging", None, raising=False)
     monkeypatch.setattr(slicer.util, "pip_install", lambda requirement: calls.append(("pip_install", requirement)))
-    L.install_packages(["scipy"], log=lambda text: None)
+    dependencies.install_packages(["scipy"], log=lambda text: None)
     assert calls == [("pip_install", "scipy")]
 
 
 def test_missing_packages_come_from_the_requirements_file(monkeypatch):
-    assert [L.requirement_name(r) for r in L.requirements()] == ["torch", "scipy", "matplotlib",
-                                                                  "higher"]
-    assert "higher==0.2.1" in L.requirements() and "torch>=2.0" in L.requirements()    # torch not pinned in Slicer
-    assert L.missing_packages() == []            # this test environment has them all
-    find_spec = L.importlib.util.find_spec
-    monkeypatch.setattr(L.importlib.util, "find_spec",
-                        lambda name, *args: None if name in ("higher", "torch") else find_spec(name, *args))
-    assert L.missing_packages() == ["torch>=2.0", "higher==0.2.1"]
+    requirements = dependencies.requirements()
+    assert [dependencies.requirement_name(r) for r in requirements] == ["torch", "scipy", "matplotlib"]
+    assert "matplotlib>=3.7" in requirements and "torch>=2.0" in requirements    # torch not pinned in Slicer
+    assert dependencies.missing_packages() == []            # this test environment has them all
+    find_spec = dependencies.importlib.util.find_spec
+    monkeypatch.setattr(dependencies.importlib.util, "find_spec",
+                        lambda name, *args: None if name in ("matplotlib", "torch") else find_spec(name, *args))
+    assert dependencies.missing_packages() == ["torch>=2.0", "matplotlib>=3.7"]      # in file order
 
 
 # ------------------------------------------------------------------------ the real kidney
@@ -414,7 +424,7 @@ def test_process_on_the_real_kidney_gives_the_cli_dice(kidney, tmp_path):
     centres_ras = np.array([kidney["output"].runs[0].centres_node.GetNthControlPointPositionWorld(i)
                             for i in range(s["n"])])
     cli_centres_lps = np.array([p["centre_world_lps_mm"] for p in patches])
-    assert np.allclose(centres_ras, cli_centres_lps @ L.LPS_FROM_RAS.T, atol=1e-3)
+    assert np.allclose(centres_ras, cli_centres_lps @ geometry.LPS_FROM_RAS.T, atol=1e-3)
 
 
 def test_offscreen_render_shows_the_shape_the_boxes_and_the_error_colours(kidney, tmp_path):
@@ -438,7 +448,7 @@ def test_offscreen_render_shows_the_shape_the_boxes_and_the_error_colours(kidney
     names = segment_names(seg)
     try:
         for shown, colour in classes.items():
-            if shown in L.ERROR_SEGMENTS and not (result.errors == L.ERROR_SEGMENTS[shown]).any():
+            if shown in outputs.ERROR_SEGMENTS and not (result.errors == outputs.ERROR_SEGMENTS[shown]).any():
                 continue
             for name in names:
                 display.SetSegmentVisibility(segment_id_by_name(seg, name), name == shown)
@@ -457,9 +467,9 @@ def test_the_status_line_names_the_bundled_sampler_of_the_chosen_prior(tmp_path,
     shutil.copy(tiny_prior_path(), tmp_path / "prior_tiny.pt")
     shutil.copy(tiny_sampler_path(), tmp_path / "sampler_tiny_n2_k3_t5.pt")
     monkeypatch.setattr(checkpoints, "MODELS_DIR", tmp_path)
-    assert L.learned_sampler_status("tiny", 2, 3, 5) == "Learned sampler: sampler_tiny_n2_k3_t5.pt"
-    assert "trained for T=5" in L.learned_sampler_status("tiny", 2, 3, 50)
-    assert "tiny N=2 K=3 T=5" in L.learned_sampler_status("tiny", 4, 9, 100)
+    assert choices.learned_sampler_status("tiny", 2, 3, 5) == "Learned sampler: sampler_tiny_n2_k3_t5.pt"
+    assert "trained for T=5" in choices.learned_sampler_status("tiny", 2, 3, 50)
+    assert "tiny N=2 K=3 T=5" in choices.learned_sampler_status("tiny", 4, 9, 100)
 
 
 # ------------------------------------------------------------------------ reconstruction from slices
@@ -478,7 +488,7 @@ def drawn(prior):
     segment = slicer.vtkSegment()
     segment.SetName("Drawn")
     segment.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(),
-                              L.array_to_image(drawn_mask, ijk_to_ras))
+                              geometry.array_to_image(drawn_mask, ijk_to_ras))
     node.GetSegmentation().AddSegment(segment)
     drawn_id = segment_id_by_name(node, "Drawn")
     fingerprint = segment_fingerprint(node, drawn_id)
@@ -504,8 +514,8 @@ def test_slices_mode_uses_the_drawn_slices_and_scores_against_the_full_segment(d
 
 
 def test_slices_mode_gives_the_library_result(drawn, prior):
-    from PatchSamplerLib.sparse import labelled_slices
-    from PatchSamplerLib.sparse_reconstruction import reconstruct_sparse
+    from PatchSamplerLib.sparse.inputs import labelled_slices
+    from PatchSamplerLib.sparse.reconstruction import reconstruct_sparse
     run = drawn["run"]
     library = reconstruct_sparse(run.volume, labelled_slices(drawn["drawn_mask"], 2), prior, steps=40, fit_lr=FIT_LR,
                                  reference=drawn["shape"].mask, device="cpu")
@@ -535,5 +545,5 @@ def test_slices_mode_replaces_its_output_simulates_steps_and_fails_cleanly(drawn
 def test_grid_axis_follows_the_anatomical_orientation():
     direction = np.array([[0.0, 0.1, 0.99], [0.98, 0.0, 0.1], [0.1, 0.99, 0.0]])   # i ~ A, j ~ S, k ~ R
     m = ijk_to_ras_matrix((1.0, 2.0, 3.0), direction, np.zeros(3))
-    assert (L.grid_axis("sagittal", m), L.grid_axis("coronal", m), L.grid_axis("axial", m)) == (2, 0, 1)
-    assert L.grid_axis(1, m) == 1
+    assert [geometry.grid_axis(name, m) for name in ("sagittal", "coronal", "axial")] == [2, 0, 1]
+    assert geometry.grid_axis(1, m) == 1

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from PatchSamplerLib.inr import fit_latent
-from PatchSamplerLib.metrics import dice
-from PatchSamplerLib.slice_baselines import fill_between_slices, interpolate_slices
-from PatchSamplerLib.sparse import (every_nth_slice, from_known_mask, labelled_slices, orthogonal_slices,
+from PatchSamplerLib.method.inr import fit_latent
+from PatchSamplerLib.method.metrics import dice
+from PatchSamplerLib.sparse.slice_baselines import fill_between_slices, interpolate_slices
+from PatchSamplerLib.sparse.inputs import (every_nth_slice, from_known_mask, labelled_slices, orthogonal_slices,
                                     sparse_input, thick_slices)
-from PatchSamplerLib.sparse_reconstruction import DicePlateau, known_points, reconstruct_sparse
+from PatchSamplerLib.sparse.reconstruction import DicePlateau, known_points, reconstruct_sparse
 from PatchSamplerLib.volume import BinaryVolume, VolumeError, read_labelmap, write_volume
 from tiny_prior import held_out_vertebra, tiny_prior_path
 
@@ -136,7 +136,7 @@ def test_known_points_are_the_known_voxels_in_the_frame_in_mm():
 
 
 def test_fit_on_random_subsets_equals_full_fit_when_the_subset_is_everything():
-    from PatchSamplerLib.inr import OccupancyDecoder
+    from PatchSamplerLib.method.inr import OccupancyDecoder
     torch.manual_seed(0)
     dec = OccupancyDecoder()
     coords, labels = torch.randn(1, 300, 3) * 10, (torch.rand(1, 300) > 0.5).float()
@@ -148,7 +148,7 @@ def test_fit_on_random_subsets_equals_full_fit_when_the_subset_is_everything():
 
 
 def test_dice_plateau_stops_after_patience_flat_checks():
-    from PatchSamplerLib.inr import OccupancyDecoder
+    from PatchSamplerLib.method.inr import OccupancyDecoder
     dec = OccupancyDecoder()
     coords, labels = torch.randn(50, 3), torch.ones(50)
     plateau = DicePlateau(dec, coords, labels, every=10, patience=2)
@@ -210,7 +210,7 @@ def test_reconstruct_slices_from_drawn_slices_has_no_metrics(tmp_path):
     src = tmp_path / "drawn.nii.gz"
     write_volume(src, vol.with_mask(drawn))
     out = tmp_path / "out"
-    from PatchSamplerLib.cli import main
+    from PatchSamplerLib.cli.main import main
     assert main(["reconstruct-slices", "--input", str(src), "--labelled-slices", "2", "--prior",
                  str(tiny_prior_path()), "--steps", "20", "--out", str(out)]) == 0
     assert not (out / "errors.nii.gz").exists()
@@ -219,7 +219,7 @@ def test_reconstruct_slices_from_drawn_slices_has_no_metrics(tmp_path):
 
 
 def test_evaluate_slices_tables_and_resume(tmp_path, capsys):
-    from PatchSamplerLib.cli import main
+    from PatchSamplerLib.cli.main import main
     out = tmp_path / "eval"
     args = ["evaluate-slices", "--family", "vertebra", "--count", "2", "--data-seed", "99", "--scale", "0.25",
             "--inputs", "sagittal,orthogonal", "--methods", "linear,inr", "--step", "4",

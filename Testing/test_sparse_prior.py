@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from PatchSamplerLib.cli import main
+from PatchSamplerLib.cli.main import main
 from PatchSamplerLib.data.synthetic import make_shapes
-from PatchSamplerLib.inr import ShapePrior
-from PatchSamplerLib.prior_training import PriorConfig, sample_points
-from PatchSamplerLib.sparse_prior import in_plane_band, sparse_training_set, training_slices
+from PatchSamplerLib.method.inr import ShapePrior
+from PatchSamplerLib.training.points import sample_points
+from PatchSamplerLib.training.prior import PriorConfig
+from PatchSamplerLib.training.sparse_prior import in_plane_band, sparse_training_set, training_slices
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +81,10 @@ def test_bundled_sparse_priors_saw_every_8th_x_slice_only_and_share_the_full_pri
 
 def test_bundled_sparse_kidney_prior_fills_the_gaps_better_than_trilinear_interpolation():
     from PatchSamplerLib.data.synthetic import make_shape
-    from PatchSamplerLib.metrics import dice
-    from PatchSamplerLib.slice_baselines import interpolate_slices
-    from PatchSamplerLib.sparse import every_nth_slice
-    from PatchSamplerLib.sparse_reconstruction import reconstruct_sparse
+    from PatchSamplerLib.method.metrics import dice
+    from PatchSamplerLib.sparse.slice_baselines import interpolate_slices
+    from PatchSamplerLib.sparse.inputs import every_nth_slice
+    from PatchSamplerLib.sparse.reconstruction import reconstruct_sparse
     torch.manual_seed(0)
     vol = make_shape("kidney", 1, 0, 1.0)
     sparse = every_nth_slice(vol.mask, 8, 0, seed=0)

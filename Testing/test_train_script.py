@@ -1,4 +1,4 @@
-"""PatchSamplerLib/train.py: plain-python run end to end, and Slicer's argument / exit handling."""
+"""PatchSamplerLib/cli/train.py: plain-python run end to end, and Slicer's argument / exit handling."""
 import subprocess
 import sys
 import types
@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "PatchSamplerLib" / "train.py"
+SCRIPT = ROOT / "PatchSamplerLib" / "cli" / "train.py"
 sys.path.insert(0, str(ROOT))
-from PatchSamplerLib import train  # noqa: E402
+from PatchSamplerLib.cli import train  # noqa: E402
 
 TINY = ["--family", "kidney", "--count", "4", "--val-count", "1", "--scale", "0.2", "--epochs", "2",
         "--batch-size", "2", "--points-per-shape", "64", "--val-every", "1", "--val-t", "1", "--val-n", "1",
@@ -35,9 +35,9 @@ def test_plain_python_bad_arguments_exit_non_zero(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [
-    ["/opt/Slicer/PatchSamplerLib/train.py", "prior", "--out", "x"],                       # Slicer's sys.argv
+    ["/opt/Slicer/PatchSamplerLib/cli/train.py", "prior", "--out", "x"],                       # Slicer's sys.argv
     ["/opt/Slicer/bin/SlicerApp-real", "--no-main-window", "--python-script",
-     "/src/PatchSamplerLib/train.py", "prior", "--out", "x"],                               # flags left in
+     "/src/PatchSamplerLib/cli/train.py", "prior", "--out", "x"],                               # flags left in
     ["train.py", "prior", "--out", "x"],                                                    # plain python
 ])
 def test_script_arguments_are_what_follows_the_script(argv):

@@ -15,7 +15,7 @@ TINY_TRAIN, TINY_VAL = 24, 2
 def tiny_prior_path() -> Path:
     """Train (once per process) and return the path of a tiny vertebra prior."""
     from PatchSamplerLib.data.synthetic import make_shapes
-    from PatchSamplerLib.prior_training import PriorConfig, PriorTrainer
+    from PatchSamplerLib.training.prior import PriorConfig, PriorTrainer
 
     out = Path(tempfile.mkdtemp(prefix="patchsampler-tiny-prior-"))
     vols = make_shapes("vertebra", TINY_TRAIN + TINY_VAL, seed=0, scale=TINY_SCALE)
@@ -34,7 +34,7 @@ def held_out_vertebra(index: int = 0):
 
 def tiny_sampler_config(**changes):
     """Settings of the tiny sampler runs: N = 2 patches of 3^3 voxels, T = 5, fast mode."""
-    from PatchSamplerLib.sampler_training import SamplerConfig
+    from PatchSamplerLib.training.sampler import SamplerConfig
     options = dict(n=2, k=3, t=5, mode="fast", epochs=2, batch_size=2, loss_voxels=512, lr_step_epoch=1)
     options.update(changes)
     return SamplerConfig(**options)
@@ -44,8 +44,8 @@ def tiny_sampler_config(**changes):
 def tiny_sampler_path() -> Path:
     """Train (once per process) and return the path of a tiny learned sampler for the tiny prior."""
     from PatchSamplerLib.data.synthetic import make_shapes
-    from PatchSamplerLib.inr import ShapePrior
-    from PatchSamplerLib.sampler_training import SamplerTrainer
+    from PatchSamplerLib.method.inr import ShapePrior
+    from PatchSamplerLib.training.sampler import SamplerTrainer
 
     out = Path(tempfile.mkdtemp(prefix="patchsampler-tiny-sampler-"))
     vols = make_shapes("vertebra", 5, seed=0, scale=TINY_SCALE)

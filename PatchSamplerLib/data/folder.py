@@ -1,4 +1,4 @@
-"""Dataset items, the geometry shared by the loaders, any folder of labelmaps, one entry point.
+"""Dataset items, the geometry shared by the loaders, and the loader of any folder of labelmaps.
 
 Every loader returns a `ShapeDataset`: a list of `ShapeItem` (a `BinaryVolume` with the
 subject it comes from, for grouped splits) that also carries `dropped`, the list of
@@ -19,8 +19,7 @@ coordinates are LPS millimetres. Two operations are shared by all loaders:
   voxel, so world positions are preserved exactly. A foreground larger than the window is an
   error (`VolumeError`), never silently cut.
 
-`load_dataset(kind, root, **options)` dispatches to `load_verse`, `load_totalsegmentator`,
-`load_folder` and `load_synthetic`.
+`data.loaders.load_dataset(kind, root, **options)` dispatches to the loaders.
 """
 from __future__ import annotations
 
@@ -31,10 +30,8 @@ from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
-from ..volume import (LABELMAP_SUFFIXES, BinaryVolume, VolumeError, foreground_bbox,
+from PatchSamplerLib.volume import (LABELMAP_SUFFIXES, BinaryVolume, VolumeError, foreground_bbox,
                       index_to_world, read_labelmap, resample_isotropic)
-
-DATASET_KINDS = ("verse", "totalsegmentator", "folder", "synthetic-vertebra", "synthetic-kidney")
 
 
 # ---------------------------------------------------------------- items
@@ -285,46 +282,3 @@ def load_folder(root, *, label: int | None = None, crop_size: Sequence[int] | No
         name = labelmap_stem(str(path.relative_to(root)).replace(os.sep, "/"))
         items.append(ShapeItem(volume, folder_subject(path, root), name, label, str(path)))
     return ShapeDataset(items, dropped)
-
-
-# ---------------------------------------------------------------- synthetic and dispatch
-def load_synthetic(family: str, count: int, seed: int = 0, scale: float = 1.0) -> ShapeDataset:
-    """`count` synthetic shapes of `family` ("vertebra" / "kidney"); each is its own subject.
-
-    Shapes already come centred on their family grid (128 x 120 x 90 at 1 mm, 85 x 85 x 110
-    at 1.5 mm, times `scale`), so no crop is applied."""
-    from .synthetic import make_shape
-    if int(count) < 1:
-        raise ValueError(f"count must be at least 1, got {count}")
-    items = []
-    for index in range(int(count)):
-        name = f"synthetic-{family}-s{seed}-{index:05d}"
-        items.append(ShapeItem(make_shape(family, seed, index, scale), name, name))
-    return ShapeDataset(items)
-
-
-def load_dataset(kind: str, root=None, **options) -> ShapeDataset:
-    """Load a dataset by kind: the one entry point for training and evaluation code.
-
-    kind: "verse" (`verse.load_verse`), "totalsegmentator"
-    (`totalsegmentator.load_totalsegmentator`), "folder" (`load_folder`): `root` is the
-    dataset folder; "synthetic-vertebra" / "synthetic-kidney" (`load_synthetic`): no root,
-    options count, seed, scale. Other options go to the loader.
-    """
-    if kind in ("synthetic-vertebra", "synthetic-kidney"):
-        if root is not None:
-            raise ValueError(f"{kind} is generated, it takes no dataset folder (got {root})")
-        if "count" not in options:
-            raise ValueError(f"{kind} needs count=<number of shapes>")
-        return load_synthetic(kind.split("-", 1)[1], **options)
-    if kind not in DATASET_KINDS:
-        raise ValueError(f"unknown dataset kind {kind!r}; choose one of {', '.join(DATASET_KINDS)}")
-    if root is None:
-        raise ValueError(f"dataset kind {kind!r} needs the dataset folder (root)")
-    if kind == "verse":
-        from .verse import load_verse
-        return load_verse(root, **options)
-    if kind == "totalsegmentator":
-        from .totalsegmentator import load_totalsegmentator
-        return load_totalsegmentator(root, **options)
-    return load_folder(root, **options)

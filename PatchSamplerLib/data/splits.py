@@ -1,4 +1,4 @@
-"""Grouped 5-fold cross-validation with 70 / 10 / 20 train / val / test per fold [T §4.1, SPEC 5].
+"""Grouped 5-fold cross-validation with 70 / 10 / 20 train / val / test per fold [T §4.1].
 
 Input: the subject of every item (``ShapeDataset.subjects``); output: item indices. All
 items of a subject always land in the same split of a fold (no patient leaks between train,

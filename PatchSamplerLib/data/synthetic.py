@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..volume import BinaryVolume
+from PatchSamplerLib.volume import BinaryVolume
 
 FAMILIES = ("vertebra", "kidney")
 
@@ -56,14 +56,6 @@ def _rotation(rx: float, ry: float, rz: float) -> np.ndarray:
     my = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
     mz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
     return (mz @ my @ mx).astype(np.float32)
-
-
-def _box(p: np.ndarray, centre, half, rot: np.ndarray | None = None) -> np.ndarray:
-    """Inside test of an (optionally rotated) box; p (..., 3) mm -> bool (...)."""
-    q = p - np.asarray(centre, np.float32)
-    if rot is not None:
-        q = q @ rot  # world -> box frame (rot is orthonormal)
-    return np.all(np.abs(q) <= np.asarray(half, np.float32), axis=-1)
 
 
 def _ellipsoid(p: np.ndarray, centre, radii, rot: np.ndarray | None = None) -> np.ndarray:

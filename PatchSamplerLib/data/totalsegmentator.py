@@ -33,8 +33,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..volume import BinaryVolume, VolumeError, resample_isotropic
-from .folder import (Dropped, ShapeDataset, ShapeItem, check_crop_size, check_dataset_root,
+from PatchSamplerLib.volume import BinaryVolume, VolumeError, resample_isotropic
+from PatchSamplerLib.data.folder import (Dropped, ShapeDataset, ShapeItem, check_crop_size, check_dataset_root,
                      crop_centred, read_nonzero_mask, reorient_volume)
 
 CROP_SIZE = (85, 85, 110)

@@ -51,8 +51,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..volume import BinaryVolume, VolumeError
-from .folder import (Dropped, ShapeDataset, ShapeItem, bbox_touches_border, centred_window_start,
+from PatchSamplerLib.volume import BinaryVolume, VolumeError
+from PatchSamplerLib.data.folder import (Dropped, ShapeDataset, ShapeItem, bbox_touches_border, centred_window_start,
                      check_crop_size, check_dataset_root, check_fits, copy_window, reorient_to_lps)
 
 CROP_SIZE = (128, 120, 90)

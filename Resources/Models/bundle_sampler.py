@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 from PatchSamplerLib.checkpoints import bundled_samplers, load_checkpoint  # noqa: E402
-from PatchSamplerLib.sampler_training import plot_sampler_curves  # noqa: E402
+from PatchSamplerLib.training.sampler import plot_sampler_curves  # noqa: E402
 
 
 def bundle(run: Path) -> None:

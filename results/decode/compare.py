@@ -17,12 +17,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from PatchSamplerLib.baselines import fps_centres  # noqa: E402
+from PatchSamplerLib.method.baselines import fps_centres  # noqa: E402
 from PatchSamplerLib.data.synthetic import make_shape  # noqa: E402
-from PatchSamplerLib.inr import ShapePrior, decode_grid, decode_grid_coarse_to_fine, fit_latent  # noqa: E402
-from PatchSamplerLib.metrics import dice  # noqa: E402
-from PatchSamplerLib.patches import extract_patches  # noqa: E402
-from PatchSamplerLib.pipeline import frame_box  # noqa: E402
+from PatchSamplerLib.method.decoding import decode_grid, decode_grid_coarse_to_fine  # noqa: E402
+from PatchSamplerLib.method.inr import ShapePrior, fit_latent  # noqa: E402
+from PatchSamplerLib.method.metrics import dice  # noqa: E402
+from PatchSamplerLib.method.patches import extract_patches  # noqa: E402
+from PatchSamplerLib.method.frame import frame_box  # noqa: E402
 from PatchSamplerLib.volume import bbox_centre_mm  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -43,7 +44,7 @@ def one_shape(family: str, index: int, prior: ShapePrior) -> list[dict]:
     centre = bbox_centre_mm(vol.mask, vol.spacing)
     _, labels, coords = extract_patches(vol.mask, vol.spacing, fps_centres(vol.mask, 8, 0, vol.spacing), 11, centre)
     z = fit_latent(prior.decoder, coords.reshape(1, -1, 3), labels.reshape(1, -1), 100)
-    lo, hi = frame_box(vol, centre, prior.extent_mm)
+    lo, hi = frame_box(centre, prior.extent_mm, vol.spacing, vol.shape)
     box = tuple(int(v) for v in hi - lo + 1)
     dense, dense_s = timed(lambda: decode_grid(prior.decoder, z, box, vol.spacing, centre, offset=lo) >= 0.5)
     rows = [dict(family=family, case=index, variant="dense", evaluations=int(np.prod(box)), seconds=dense_s,

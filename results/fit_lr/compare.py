@@ -30,7 +30,7 @@ def table_lines():
     return lines
 
 
-HEAD = """# Latent-fit learning rate: 1e-2 vs 1e-3 (SPEC 2.5: pick by measurement)
+HEAD = """# Latent-fit learning rate: 1e-2 vs 1e-3 (the thesis leaves it open: picked by measurement)
 
 FPS, T = 100, the first 10 held-out shapes (seed 1) of each family, one run each. lr 1e-2 rows come from
 `results/baselines/<family>/cases.csv`; lr 1e-3 rows from the commands below. Mean Dice ± std over the

@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from PatchSamplerLib.data.synthetic import make_shapes  # noqa: E402
-from PatchSamplerLib.sampler import SamplerModel, learned_centres  # noqa: E402
+from PatchSamplerLib.method.sampler import SamplerModel, learned_centres  # noqa: E402
 
 
 def main() -> None:

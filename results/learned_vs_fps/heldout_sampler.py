@@ -15,8 +15,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from PatchSamplerLib.data.synthetic import make_shape  # noqa: E402
-from PatchSamplerLib.evaluation import paired_tests, per_case_means  # noqa: E402
-from PatchSamplerLib.inr import ShapePrior  # noqa: E402
+from PatchSamplerLib.experiments.tables import paired_tests, per_case_means  # noqa: E402
+from PatchSamplerLib.method.inr import ShapePrior  # noqa: E402
 from PatchSamplerLib.pipeline import reconstruct  # noqa: E402
 
 
@@ -42,7 +42,7 @@ def main() -> None:
     for i in range(args.count):
         case = f"{args.family}_1_{i:04d}"
         torch.manual_seed(0)
-        result = reconstruct(make_shape(args.family, 1, i, 1.0), args.n, args.k, args.t, sampler="learned",
+        result = reconstruct(make_shape(args.family, 1, i, 1.0), n=args.n, k=args.k, t=args.t, sampler="learned",
                              prior=prior, sampler_model=args.sampler, device="cpu")
         learned.append(result.metrics["dice"]), base.append(fps[case])
         print(f"{case}: learned {learned[-1]:.4f}, FPS {base[-1]:.4f}", flush=True)

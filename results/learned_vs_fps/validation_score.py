@@ -16,9 +16,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from PatchSamplerLib.data.synthetic import make_shapes  # noqa: E402
-from PatchSamplerLib.inr import ShapePrior  # noqa: E402
-from PatchSamplerLib.prior_training import patch_dice  # noqa: E402
-from PatchSamplerLib.sampler import SamplerModel, learned_centres  # noqa: E402
+from PatchSamplerLib.method.inr import ShapePrior  # noqa: E402
+from PatchSamplerLib.training.scores import patch_dice  # noqa: E402
+from PatchSamplerLib.method.sampler import SamplerModel, learned_centres  # noqa: E402
 from PatchSamplerLib.volume import bbox_centre_mm  # noqa: E402
 
 

@@ -1,0 +1,90 @@
+"""What a run of the module may ask for, and which samplers can answer.
+
+N, K and T ranges of the GUI; the sampler choices: the library's samplers
+(`PatchSamplerLib.method.samplers`: learned [T §3.3-3.4], FPS and random [T §4.3]) plus the
+module's "all" (compare every available sampler); whether the learned sampler can run for
+(prior, N, K, T). Imports no library at load: the ranges are read by the widget before
+PatchSamplerLib is importable, everything else imports it when called.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+N_RANGE, K_RANGE, T_RANGE = (1, 64), (3, 31), (0, 2000)
+COMPARE_ALL = "all"
+COMPARE_ALL_LABEL = "Compare all"
+
+
+class SamplerUnavailable(ValueError):
+    """A sampler that cannot run here (e.g. no learned sampler model for this N, K)."""
+
+
+def sampler_choices() -> tuple[str, ...]:
+    """The sampler names a run may ask for: the library's ("learned", "fps", "random"), then "all"."""
+    from PatchSamplerLib.method.samplers import SAMPLER_NAMES
+    return SAMPLER_NAMES + (COMPARE_ALL,)
+
+
+def choice_label(choice: str) -> str:
+    """What the module shows for a sampler choice: "fps" -> "FPS", "all" -> "Compare all"."""
+    if choice == COMPARE_ALL:
+        return COMPARE_ALL_LABEL
+    from PatchSamplerLib.method.samplers import sampler_label
+    return sampler_label(choice)
+
+
+def check_request(n: int, k: int, t: int, sampler: str) -> None:
+    """Raise ValueError with a user message unless N, K, T and the sampler are what the module
+    offers: N in 1..64, K odd in 3..31, T in 0..2000, sampler in sampler_choices()."""
+    for label, value, (lo, hi) in (("N", n, N_RANGE), ("K", k, K_RANGE), ("T", t, T_RANGE)):
+        if int(value) != value or not lo <= value <= hi:
+            raise ValueError(f"{label} must be an integer from {lo} to {hi}, got {value}")
+    if k % 2 == 0:
+        raise ValueError(f"K must be odd (a patch is centred on a voxel), got {k}")
+    if sampler not in sampler_choices():
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(sampler_choices())}")
+
+
+def find_learned_sampler(prior, n: int, k: int, t: int, sampler_model=None):
+    """-> (SamplerModel, notes) for (prior (a ShapePrior), N, K, T), or (None, why it cannot run).
+
+    `sampler_model`: a sampler file (or SamplerModel); None looks up the bundled sampler of the
+    prior for (N, K) (PatchSamplerLib.method.sampler.load_learned_sampler)."""
+    from PatchSamplerLib.method.sampler import load_learned_sampler
+    try:
+        return load_learned_sampler(prior.metadata.get("path"), n, k, t, sampler_model)
+    except ValueError as exc:
+        return None, f"{exc} Use FPS or random, or compare all to run the samplers that are available."
+
+
+def learned_sampler_status(prior, n: int, k: int, t: int, sampler_model=None) -> str:
+    """One line for the module's status label about the learned sampler for (prior, N, K, T),
+    from the model files only (works before torch is installed): which file will be used, or
+    why none can be. prior: a bundled name or a prior file."""
+    from PatchSamplerLib.checkpoints import CheckpointError, resolve_prior_path, resolve_sampler_path
+    if sampler_model:
+        return f"Learned sampler: {Path(sampler_model).name}"
+    try:
+        path, note = resolve_sampler_path(resolve_prior_path(prior), n, k, t)
+    except CheckpointError as exc:
+        return str(exc)
+    return f"Learned sampler: {path.name}" + (f" ({note})" if note else "")
+
+
+def samplers_to_run(sampler: str, n: int, k: int, t: int, prior, sampler_model=None):
+    """(sampler names to run, in registry order; {sampler: why it is skipped}; the learned
+    SamplerModel or None) for a choice of sampler_choices().
+
+    A single unavailable sampler raises SamplerUnavailable; "all" runs the available ones and
+    lists the others as skipped."""
+    from PatchSamplerLib.method.samplers import SAMPLER_NAMES
+    learned, reason = None, None
+    if sampler in ("learned", COMPARE_ALL):
+        learned, notes = find_learned_sampler(prior, n, k, t, sampler_model)
+        reason = notes if learned is None else None
+    if sampler == COMPARE_ALL:
+        run = [s for s in SAMPLER_NAMES if s != "learned" or reason is None]
+        return run, ({"learned": reason} if reason else {}), learned
+    if sampler == "learned" and reason:
+        raise SamplerUnavailable(reason)
+    return [sampler], {}, learned

@@ -1,0 +1,138 @@
+"""`evaluate`: samplers over an N x K x T grid on held-out shapes [T ch. 5], with the presets
+(`PRESETS`: the thesis protocol and a reduced one for a 2-core CPU) and cross-validation."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PatchSamplerLib.cli.arguments import (FAMILIES, add_device_argument, parse_configs, parse_ints,
+                                           parse_samplers)
+
+# What --preset fills in (options given on the command line win). full: the thesis protocol
+# [T §4.1, §5]: N 4, 8, 12 x K 9, 11, 13 x T 33, 66, 100; 30 runs; 100 shapes in 5 folds.
+PRESETS = {
+    "full": dict(configs=",".join(f"{n}x{k}" for n in (4, 8, 12) for k in (9, 11, 13)), t="33,66,100",
+                 samplers="learned,fps,random", runs=30, count=100, folds=5, train_missing=True),
+    "cpu": dict(configs="4x9,8x9,4x13", t="33,100", samplers="learned,fps,random", runs=5, count=8, folds=0,
+                train_missing=False),
+}
+DEFAULTS = dict(configs="4x9,8x11,12x13", t="100", samplers="fps,random", runs=1, count=20, folds=0,
+                train_missing=False)
+
+
+def add_commands(sub) -> None:
+    """Register `evaluate` on the subparsers `sub`."""
+    p = sub.add_parser("evaluate", help="score FPS / random sampling over an (N, K) grid on held-out shapes")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--family", choices=FAMILIES, help="synthetic family")
+    src.add_argument("--data", help="folder of labelmaps")
+    p.add_argument("--preset", choices=list(PRESETS),
+                   help="full: the thesis protocol (N 4, 8, 12 x K 9, 11, 13 x T 33, 66, 100; learned, FPS, RS; "
+                        "30 runs; 100 shapes in 5 folds, the missing per-fold samplers trained); cpu: 4x9, 8x9, "
+                        "4x13 x T 33, 100, 5 runs, 8 held-out shapes, the bundled samplers, no folds. "
+                        "Options given explicitly override it")
+    p.add_argument("--count", type=int, help="number of shapes (default 20)")
+    p.add_argument("--data-seed", type=int, default=1,
+                   help="synthetic: family seed (default 1; the bundled priors were trained on seed 0)")
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--configs", help="N x K list (default 4x9,8x11,12x13)")
+    p.add_argument("--t", help="T list, e.g. 33,66,100 (default 100)")
+    p.add_argument("--samplers",
+                   help="comma list of fps, random, learned (learned: the bundled sampler of the prior per (N, K); "
+                        "default fps,random)")
+    p.add_argument("--runs", type=int,
+                   help="runs (seeds) per case for fps and random (learned is deterministic: one run; default 1)")
+    p.add_argument("--figures", action="store_true",
+                   help="also draw dice_surface.png (mean Dice over N, K per T), and errors_<sampler>.png and "
+                        "placement.png for the first shape at the first (N, K) and the largest T")
+    p.add_argument("--dataset", choices=["folder", "verse", "totalsegmentator"], default="folder",
+                   help="--data layout: any folder of labelmaps, VerSe, TotalSegmentator (default folder)")
+    p.add_argument("--folds", type=int,
+                   help="cross-validation folds (grouped by subject; 5: 70/10/20 train/val/test): every shape is "
+                        "scored in its fold's test split with that fold's learned samplers (default 0: no folds, "
+                        "the bundled samplers on all shapes)")
+    p.add_argument("--only-folds", help="--folds: evaluate only these folds, e.g. 0 or 0,1")
+    p.add_argument("--sampler-dir", help="--folds: per-fold samplers DIR/fold<f>/sampler_n<N>_k<K>_t<T>.pt "
+                                         "(default OUT/samplers); without --folds: the learned samplers "
+                                         "DIR/sampler_n<N>_k<K>_t<T>.pt instead of the bundled ones (e.g. "
+                                         "train-sampler outputs renamed; use a new --out for each set)")
+    p.add_argument("--train-missing", action="store_true", default=None,
+                   help="--folds: train the missing per-fold samplers on the fold's train/validation split")
+    p.add_argument("--train-mode", choices=["fast", "faithful"], default="fast", help="--train-missing: fidelity mode")
+    p.add_argument("--train-epochs", type=int, default=400, help="--train-missing: epochs (the thesis: 400)")
+    p.add_argument("--train-minutes", type=float, help="--train-missing: wall-clock budget per sampler")
+    p.add_argument("--prior", required=True)
+    p.add_argument("--fit-lr", type=float, default=1e-2)
+    add_device_argument(p)
+    p.add_argument("--out", required=True, help="output folder (cases.csv, table.md); resumable")
+    p.set_defaults(func=evaluate_main)
+
+
+def apply_preset(args) -> None:
+    """Fill the grid options the command line left unset (None) from --preset, else the defaults."""
+    chosen = PRESETS[args.preset] if getattr(args, "preset", None) else DEFAULTS
+    for key, value in chosen.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
+def evaluation_cases(args) -> list:
+    """[(name, BinaryVolume)] of the held-out shapes: a synthetic family's seed, or a dataset's items."""
+    from PatchSamplerLib.data.synthetic import make_shape
+    if args.family:
+        return [(f"{args.family}_{args.data_seed}_{i:04d}", make_shape(args.family, args.data_seed, i, args.scale))
+                for i in range(args.count)]
+    return [(Path(item.name).name, item.volume) for item in evaluation_items(args)]
+
+
+def evaluation_items(args):
+    """The ShapeDataset to evaluate on: `count` synthetic shapes (each its own subject) or the
+    first `count` items of the dataset at --data (layout --dataset)."""
+    from PatchSamplerLib.data.folder import ShapeDataset
+    from PatchSamplerLib.data.loaders import load_synthetic, load_usable_dataset
+    if args.family:
+        return load_synthetic(args.family, args.count, args.data_seed, args.scale)
+    items = load_usable_dataset(args.data, args.dataset)
+    return ShapeDataset(items[:args.count], items.dropped)
+
+
+def evaluate_folds(args, grid, prior) -> tuple:
+    """--folds F: cross-validation -> (cases.csv, the test cases of all folds, the first
+    evaluated fold's learned samplers {(N, K, T): SamplerModel})."""
+    from PatchSamplerLib.experiments.crossval import run_cross_validation, split_folds
+    folds = split_folds(evaluation_items(args), args.folds)
+    if args.only_folds:
+        wanted = parse_ints(args.only_folds, "--only-folds")
+        folds = [f for f in folds if f.index in wanted]
+    train = None
+    if args.train_missing:
+        train = dict(mode=args.train_mode, epochs=args.train_epochs, max_minutes=args.train_minutes)
+    sampler_dir = args.sampler_dir or str(Path(args.out) / "samplers")
+    path, models = run_cross_validation(folds, grid, prior, args.out, sampler_dir, train)
+    return path, [case for f in folds for case in f.test], models[0] if models else {}
+
+
+def evaluate_main(args) -> int:
+    from PatchSamplerLib.devices import resolve_device
+    from PatchSamplerLib.experiments.crossval import folder_samplers
+    from PatchSamplerLib.experiments.evaluation import EvaluationGrid, evaluation_figures, run_cases
+    from PatchSamplerLib.experiments.tables import evaluation_report
+    from PatchSamplerLib.method.inr import ShapePrior
+    apply_preset(args)
+    device = resolve_device(args.device)             # once: every run uses the prior where it is loaded
+    grid = EvaluationGrid(parse_configs(args.configs), parse_ints(args.t), parse_samplers(args.samplers), args.runs,
+                          args.fit_lr, str(device))
+    prior = ShapePrior.load(args.prior, device=device)
+    learned_models = None                       # the bundled samplers
+    if args.folds:
+        path, cases, learned_models = evaluate_folds(args, grid, prior)
+    else:
+        if args.sampler_dir and "learned" in grid.samplers:
+            learned_models = folder_samplers(args.sampler_dir, grid.configs, grid.ts)
+        cases = evaluation_cases(args)
+        path = run_cases(cases, grid, prior, args.out, learned_models=learned_models)
+    table = evaluation_report(path, f"{args.family or args.data}, prior {args.prior}, T = {', '.join(map(str, grid.ts))}")
+    (Path(args.out) / "table.md").write_text(table + f"\nCommand: `{args.command_line}`\n")
+    print(table)
+    if args.figures:
+        evaluation_figures(path, cases[0], grid, prior, args.out, learned_models)
+    return 0

@@ -1,0 +1,46 @@
+"""The INR frame on an input grid [T §3.5; A §2]: the prior knows shapes only inside its
+training box (`ShapePrior.extent_mm`, millimetres) centred on the shape's bounding-box centre;
+only the voxels of the input grid inside that box are decoded, everything else is background.
+
+Coordinates: voxel index (i, j, k) of the grid; local millimetres (index + 0.5) * spacing.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from PatchSamplerLib.volume import bbox_centre_mm
+
+
+def frame_box(centre_mm: np.ndarray, extent_mm, spacing, shape=None) -> tuple[np.ndarray, np.ndarray]:
+    """Inclusive voxel-index box (lo (3,), hi (3,)) of the voxels whose centres lie in the frame
+    `centre_mm` +- `extent_mm` / 2 (local mm), clipped to a grid of `shape` (X, Y, Z) when given
+    (unclipped, it may reach below 0 or past the grid: the box to pad a grid to)."""
+    spacing = np.asarray(spacing, float)
+    half = np.asarray(extent_mm, float) / 2.0
+    lo = np.ceil((np.asarray(centre_mm) - half) / spacing - 0.5).astype(int)
+    hi = np.floor((np.asarray(centre_mm) + half) / spacing - 0.5).astype(int)
+    if shape is None:
+        return lo, hi
+    return np.maximum(lo, 0), np.minimum(hi, np.array(shape) - 1)
+
+
+def shape_outside_frame(mask: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> int:
+    """Number of foreground voxels of the (X, Y, Z) mask outside the inclusive box [lo, hi]."""
+    inside = mask[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1].sum()
+    return int(mask.sum() - inside)
+
+
+def place_frame(foreground: np.ndarray, spacing, extent_mm, notes: list) -> tuple:
+    """The INR frame for a shape: centred on the bounding box of `foreground` (X, Y, Z) bool,
+    `extent_mm` (3,) wide. Returns (centre_mm (3,), lo (3,), hi (3,) inclusive voxel box clipped
+    to the grid); a shape sticking out of the frame adds a warning to `notes` (and warns)."""
+    centre_mm = bbox_centre_mm(foreground, spacing)
+    lo, hi = frame_box(centre_mm, extent_mm, spacing, foreground.shape)
+    outside = shape_outside_frame(foreground, lo, hi)
+    if outside:
+        notes.append(f"the shape is larger than the prior's frame {tuple(extent_mm)} mm: {outside} foreground "
+                     "voxels lie outside it and cannot be reconstructed")
+        warnings.warn(notes[-1])
+    return centre_mm, lo, hi

@@ -6,8 +6,8 @@ import pytest
 from scipy.spatial import cKDTree
 
 from PatchSamplerLib.method.baselines import extreme_fps_centres, farthest_point_indices, fps_centres, random_centres
-from PatchSamplerLib.method.samplers import baseline_centres
 from PatchSamplerLib.method.pointcloud import dense_cloud
+from PatchSamplerLib.method.samplers import baseline_centres
 
 
 @pytest.fixture

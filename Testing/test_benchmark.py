@@ -80,7 +80,7 @@ def test_sampler_rows_time_the_bundled_learned_sampler():
 
 def test_training_benchmark_measures_both_modes_on_the_same_start(tmp_path):
     from PatchSamplerLib.experiments.benchmark_training import (TrainingCase, measure_mode, training_markdown,
-                                                    training_summary)
+                                                                training_summary)
     from tiny_prior import TINY_SCALE, tiny_prior_path
     case = TrainingCase(prior=str(tiny_prior_path()), scale=TINY_SCALE, train_count=2, val_count=2, steps=2,
                         epochs=1, config=dict(n=2, k=3, t=5, batch_size=2, lr_step_epoch=200, loss_voxels=256,

@@ -13,8 +13,8 @@ from PatchSamplerLib.checkpoints import CheckpointError
 from PatchSamplerLib.cli.main import main
 from PatchSamplerLib.method.inr import ShapePrior
 from PatchSamplerLib.method.metrics import dice
-from PatchSamplerLib.pipeline import reconstruct
 from PatchSamplerLib.method.sampler import SamplerModel, learned_centres
+from PatchSamplerLib.pipeline import reconstruct
 from PatchSamplerLib.volume import write_volume
 from tiny_prior import held_out_vertebra, tiny_prior_path, tiny_sampler_path
 

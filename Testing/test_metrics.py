@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from PatchSamplerLib.method.metrics import (
-    all_metrics,
-    dice,
-    directed_surface_distances,
-    error_labels,
-    surface,
-    surface_metrics,
-)
+                                            all_metrics,
+                                            dice,
+                                            directed_surface_distances,
+                                            error_labels,
+                                            surface,
+                                            surface_metrics,
+                                            )
 
 from conftest import ball
 

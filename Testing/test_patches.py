@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from PatchSamplerLib.method.patches import (
-    MAX_PATCH_VOXELS,
-    check_patch_request,
-    patch_boxes,
-    patch_coordinates,
-    patch_labels,
-    patch_offsets,
-)
+                                            MAX_PATCH_VOXELS,
+                                            check_patch_request,
+                                            patch_boxes,
+                                            patch_coordinates,
+                                            patch_labels,
+                                            patch_offsets,
+                                            )
 
 
 def test_offsets_odd_k():

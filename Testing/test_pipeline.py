@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from PatchSamplerLib.method.frame import frame_box
 from PatchSamplerLib.method.inr import ShapePrior
 from PatchSamplerLib.method.metrics import all_metrics, dice
-from PatchSamplerLib.method.frame import frame_box
 from PatchSamplerLib.pipeline import reconstruct
 from PatchSamplerLib.volume import BinaryVolume, VolumeError
 from tiny_prior import held_out_vertebra, tiny_prior_path

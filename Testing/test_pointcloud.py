@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from PatchSamplerLib.method.pointcloud import (
-    DEFAULT_CLOUD_SIZE,
-    CloudNormalisation,
-    dense_cloud,
-    simplified_cloud,
-    sobol_downsample,
-)
+                                               DEFAULT_CLOUD_SIZE,
+                                               CloudNormalisation,
+                                               dense_cloud,
+                                               simplified_cloud,
+                                               sobol_downsample,
+                                               )
 
 from conftest import ball
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from PatchSamplerLib.method.inr import OccupancyDecoder, fit_latent, fit_latent_unrolled, initial_latent
-from PatchSamplerLib.method.losses import coverage_loss, latent_regulariser, occupancy_loss, proximity_loss, repulsion_loss
+from PatchSamplerLib.method.losses import (coverage_loss, latent_regulariser, occupancy_loss, proximity_loss,
+                                          repulsion_loss)
 from PatchSamplerLib.method.patches import patch_coordinates
 from PatchSamplerLib.method.sampler import LearnedSampler, PointGenerator, SoftProjection
 

@@ -18,10 +18,10 @@ from tiny_prior import tiny_sampler_path, TINY_SCALE, tiny_prior_path  # noqa: E
 import PatchSamplerLogic as L  # noqa: E402
 from PatchSamplerMRML import choices, dependencies, geometry, metrics_table, outputs  # noqa: E402
 from PatchSamplerLib.data.synthetic import make_shape  # noqa: E402
-from PatchSamplerLib.reporting.figures import ERROR_COLOURS  # noqa: E402
 from PatchSamplerLib.method.metrics import dice  # noqa: E402
 from PatchSamplerLib.method.patches import patch_boxes  # noqa: E402
 from PatchSamplerLib.pipeline import Cancelled, reconstruct  # noqa: E402
+from PatchSamplerLib.reporting.figures import ERROR_COLOURS  # noqa: E402
 from PatchSamplerLib.volume import BinaryVolume, index_to_world  # noqa: E402
 
 N, K, T, FIT_LR = 6, 5, 20, 3e-2          # small: a run takes well under a second

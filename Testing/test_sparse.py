@@ -11,10 +11,10 @@ import torch
 
 from PatchSamplerLib.method.inr import fit_latent
 from PatchSamplerLib.method.metrics import dice
-from PatchSamplerLib.sparse.slice_baselines import fill_between_slices, interpolate_slices
 from PatchSamplerLib.sparse.inputs import (every_nth_slice, from_known_mask, labelled_slices, orthogonal_slices,
-                                    sparse_input, thick_slices)
+                                           sparse_input, thick_slices)
 from PatchSamplerLib.sparse.reconstruction import DicePlateau, known_points, reconstruct_sparse
+from PatchSamplerLib.sparse.slice_baselines import fill_between_slices, interpolate_slices
 from PatchSamplerLib.volume import BinaryVolume, VolumeError, read_labelmap, write_volume
 from tiny_prior import held_out_vertebra, tiny_prior_path
 

@@ -7,19 +7,19 @@ import SimpleITK as sitk
 import torch
 
 from PatchSamplerLib.volume import (
-    BinaryVolume,
-    VolumeError,
-    bbox_centre_mm,
-    foreground_bbox,
-    index_to_local_mm,
-    index_to_world,
-    local_mm_to_index,
-    read_labelmap,
-    resample_isotropic,
-    world_to_index,
-    write_labelmap,
-    write_volume,
-)
+                                    BinaryVolume,
+                                    VolumeError,
+                                    bbox_centre_mm,
+                                    foreground_bbox,
+                                    index_to_local_mm,
+                                    index_to_world,
+                                    local_mm_to_index,
+                                    read_labelmap,
+                                    resample_isotropic,
+                                    world_to_index,
+                                    write_labelmap,
+                                    write_volume,
+                                    )
 
 from conftest import ball
 

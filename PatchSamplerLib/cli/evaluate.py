@@ -130,7 +130,8 @@ def evaluate_main(args) -> int:
             learned_models = folder_samplers(args.sampler_dir, grid.configs, grid.ts)
         cases = evaluation_cases(args)
         path = run_cases(cases, grid, prior, args.out, learned_models=learned_models)
-    table = evaluation_report(path, f"{args.family or args.data}, prior {args.prior}, T = {', '.join(map(str, grid.ts))}")
+    title = f"{args.family or args.data}, prior {args.prior}, T = {', '.join(map(str, grid.ts))}"
+    table = evaluation_report(path, title)
     (Path(args.out) / "table.md").write_text(table + f"\nCommand: `{args.command_line}`\n")
     print(table)
     if args.figures:

@@ -31,7 +31,7 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 
 from PatchSamplerLib.volume import (LABELMAP_SUFFIXES, BinaryVolume, VolumeError, foreground_bbox,
-                      index_to_world, read_labelmap, resample_isotropic)
+                                    index_to_world, read_labelmap, resample_isotropic)
 
 
 # ---------------------------------------------------------------- items

@@ -33,9 +33,9 @@ from typing import Sequence
 
 import numpy as np
 
-from PatchSamplerLib.volume import BinaryVolume, VolumeError, resample_isotropic
 from PatchSamplerLib.data.folder import (Dropped, ShapeDataset, ShapeItem, check_crop_size, check_dataset_root,
-                     crop_centred, read_nonzero_mask, reorient_volume)
+                                         crop_centred, read_nonzero_mask, reorient_volume)
+from PatchSamplerLib.volume import BinaryVolume, VolumeError, resample_isotropic
 
 CROP_SIZE = (85, 85, 110)
 SPACING_MM = 1.5

@@ -51,9 +51,9 @@ from typing import Sequence
 
 import numpy as np
 
-from PatchSamplerLib.volume import BinaryVolume, VolumeError
 from PatchSamplerLib.data.folder import (Dropped, ShapeDataset, ShapeItem, bbox_touches_border, centred_window_start,
-                     check_crop_size, check_dataset_root, check_fits, copy_window, reorient_to_lps)
+                                         check_crop_size, check_dataset_root, check_fits, copy_window, reorient_to_lps)
+from PatchSamplerLib.volume import BinaryVolume, VolumeError
 
 CROP_SIZE = (128, 120, 90)
 SPACING_MM = 1.0

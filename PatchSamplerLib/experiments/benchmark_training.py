@@ -1,4 +1,4 @@
-"""`benchmark --training`: the sampler training step, faithful vs fast mode [T §4.4: the thesis's training step; our fast mode].
+"""`benchmark --training`: the sampler training step [T §4.4], faithful vs fast mode.
 
 For each mode, in its own fresh (spawned) Python process, on the same small synthetic case
 (`TrainingCase`):

@@ -171,7 +171,7 @@ def placement_figure(mask: np.ndarray, spacing, placements: dict, k: int, title:
 def dice_surface_figure(grid: dict, path) -> None:
     """PNG [T Figs 5.2-5.4]: one 3-D panel per T, mean Dice over (N, K) per sampler -- a surface
     where the (N, K) points span one (three or more, not on a line), points joined otherwise.
-    grid: {(T, sampler): {(N, K): mean Dice}} (`evaluation.mean_dice_grid`)."""
+    grid: {(T, sampler): {(N, K): mean Dice}} (`experiments.tables.mean_dice_grid`)."""
     plt = _plt()
     ts = sorted({t for t, _ in grid})
     fig = plt.figure(figsize=(5.5 * len(ts), 5))

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from PatchSamplerLib.reporting.figures import overview_figure, sparse_overview_figure
 from PatchSamplerLib.method.patches import patch_boxes
 from PatchSamplerLib.pipeline import ReconstructionResult
+from PatchSamplerLib.reporting.figures import overview_figure, sparse_overview_figure
 from PatchSamplerLib.sparse.inputs import SparseInput
 from PatchSamplerLib.sparse.reconstruction import SparseResult
 from PatchSamplerLib.volume import BinaryVolume, index_to_world, write_labelmap

@@ -2,7 +2,7 @@
 
 Per shape: mask -> 2048-point cloud P -> generated G -> projected R -> voxel-index centres ->
 K^3 patch coordinates (labels V[round(x)], constants) -> T Adam steps of the latent fit that
-stay on the autograd graph (`inr.fit_latent_unrolled`) -> decode -> loss.
+stay on the autograd graph (`method.inr.fit_latent_unrolled`) -> decode -> loss.
 
 Loss = L_proximity(G, P) + 0.001 L_repulsion(R) + L_r, L_r = BCE + (1 - soft Dice) of the
 decoded occupancies against the mask. Ablation switches: SampleNet's max proximity term,

@@ -3,7 +3,7 @@
 kept best sampler is never worse than it on the validation shapes.
 
 - ``fps``: before the end-to-end training the generator is fitted for `init_steps` steps to
-  reproduce each shape's deterministic FPS centres (`baselines.extreme_fps_centres`: FPS from
+  reproduce each shape's deterministic FPS centres (`method.baselines.extreme_fps_centres`: FPS from
   the voxel farthest from the centroid, so the targets are consistent across shapes; FPS from a
   random first voxel is not, and was fitted poorly). Loss: the mean squared distance in the
   normalised cloud space after the optimal one-to-one matching (Hungarian); Adam `init_lr` with

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from PatchSamplerLib.method.baselines import fps_centres  # noqa: E402
 from PatchSamplerLib.data.synthetic import make_shape  # noqa: E402
+from PatchSamplerLib.method.baselines import fps_centres  # noqa: E402
 from PatchSamplerLib.method.decoding import decode_grid, decode_grid_coarse_to_fine  # noqa: E402
+from PatchSamplerLib.method.frame import frame_box  # noqa: E402
 from PatchSamplerLib.method.inr import ShapePrior, fit_latent  # noqa: E402
 from PatchSamplerLib.method.metrics import dice  # noqa: E402
 from PatchSamplerLib.method.patches import extract_patches  # noqa: E402
-from PatchSamplerLib.method.frame import frame_box  # noqa: E402
 from PatchSamplerLib.volume import bbox_centre_mm  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

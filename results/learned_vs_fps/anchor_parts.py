@@ -10,12 +10,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from PatchSamplerLib.method.baselines import extreme_fps_centres  # noqa: E402
 from PatchSamplerLib.data.synthetic import make_shapes  # noqa: E402
+from PatchSamplerLib.method.baselines import extreme_fps_centres  # noqa: E402
 from PatchSamplerLib.method.inr import ShapePrior  # noqa: E402
 from PatchSamplerLib.method.pointcloud import simplified_cloud  # noqa: E402
-from PatchSamplerLib.training.scores import patch_dice  # noqa: E402
 from PatchSamplerLib.method.sampler import cloud_fps_anchor  # noqa: E402
+from PatchSamplerLib.training.scores import patch_dice  # noqa: E402
 from PatchSamplerLib.volume import bbox_centre_mm  # noqa: E402
 torch.set_num_threads(1)
 vols = make_shapes("kidney", 24, seed=0, start=64)

@@ -21,12 +21,12 @@ from scipy import ndimage
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from PatchSamplerLib.method.baselines import fps_centres  # noqa: E402
 from PatchSamplerLib.checkpoints import MODELS_DIR, sampler_file_name  # noqa: E402
 from PatchSamplerLib.data.synthetic import make_shape  # noqa: E402
-from PatchSamplerLib.reporting.figures import placement_figure  # noqa: E402
+from PatchSamplerLib.method.baselines import fps_centres  # noqa: E402
 from PatchSamplerLib.method.patches import patch_coordinates, patch_labels  # noqa: E402
 from PatchSamplerLib.method.sampler import SamplerModel, learned_centres  # noqa: E402
+from PatchSamplerLib.reporting.figures import placement_figure  # noqa: E402
 import torch  # noqa: E402
 
 

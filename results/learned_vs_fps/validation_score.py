@@ -4,7 +4,7 @@
     python results/learned_vs_fps/validation_score.py vertebra 8 9 A.pt B.pt [...] [--count 24]
 
 Per file: mean Dice over the 12 (--count) validation shapes (indices 64-75; 64-87 with 24) of the reconstruction from the
-sampler's projected centres, N patches of K^3 voxels, T = 100 (`prior_training.patch_dice`, the
+sampler's projected centres, N patches of K^3 voxels, T = 100 (`training.scores.patch_dice`, the
 score the training's validation uses).
 """
 import argparse
@@ -17,8 +17,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from PatchSamplerLib.data.synthetic import make_shapes  # noqa: E402
 from PatchSamplerLib.method.inr import ShapePrior  # noqa: E402
-from PatchSamplerLib.training.scores import patch_dice  # noqa: E402
 from PatchSamplerLib.method.sampler import SamplerModel, learned_centres  # noqa: E402
+from PatchSamplerLib.training.scores import patch_dice  # noqa: E402
 from PatchSamplerLib.volume import bbox_centre_mm  # noqa: E402
 
 

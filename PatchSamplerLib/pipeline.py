@@ -12,11 +12,14 @@ box are decoded; everything else is background. A shape larger than the box gets
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from PatchSamplerLib.devices import check_precision, precision_context, resolve_device, sync_device
+from PatchSamplerLib.method.components import component_note, largest_component
+from PatchSamplerLib.method.cost import check_affordable, decoder_macs_per_point, estimate_run
 from PatchSamplerLib.method.decoding import DEFAULT_CHUNK, decode_in_frame
 from PatchSamplerLib.method.frame import place_frame
 from PatchSamplerLib.method.inr import DEFAULT_FIT_LR, ShapePrior, fit_latent
@@ -24,6 +27,7 @@ from PatchSamplerLib.method.metrics import all_metrics, error_labels
 from PatchSamplerLib.method.patches import check_patch_request, extract_patches
 from PatchSamplerLib.method.sampler import learned_centres, load_learned_sampler
 from PatchSamplerLib.method.samplers import baseline_centres, sampler_spec
+from PatchSamplerLib.orientation import AxisReorientation, to_anatomical
 from PatchSamplerLib.progress import Cancelled, Monitor  # noqa: F401  (Cancelled: part of this API)
 from PatchSamplerLib.volume import BinaryVolume, VolumeError
 
@@ -42,7 +46,9 @@ class RunConfig:
     device: "auto" | "cpu" | "cuda[:i]"; precision: "fp32", or on CUDA "tf32" / "bf16";
     fit_lr: Adam learning rate of the fit; dense_decode: every voxel instead of coarse-to-fine;
     chunk: points per decoder call; sampler_model: a learned sampler file (None: the bundled
-    one of the prior and (N, K))."""
+    one of the prior and (N, K)); largest_component: keep only the mask's largest connected
+    component (drops false-positive specks; they are then neither reconstructed nor scored);
+    force: run even when the estimate (`method.cost`) is above the time or memory limit."""
     n: int = DEFAULT_N
     k: int = DEFAULT_K
     t: int = DEFAULT_T
@@ -54,6 +60,8 @@ class RunConfig:
     dense_decode: bool = False
     chunk: int = DEFAULT_CHUNK
     sampler_model: str | None = None
+    largest_component: bool = False
+    force: bool = False
 
     def check(self) -> "RunConfig":
         """Itself; ValueError with a user-facing message for an N, K, T, sampler or precision
@@ -113,25 +121,53 @@ def reconstruct(volume: BinaryVolume, config: RunConfig | None = None, prior: Sh
     (`reconstruct(volume, n=8, k=11, prior="kidney")`). `prior` is a ShapePrior (used where it
     is: a prior on another device is copied, never moved) or a bundled name / file. `learned`:
     a loaded SamplerModel for sampler "learned" (else `config.sampler_model` or the bundled
-    one). `centres` (N, 3) voxel index overrides the sampler (then `config.sampler` only names
-    where they came from; `generated` are a learned sampler's points before projection,
-    recorded). `progress(stage, fraction)` is called as the run advances; when
-    `should_cancel()` returns True the run stops with `Cancelled`. Raises ValueError
-    subclasses with user-facing messages on bad input."""
+    one). `centres` (N, 3) voxel index of `volume` overrides the sampler (then
+    `config.sampler` only names where they came from; `generated` are a learned sampler's points
+    before projection, recorded). `progress(stage, fraction)` is called as the run advances;
+    when `should_cancel()` returns True the run stops with `Cancelled`. Raises ValueError
+    subclasses with user-facing messages on bad input.
+
+    The run happens in the anatomical frame (`orientation`): the same anatomy stored in any axis
+    order gives the same result in world coordinates. Every array and index of the result is on
+    `volume`'s own grid; `settings["anatomical_frame"]` says how the axes were reordered."""
     config = replace(config or RunConfig(), **settings).check()
     if volume.voxel_count == 0:
         raise VolumeError("the mask is empty: nothing to reconstruct")
-    monitor = Monitor(progress, should_cancel)
+    anatomical, orient = to_anatomical(volume)
+    given = None if centres is None else (orient.index_to_anatomical(np.reshape(centres, (-1, 3))),
+                                          None if generated is None else orient.index_to_anatomical(generated))
+    result = reconstruct_anatomical(anatomical, config, prior, given, learned, Monitor(progress, should_cancel))
+    result.settings["anatomical_frame"] = orient.record()
+    return result_on_input_grid(result, orient)
+
+
+def input_mask(volume: BinaryVolume, config: RunConfig, notes: list) -> BinaryVolume:
+    """The mask a run reconstructs: all of `volume`, or with `config.largest_component` its
+    largest connected component; several components add a warning naming their sizes."""
+    note = component_note(volume.mask, config.largest_component)
+    if note is None:
+        return volume
+    notes.append(note)
+    warnings.warn(note)
+    return volume.with_mask(largest_component(volume.mask)) if config.largest_component else volume
+
+
+def reconstruct_anatomical(volume: BinaryVolume, config: RunConfig, prior, given, learned,
+                           monitor: Monitor) -> ReconstructionResult:
+    """`reconstruct` on a volume already in the anatomical frame; `given`: None or (centres
+    (N, 3), generated (N, 3) or None) anatomical index."""
     monitor("sampling")
     dev = resolve_device(config.device)
     check_precision(dev, config.precision)
     prior = (prior if isinstance(prior, ShapePrior) else ShapePrior.load(prior)).on(dev)
+    check_affordable(estimate_run(config.n, config.k, config.t, dev, decoder_macs_per_point(prior.decoder)),
+                     config.force)
     timings, notes = {}, []
+    volume = input_mask(volume, config, notes)
 
     with monitor.stage("sampling", timings):
         centre_mm, lo, hi = place_frame(volume.mask, volume.spacing, prior.extent_mm, notes)
-        if centres is None:
-            centres, generated = sample_centres(volume, config, prior, learned, notes)
+        centres, generated = given if given is not None else sample_centres(volume, config, prior, learned, notes)
         centres = np.asarray(centres, np.float32).reshape(-1, 3)
     with monitor.stage("extraction", timings):
         coords_idx, values, coords_mm = extract_patches(volume.mask, volume.spacing, centres, config.k, centre_mm)
@@ -156,6 +192,18 @@ def reconstruct(volume: BinaryVolume, config: RunConfig | None = None, prior: Sh
                   decode="dense" if config.dense_decode else "coarse-to-fine", decoder_points=evaluated)
     return ReconstructionResult(centres, coords_idx.numpy(), values.numpy(), recon, errors, metrics, timings,
                                 latent[0].cpu().numpy(), record, notes, generated)
+
+
+def result_on_input_grid(result: ReconstructionResult, orient: AxisReorientation) -> ReconstructionResult:
+    """An anatomical-frame result with every index and array mapped back to the input grid
+    (`frame_centre_mm` and `decoded_box_index` stay in the anatomical frame, which the record
+    says)."""
+    back = orient.index_from_anatomical
+    return replace(result, centres=back(result.centres).astype(np.float32),
+                   patch_coords=back(result.patch_coords).astype(np.float32),
+                   reconstruction=orient.array_from_anatomical(result.reconstruction),
+                   errors=orient.array_from_anatomical(result.errors),
+                   generated=None if result.generated is None else back(result.generated).astype(np.float32))
 
 
 def _model_name(config: RunConfig, learned) -> str | None:

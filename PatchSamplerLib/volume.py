@@ -172,6 +172,69 @@ def read_labelmap(path: str, label: int | None = None) -> BinaryVolume:
     return BinaryVolume(np.ascontiguousarray(mask), image.GetSpacing(), np.array(image.GetOrigin()), direction)
 
 
+def read_nonzero_mask(path) -> BinaryVolume:
+    """Read a labelmap file; every non-zero voxel is foreground. An empty mask is allowed.
+
+    Unlike `read_labelmap` this accepts any label values (TotalSegmentator masks are 0/1, a 0/255
+    export or the product's own 0/1/2 `sparse_input.nii.gz` load too). Raises FileNotFoundError /
+    VolumeError naming the file."""
+    sitk = _sitk()
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"file not found: {path}")
+    try:
+        image = sitk.ReadImage(path)
+    except RuntimeError as exc:
+        raise VolumeError(f"cannot read {path} as a labelmap: {str(exc).strip().splitlines()[-1]}") from None
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise VolumeError(f"{path} is not a 3-D single-component labelmap")
+    mask = sitk.GetArrayViewFromImage(image).transpose(2, 1, 0) != 0
+    return BinaryVolume(np.ascontiguousarray(mask), image.GetSpacing(), np.array(image.GetOrigin()),
+                        np.array(image.GetDirection(), float).reshape(3, 3))
+
+
+def grid_differences(volume: BinaryVolume, like: BinaryVolume, tolerance: float = 1e-3) -> list[str]:
+    """How `volume`'s grid differs from `like`'s (size, spacing, origin, direction), one phrase
+    each; [] when they agree within `tolerance` (relative for spacing, times the smallest
+    spacing in mm for the origin, absolute for direction cosines)."""
+    found = []
+    if volume.shape != like.shape:
+        found.append(f"size {volume.shape} instead of {like.shape}")
+    if not np.allclose(volume.spacing, like.spacing, rtol=tolerance, atol=0):
+        found.append(f"spacing {tuple(round(s, 4) for s in volume.spacing)} mm instead of "
+                     f"{tuple(round(s, 4) for s in like.spacing)}")
+    if not np.allclose(volume.origin, like.origin, atol=tolerance * min(like.spacing)):
+        found.append(f"origin {np.round(volume.origin, 3).tolist()} mm instead of {np.round(like.origin, 3).tolist()}")
+    if not np.allclose(volume.direction, like.direction, atol=tolerance):
+        found.append(f"direction {np.round(volume.direction, 3).tolist()} instead of "
+                     f"{np.round(like.direction, 3).tolist()}")
+    return found
+
+
+def resample_like(volume: BinaryVolume, like: BinaryVolume) -> BinaryVolume:
+    """`volume`'s mask resampled onto `like`'s grid in world space (nearest neighbour; outside
+    `volume` background)."""
+    sitk = _sitk()
+    out = sitk.Resample(to_sitk_image(volume.mask, volume), to_sitk_image(np.zeros(like.shape, np.uint8), like),
+                        sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return like.with_mask(sitk.GetArrayFromImage(out).transpose(2, 1, 0) > 0)
+
+
+def on_grid_of(volume: BinaryVolume, like: BinaryVolume, name: str, notes: list) -> BinaryVolume:
+    """An auxiliary file's mask (`name`: how the user knows it) on `like`'s grid: itself when the
+    grids agree, else resampled in world space with a note in `notes` saying how they differed.
+    VolumeError when its foreground does not overlap `like`'s grid at all."""
+    differences = grid_differences(volume, like)
+    if not differences:
+        return volume
+    moved = resample_like(volume, like)
+    if volume.mask.any() and not moved.mask.any():
+        raise VolumeError(f"{name} does not overlap the input in world space ({'; '.join(differences)})")
+    notes.append(f"{name} is on another grid than the input ({'; '.join(differences)}): resampled onto the "
+                 "input's grid in world space (nearest neighbour)")
+    return moved
+
+
 def to_sitk_image(array: np.ndarray, like: BinaryVolume, dtype=np.uint8):
     """(X, Y, Z) array -> SimpleITK image with `like`'s spacing, origin and direction."""
     sitk = _sitk()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from PatchSamplerLib.experiments.benchmark import decoder_macs_per_point, flop_floor
+from PatchSamplerLib.method.cost import decoder_macs_per_point, flop_floor
 from PatchSamplerLib.experiments.memory import PeakMemory, quartiles
 from PatchSamplerLib.method.inr import OccupancyDecoder
 

@@ -14,8 +14,8 @@ from scipy import ndimage
 
 from conftest import ball
 from PatchSamplerLib.data import cross_validation_folds, load_dataset
-from PatchSamplerLib.data.folder import (ShapeDataset, copy_window, crop_centred, load_folder,
-                                         reorient_to_lps)
+from PatchSamplerLib.data.folder import ShapeDataset, copy_window, crop_centred, load_folder
+from PatchSamplerLib.orientation import reorient_to_lps
 from PatchSamplerLib.data.synthetic import make_shape
 from PatchSamplerLib.data.totalsegmentator import count_components, load_totalsegmentator
 from PatchSamplerLib.data.verse import load_verse, parse_mask_name

@@ -37,6 +37,12 @@ def add_commands(sub) -> None:
     p.add_argument("--fit-lr", type=float, default=1e-2, help="Adam learning rate of the latent fit")
     p.add_argument("--dense-decode", action="store_true",
                    help="decode every voxel (the reference) instead of coarse-to-fine")
+    p.add_argument("--largest-component", action="store_true",
+                   help="keep only the mask's largest connected component (drops false-positive specks of "
+                        "automatic segmentations; several components are always reported)")
+    p.add_argument("--force", action="store_true",
+                   help="run even when the estimate is above the limits (10 minutes of latent fit, half of the "
+                        "device's memory)")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=run_main)
 
@@ -56,6 +62,7 @@ def synth_main(args) -> int:
 def run_main(args) -> int:
     import warnings
     from PatchSamplerLib.devices import check_precision, resolve_device
+    from PatchSamplerLib.method.cost import check_affordable, estimate_run
     from PatchSamplerLib.method.inr import ShapePrior
     from PatchSamplerLib.pipeline import RunConfig, reconstruct
     from PatchSamplerLib.reporting.outputs import write_run_outputs
@@ -64,9 +71,13 @@ def run_main(args) -> int:
     device = resolve_device(args.device)          # fail before any work
     config = RunConfig(n=args.n, k=args.k, t=args.t, sampler=args.sampler, seed=args.seed, device=str(device),
                        precision=args.precision, fit_lr=args.fit_lr, dense_decode=args.dense_decode,
-                       sampler_model=args.sampler_model).check()
+                       sampler_model=args.sampler_model, largest_component=args.largest_component,
+                       force=args.force).check()
     check_precision(device, config.precision)
     prior = ShapePrior.load(args.prior, device=device)
+    estimate = estimate_run(config.n, config.k, config.t, device)
+    print(f"N={config.n} K={config.k} T={config.t}: {estimate.describe()} (estimated)")
+    check_affordable(estimate, config.force)
     volume = read_labelmap(args.input, args.label)
     print(f"input {args.input}: {volume.shape} voxels at {volume.spacing} mm, {volume.voxel_count} foreground")
     with warnings.catch_warnings():

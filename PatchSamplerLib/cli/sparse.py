@@ -66,10 +66,12 @@ def add_reconstruct_slices_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder")
 
 
-def sparse_from_args(args, volume):
-    """(SparseInput, reference mask or None) for the chosen mode."""
+def sparse_from_args(args, volume, notes: list):
+    """(SparseInput, reference mask or None) for the chosen mode. A --known-mask (any non-zero
+    voxel is observed) or --reference on another grid than the input is resampled onto it in
+    world space, with a note in `notes`."""
     from PatchSamplerLib.sparse.inputs import sparse_input
-    from PatchSamplerLib.volume import VolumeError, read_labelmap
+    from PatchSamplerLib.volume import on_grid_of, read_labelmap, read_nonzero_mask
     if args.thick and args.step is None:
         raise ValueError("--thick goes with --step")
     if args.step is not None:
@@ -80,14 +82,14 @@ def sparse_from_args(args, volume):
         mode, axis = "known", args.axis
     else:
         mode, axis = "labelled", args.labelled_slices
-    known = read_labelmap(args.known_mask).mask if mode == "known" else None
+    known = None
+    if mode == "known":
+        known = on_grid_of(read_nonzero_mask(args.known_mask), volume, f"--known-mask {args.known_mask}", notes).mask
     sparse = sparse_input(volume.mask, mode, args.step or 8, axis, args.start, args.seed, known)
     reference = volume.mask if mode in ("slices", "thick", "orthogonal") else None
     if args.reference is not None:
-        ref = read_labelmap(args.reference, args.label)
-        if ref.shape != volume.shape:
-            raise VolumeError(f"the reference has shape {ref.shape}, the input {volume.shape}")
-        reference = ref.mask
+        reference = on_grid_of(read_labelmap(args.reference, args.label), volume, f"--reference {args.reference}",
+                               notes).mask
     return sparse, reference
 
 
@@ -113,12 +115,14 @@ def reconstruct_slices_main(args) -> int:
     device = resolve_device(args.device)
     prior = ShapePrior.load(args.prior, device=device)
     volume = read_labelmap(args.input, args.label)
-    sparse, reference = sparse_from_args(args, volume)
+    notes = []
+    sparse, reference = sparse_from_args(args, volume, notes)
     print(f"input {args.input}: {volume.shape} voxels at {volume.spacing} mm; {sparse.description}, "
           f"{sparse.known_count} known voxels")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = reconstruct_sparse(volume, sparse, prior, sparse_config(args, device), reference=reference)
+    result.warnings[:0] = notes
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
     m = result.metrics

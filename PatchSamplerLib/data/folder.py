@@ -7,8 +7,9 @@ subject it comes from, for grouped splits) that also carries `dropped`, the list
 Geometry (library convention, see `volume.py`): arrays are (i, j, k) = (x, y, z), world
 coordinates are LPS millimetres. Two operations are shared by all loaders:
 
-- **Reorientation to LPS axes** (`reorient_to_lps`): real scans come in any axis order and
-  sign (VerSe: "NOT in the same orientation"). The array axes are permuted and flipped so that
+- **Reorientation to LPS axes** (`orientation.reorient_to_lps`, the frame of every run): real
+  scans come in any axis order and sign (VerSe: "NOT in the same orientation"). The array axes
+  are permuted and flipped so that
   i, j, k point as closely as possible to +L, +P, +S (direction ~ identity), which is also the
   axis convention of the synthetic families (x left-right, y anterior -> posterior, z inferior
   -> superior). This only reorders voxels: no interpolation, the world position of every voxel
@@ -30,8 +31,9 @@ from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
-from PatchSamplerLib.volume import (LABELMAP_SUFFIXES, BinaryVolume, VolumeError, foreground_bbox,
-                                    index_to_world, read_labelmap, resample_isotropic)
+from PatchSamplerLib.orientation import to_anatomical
+from PatchSamplerLib.volume import (LABELMAP_SUFFIXES, BinaryVolume, VolumeError, foreground_bbox, index_to_world,
+                                    read_labelmap, resample_isotropic)
 
 
 # ---------------------------------------------------------------- items
@@ -76,55 +78,9 @@ class ShapeDataset(list):
 
 
 # ---------------------------------------------------------------- reorientation
-def lps_axis_order(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each world axis w (L, P, S): the array axis closest to it and the sign of that axis.
-
-    direction: (3, 3), columns = world directions of the i, j, k axes.
-    Returns perm (3,) int, with perm[w] the array axis along world axis w, and signs (3,)
-    of +1 / -1 (-1: the array axis points along -w). Oblique directions go to the nearest
-    axis (greedy on the largest |cosine|), so perm is always a permutation.
-    """
-    cosines = np.abs(np.asarray(direction, float).reshape(3, 3))
-    perm = np.full(3, -1)
-    used_world, used_array = set(), set()
-    for flat in np.argsort(-cosines, axis=None, kind="stable"):
-        w, a = divmod(int(flat), 3)
-        if w not in used_world and a not in used_array:
-            perm[w] = a
-            used_world.add(w)
-            used_array.add(a)
-    signs = np.where(np.asarray(direction, float)[np.arange(3), perm] < 0, -1, 1)
-    return perm, signs
-
-
-def reorient_to_lps(array: np.ndarray, spacing, origin, direction
-                    ) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray, np.ndarray]:
-    """Permute / flip an (X, Y, Z) array so its axes point to +L, +P, +S as closely as possible.
-
-    Lossless (voxels are only reordered) and world-preserving: voxel v of the result sits at
-    the same world position as the voxel it came from. Returns (array, spacing, origin,
-    direction) of the reoriented grid; direction is the identity for axis-aligned inputs.
-    """
-    direction = np.asarray(direction, float).reshape(3, 3)
-    spacing = np.asarray(spacing, float)
-    perm, signs = lps_axis_order(direction)
-    out = np.transpose(array, perm)
-    first_voxel = np.zeros(3)               # old index of the new voxel (0, 0, 0)
-    for w in range(3):
-        if signs[w] < 0:
-            out = np.flip(out, axis=w)
-            first_voxel[perm[w]] = array.shape[perm[w]] - 1
-    new_direction = direction[:, perm] * signs
-    new_origin = np.asarray(origin, float) + direction @ (spacing * first_voxel)
-    return (np.ascontiguousarray(out), tuple(float(s) for s in spacing[perm]),
-            new_origin, new_direction)
-
-
 def reorient_volume(volume: BinaryVolume) -> BinaryVolume:
-    """`reorient_to_lps` for a BinaryVolume."""
-    mask, spacing, origin, direction = reorient_to_lps(volume.mask, volume.spacing,
-                                                       volume.origin, volume.direction)
-    return BinaryVolume(mask, spacing, origin, direction)
+    """`volume` on the anatomical (LPS-axes) grid, `orientation.to_anatomical`."""
+    return to_anatomical(volume)[0]
 
 
 # ---------------------------------------------------------------- centring and cropping
@@ -225,24 +181,6 @@ def find_labelmaps(root, recursive: bool = True) -> list[Path]:
         raise FileNotFoundError(f"no labelmap files ({', '.join(LABELMAP_SUFFIXES)}) in {root}"
                                 + (" or its subfolders" if recursive else ""))
     return files
-
-
-def read_nonzero_mask(path) -> BinaryVolume:
-    """Read a labelmap file; every non-zero voxel is foreground. An empty mask is allowed.
-
-    Unlike `read_labelmap` this accepts any label value (TotalSegmentator masks are 0/1,
-    but a 0/255 export should load too)."""
-    import SimpleITK as sitk
-    path = os.fspath(path)
-    try:
-        image = sitk.ReadImage(path)
-    except RuntimeError as exc:
-        raise VolumeError(f"cannot read {path} as a labelmap: {str(exc).strip().splitlines()[-1]}") from None
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise VolumeError(f"{path} is not a 3-D single-component labelmap")
-    mask = sitk.GetArrayViewFromImage(image).transpose(2, 1, 0) != 0
-    return BinaryVolume(np.ascontiguousarray(mask), image.GetSpacing(), np.array(image.GetOrigin()),
-                        np.array(image.GetDirection(), float).reshape(3, 3))
 
 
 def folder_subject(path: Path, root: Path) -> str:

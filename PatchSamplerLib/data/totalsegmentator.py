@@ -6,7 +6,7 @@ Layout (the TotalSegmentator dataset release: one folder per subject, one file p
     <root>/s0000/segmentations/kidney_left.nii.gz
     <root>/s0000/segmentations/kidney_right.nii.gz
 
-Each mask (non-zero = foreground) is reoriented to LPS axes (`folder.reorient_to_lps`), so the
+Each mask (non-zero = foreground) is reoriented to LPS axes (`orientation.reorient_to_lps`), so the
 crop's 110 voxels run inferior-superior along the kidney's long axis, resampled to 1.5 mm
 isotropic (`volume.resample_isotropic`: linear interpolation of 0/1, threshold 0.5, physical
 box kept) and then filtered, all on the resampled grid, as the thesis does:
@@ -34,8 +34,8 @@ from typing import Sequence
 import numpy as np
 
 from PatchSamplerLib.data.folder import (Dropped, ShapeDataset, ShapeItem, check_crop_size, check_dataset_root,
-                                         crop_centred, read_nonzero_mask, reorient_volume)
-from PatchSamplerLib.volume import BinaryVolume, VolumeError, resample_isotropic
+                                         crop_centred, reorient_volume)
+from PatchSamplerLib.volume import BinaryVolume, VolumeError, read_nonzero_mask, resample_isotropic
 
 CROP_SIZE = (85, 85, 110)
 SPACING_MM = 1.5

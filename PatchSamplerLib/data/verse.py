@@ -31,7 +31,7 @@ Filters and geometry:
 - "Isotropic 1 mm" = every voxel spacing within ``1.0 +- 0.1`` mm (`spacing_tolerance_mm`);
   checked on the header before the voxels are read. Kept scans are not resampled: an item
   keeps its scan's spacing (e.g. 0.96 mm).
-- The label array is reoriented to LPS axes (`folder.reorient_to_lps`), so the crop's
+- The label array is reoriented to LPS axes (`orientation.reorient_to_lps`), so the crop's
   128 x 120 x 90 is left-right x anterior-posterior x inferior-superior in every item.
 - A vertebra whose voxels reach the outermost voxel layer of the scan is cut by the field of
   view (common at the top and bottom of a spine scan) and is dropped by default
@@ -52,7 +52,8 @@ from typing import Sequence
 import numpy as np
 
 from PatchSamplerLib.data.folder import (Dropped, ShapeDataset, ShapeItem, bbox_touches_border, centred_window_start,
-                                         check_crop_size, check_dataset_root, check_fits, copy_window, reorient_to_lps)
+                                         check_crop_size, check_dataset_root, check_fits, copy_window)
+from PatchSamplerLib.orientation import reorient_to_lps
 from PatchSamplerLib.volume import BinaryVolume, VolumeError
 
 CROP_SIZE = (128, 120, 90)
@@ -152,7 +153,7 @@ def is_isotropic(spacing, target_mm: float = SPACING_MM,
 def read_label_grid(path, reorient: bool = True) -> LabelGrid:
     """Read a multi-label mask as an integer (X, Y, Z) array with its geometry.
 
-    reorient: reorder the axes to LPS (`folder.reorient_to_lps`). Raises VolumeError for
+    reorient: reorder the axes to LPS (`orientation.reorient_to_lps`). Raises VolumeError for
     files that are not 3-D single-component integer labelmaps."""
     import SimpleITK as sitk
     try:

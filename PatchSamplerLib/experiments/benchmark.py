@@ -26,42 +26,12 @@ import torch
 
 from PatchSamplerLib.checkpoints import prior_name, resolve_sampler_path
 from PatchSamplerLib.data.synthetic import make_shape
-from PatchSamplerLib.devices import sync_device
 from PatchSamplerLib.experiments.memory import PeakMemory, first_call_peak_mb, quartiles
 from PatchSamplerLib.method.baselines import fps_centres
-from PatchSamplerLib.method.inr import N_BLOCKS, OccupancyDecoder, ShapePrior
+from PatchSamplerLib.method.cost import decoder_macs_per_point, flop_floor, matmul_gflops
+from PatchSamplerLib.method.inr import ShapePrior
 from PatchSamplerLib.method.sampler import SamplerModel, learned_centres
 from PatchSamplerLib.pipeline import RunConfig, reconstruct
-
-def matmul_gflops(device: torch.device, rows: int = 8788, width: int = 128, repeats: int = 50) -> float:
-    """Measured fp32 throughput (GFLOP/s) of (rows x width) @ (width x width), the decoder's shape."""
-    a = torch.randn(rows, width, device=device)
-    b = torch.randn(width, width, device=device)
-    for _ in range(5):
-        a @ b
-    sync_device(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    sync_device(device)
-    return 2.0 * rows * width * width * repeats / (time.perf_counter() - start) / 1e9
-
-
-def decoder_macs_per_point(decoder: OccupancyDecoder) -> int:
-    """Multiply-adds per point of `forward_features` (the latent's share of block 0 is computed
-    once per shape, not per point)."""
-    macs = 3 * decoder.width                                          # block 0, coordinate columns
-    for b in range(1, N_BLOCKS):
-        layer = decoder.blocks[b]
-        macs += layer.in_features * layer.out_features
-    return macs + decoder.out.in_features
-
-
-def flop_floor(macs_per_point: int, fit_points: int, steps: int, decoded_points: int) -> dict:
-    """FLOPs of the fit (forward + backward to the activations ~ 2 forwards) and of the decode."""
-    return {"fit_gflop": 2 * 2 * macs_per_point * fit_points * steps / 1e9,
-            "decode_gflop": 2 * macs_per_point * decoded_points / 1e9}
-
 
 def benchmark_sampler(prior_path, n: int, k: int, t: int, mask: np.ndarray, device: torch.device,
                       repeats: int) -> dict:

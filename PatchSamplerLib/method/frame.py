@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from PatchSamplerLib.method.components import main_components
 from PatchSamplerLib.volume import bbox_centre_mm
 
 
@@ -32,11 +33,13 @@ def shape_outside_frame(mask: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> int
     return int(mask.sum() - inside)
 
 
-def place_frame(foreground: np.ndarray, spacing, extent_mm, notes: list) -> tuple:
-    """The INR frame for a shape: centred on the bounding box of `foreground` (X, Y, Z) bool,
-    `extent_mm` (3,) wide. Returns (centre_mm (3,), lo (3,), hi (3,) inclusive voxel box clipped
-    to the grid); a shape sticking out of the frame adds a warning to `notes` (and warns)."""
-    centre_mm = bbox_centre_mm(foreground, spacing)
+def place_frame(foreground: np.ndarray, spacing, extent_mm, notes: list, robust: bool = True) -> tuple:
+    """The INR frame for a shape: centred on the bounding box of `foreground`'s main components
+    (X, Y, Z) bool (`components.main_components`: a small speck does not move it), `extent_mm`
+    (3,) wide. Returns (centre_mm (3,), lo (3,), hi (3,) inclusive voxel box clipped to the
+    grid); foreground sticking out of the frame adds a warning to `notes` (and warns). `robust`
+    False: the bounding box of all of `foreground` (sparse slices are many components by nature)."""
+    centre_mm = bbox_centre_mm(main_components(foreground) if robust else foreground, spacing)
     lo, hi = frame_box(centre_mm, extent_mm, spacing, foreground.shape)
     outside = shape_outside_frame(foreground, lo, hi)
     if outside:

@@ -47,10 +47,10 @@ def patches_record(result: ReconstructionResult, volume: BinaryVolume) -> dict:
         for patch, gen in zip(patches, result.generated):
             patch["generated_index_ijk"] = [round(float(v), 4) for v in gen]
             patch["projected_index_ijk"] = patch["centre_index_ijk"]
-    keys = ("n", "k", "t", "sampler", "seed", "prior", "fit_lr")
+    keys = ("n", "k", "t", "sampler", "seed", "prior", "fit_lr", "largest_component")
     return {**{key: result.settings[key] for key in keys},
             "coordinates": "voxel index (i, j, k) of the input image; world = ITK/NIfTI LPS millimetres",
-            "patches": patches}
+            "anatomical_frame": result.settings["anatomical_frame"], "patches": patches}
 
 
 def metrics_record(result: ReconstructionResult) -> dict:
@@ -58,7 +58,7 @@ def metrics_record(result: ReconstructionResult) -> dict:
             "seconds": {k: round(v, 4) for k, v in result.timings.items()},
             "device": result.settings["device"], "warnings": result.warnings,
             "frame": {k: result.settings[k] for k in ("frame_centre_mm", "frame_extent_mm", "decoded_box_index",
-                                                      "decode", "decoder_points")}}
+                                                      "decode", "decoder_points", "anatomical_frame")}}
 
 
 def _run_writers(result: ReconstructionResult, volume: BinaryVolume, title: str) -> dict:

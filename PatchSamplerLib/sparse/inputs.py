@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from PatchSamplerLib.orientation import AxisReorientation
 from PatchSamplerLib.volume import VolumeError
 
 AXIS_HELP = "0, 1, 2 = x, y, z (i, j, k) of the image as SimpleITK orders it"
@@ -44,6 +45,18 @@ class SparseInput:
     @property
     def known_count(self) -> int:
         return int(self.known.sum())
+
+    def to_anatomical(self, orient: AxisReorientation) -> "SparseInput":
+        """The same observation on the anatomical grid of `orient` (`orientation`): arrays
+        reordered, the slice axis and positions renumbered; the description is kept."""
+        if self.axis is None:
+            axis, positions = None, self.positions
+        else:
+            axis, positions = orient.axis_to_anatomical(self.axis), self.positions
+            if positions is not None and orient.flips[axis]:
+                positions = np.sort(self.known.shape[self.axis] - 1 - np.asarray(positions))
+        return SparseInput(orient.array_to_anatomical(self.known), orient.array_to_anatomical(self.labels), axis,
+                           positions, self.description)
 
 
 def check_axis(axis: int) -> int:

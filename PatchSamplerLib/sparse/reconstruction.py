@@ -22,6 +22,7 @@ from PatchSamplerLib.method.decoding import DEFAULT_CHUNK, decode_in_frame, logi
 from PatchSamplerLib.method.frame import place_frame
 from PatchSamplerLib.method.inr import ShapePrior, fit_latent
 from PatchSamplerLib.method.metrics import all_metrics, dice, error_labels
+from PatchSamplerLib.orientation import to_anatomical
 from PatchSamplerLib.progress import Monitor
 from PatchSamplerLib.sparse.inputs import SparseInput
 from PatchSamplerLib.volume import BinaryVolume, VolumeError
@@ -117,18 +118,36 @@ def reconstruct_sparse(volume: BinaryVolume, sparse: SparseInput, prior: ShapePr
     from `sparse`, with `config` (default SparseConfig()) and any of its fields overridden by
     keyword. `reference` (X, Y, Z) bool, the full segmentation when known, gives metrics and
     errors. `progress(stage, fraction)` / `should_cancel()` as in `pipeline.reconstruct`; a
-    ShapePrior on another device is copied, never moved. Raises VolumeError / ValueError."""
+    ShapePrior on another device is copied, never moved. Raises VolumeError / ValueError.
+
+    Runs in the anatomical frame (`orientation`), like `pipeline.reconstruct`: any storage order
+    of the same anatomy gives the same result in world coordinates; the result's arrays are on
+    `volume`'s grid."""
     config = replace(config or SparseConfig(), **settings).check()
     if sparse.known.shape != volume.shape:
         raise VolumeError(f"the sparse input has shape {sparse.known.shape}, the image {volume.shape}")
-    report = Monitor(progress, should_cancel, STAGES)
+    if reference is not None and np.shape(reference) != volume.shape:
+        raise VolumeError(f"the reference has shape {np.shape(reference)}, the image {volume.shape}")
+    anatomical, orient = to_anatomical(volume)
+    result = reconstruct_sparse_anatomical(
+        anatomical, sparse.to_anatomical(orient), prior, config,
+        None if reference is None else orient.array_to_anatomical(np.asarray(reference, bool)),
+        Monitor(progress, should_cancel, STAGES))
+    result.settings["anatomical_frame"] = orient.record()
+    return replace(result, reconstruction=orient.array_from_anatomical(result.reconstruction),
+                   errors=None if result.errors is None else orient.array_from_anatomical(result.errors))
+
+
+def reconstruct_sparse_anatomical(volume: BinaryVolume, sparse: SparseInput, prior, config: SparseConfig,
+                                  reference: np.ndarray | None, report: Monitor) -> SparseResult:
+    """`reconstruct_sparse` on a volume, observation and reference already in the anatomical frame."""
     dev = resolve_device(config.device)
     prior = (prior if isinstance(prior, ShapePrior) else ShapePrior.load(prior)).on(dev)
     decoder = prior.decoder
     notes, timings = [], {}
 
     with report.stage("frame", timings, key="points"):
-        centre_mm, lo, hi = place_frame(sparse.labels, volume.spacing, prior.extent_mm, notes)
+        centre_mm, lo, hi = place_frame(sparse.labels, volume.spacing, prior.extent_mm, notes, robust=False)
         coords, labels = known_points(sparse, volume.spacing, centre_mm, lo, hi)
         coords, labels = coords.to(dev), labels.to(dev)
         plateau = DicePlateau(decoder, coords, labels, config.check_every, config.patience)

@@ -34,7 +34,8 @@ if os.path.isdir(os.path.join(_EXTENSION_ROOT, "PatchSamplerLib")) and _EXTENSIO
     sys.path.append(_EXTENSION_ROOT)
 
 from PatchSamplerLogic import PatchSamplerLogic  # noqa: E402
-from PatchSamplerMRML.choices import K_RANGE, N_RANGE, T_RANGE, choice_label, learned_sampler_status  # noqa: E402
+from PatchSamplerMRML.choices import (K_RANGE, N_RANGE, T_RANGE, choice_label, learned_sampler_status,  # noqa: E402
+                                      run_estimate_text)
 from PatchSamplerMRML.dependencies import install_packages, missing_packages  # noqa: E402
 from PatchSamplerMRML.geometry import array_to_image  # noqa: E402
 
@@ -56,10 +57,15 @@ Results: per sampler a segmentation "&lt;segment&gt; - &lt;sampler&gt; patches" 
 the reconstruction and its errors (<span style="color:#1f78d8">extra</span> = reconstruction only,
 <span style="color:#ff8c00">missing</span> = segment only, grey = both), the patch centres as a point
 list, and Dice / ASD / HD95 and seconds per stage in a table. Re-running replaces that sampler's
-results; the input is never modified.
-<p><b>Reconstruct from slices</b>: reconstructs the whole shape from a segment drawn on a few slices
-(the slices without any label are unknown), or from every s-th slice of a full segment; optionally
-scored against a full segment. Output: "&lt;segment&gt; - reconstruction from slices".</p>
+results; the input is never modified. Warnings (e.g. a segment of several connected pieces, with
+their sizes) are shown under Apply and in the table's Note.
+<p>Under the parameters: the estimated time and memory of the run. A run above 10 minutes of fitting
+or half of the device's memory is refused unless <i>Run anyway</i> is ticked (Advanced).
+<i>Keep only the largest connected piece</i> (Advanced, on by default) drops stray specks.</p>
+<p><b>Reconstruct from slices</b>: reconstructs the whole shape from a segment drawn on a few slice
+views (known are the voxels those view planes pass through, also on a volume tilted to the views;
+everything else is unknown), or from every s-th slice of a full segment; optionally scored against a
+full segment. Output: "&lt;segment&gt; - reconstruction from slices".</p>
 See the <a href="https://github.com/PatchSampler/SlicerPatchSampler#3d-slicer">documentation</a>.
 """
 
@@ -144,6 +150,8 @@ class PatchSamplerParameterNode:
     sliceOrientation: Orientation = Orientation.AXIAL
     sliceStep: Annotated[int, WithinRange(0, 64)] = 0
     sliceFitSteps: Annotated[int, WithinRange(1, 5000)] = 600
+    largestComponent: bool = True
+    force: bool = False
 
 
 def parameterNode() -> PatchSamplerParameterNode:
@@ -176,7 +184,8 @@ class PatchSamplerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     PARAMETER_WIDGETS = ("segmentSelector", "nSpinBox", "kSpinBox", "tSpinBox", "samplerComboBox",
                          "priorComboBox", "priorFileLineEdit", "samplerModelLineEdit", "deviceComboBox",
                          "seedSpinBox", "sliceModeCheckBox", "sliceOrientationComboBox", "sliceStepSpinBox",
-                         "sliceFitStepsSpinBox", "referenceSegmentComboBox")
+                         "sliceFitStepsSpinBox", "referenceSegmentComboBox", "largestComponentCheckBox",
+                         "forceCheckBox")
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -270,9 +279,19 @@ class PatchSamplerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ready = bool(p.inputSegmentation and p.segmentId)
         self.ui.applyButton.enabled = ready
         self.ui.applyButton.toolTip = _("Reconstruct the selected segment") if ready else _("Select a segment")
+        self.showEstimate(p)
         if p.sampler == Sampler.LEARNED:
             prior = chosenFile(p.priorFile) if p.prior == Prior.FILE else p.prior.value
             self.ui.statusLabel.text = learned_sampler_status(prior, p.n, p.k, p.t, chosenFile(p.samplerModelFile))
+
+    def showEstimate(self, p):
+        """The library's estimate of a patch run with the current N, K, T and device, under the
+        parameters and in Apply's tooltip (nothing before PyTorch is installed, or in slice mode)."""
+        estimate = None if p.sliceMode else run_estimate_text(p.n, p.k, p.t, p.device.value)
+        self.ui.estimateLabel.text = estimate or ""
+        self.ui.estimateLabel.setVisible(bool(estimate))
+        if estimate and self.ui.applyButton.enabled:
+            self.ui.applyButton.toolTip = f"{self.ui.applyButton.toolTip}. {estimate}"
 
     def onSegmentSelectionChanged(self, *args):
         if self._parameterNode is None:
@@ -340,16 +359,16 @@ class PatchSamplerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             output = self.logic.process(
                 p.inputSegmentation, p.segmentId, p.n, p.k, p.t, sampler=p.sampler.value, prior=prior,
                 device=p.device.value, seed=p.seed, sampler_model=chosenFile(p.samplerModelFile),
-                progress=self.onProgress, should_cancel=lambda: self._cancelRequested)
+                largest_component=p.largestComponent, force=p.force, progress=self.onProgress,
+                should_cancel=lambda: self._cancelRequested)
         except Cancelled:
             self.showStatus(_("Cancelled: the scene is unchanged."))
             return
         finally:
             self.setRunning(False)
         p.resultsTable = output.table_node
-        notes = [f"{choice_label(name)} not run: {reason}" for name, reason in output.skipped.items()]
         summary = ", ".join(f"{choice_label(run.sampler)} Dice {run.result.metrics['dice']:.3f}" for run in output.runs)
-        self.showStatus("\n".join([summary] + notes))
+        self.showStatus(summary, output.notes())
 
     def runSlices(self, prior):
         """Reconstruct from slices (PatchSamplerLogic.process_slices) and say how it went."""
@@ -368,11 +387,11 @@ class PatchSamplerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         finally:
             self.setRunning(False)
         m = run.result.metrics
-        text = _("{known} known slices: {name} added.").format(known=len(run.sparse.positions),
-                                                               name=run.segmentation_node.GetName())
+        text = _("Known: {known}. {name} added.").format(known=run.sparse.description,
+                                                         name=run.segmentation_node.GetName())
         if m:
             text += f" Dice {m['dice']:.3f}, ASD {m['asd_mm']:.2f} mm, HD95 {m['hd95_mm']:.2f} mm"
-        self.showStatus(text)
+        self.showStatus(text, run.result.warnings)
 
     def setRunning(self, running: bool):
         """Apply <-> Cancel; parameters locked while a run is in progress."""
@@ -391,9 +410,12 @@ class PatchSamplerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setFormat(f"{message} (%p%)")
         slicer.app.processEvents()        # keeps Cancel clickable
 
-    def showStatus(self, text: str):
+    def showStatus(self, text: str, warnings=()):
+        """The status line: `text`, then each of `warnings` on its own line (also logged as warnings)."""
         logging.info(text)
-        self.ui.statusLabel.text = text
+        for warning in warnings:
+            logging.warning(warning)
+        self.ui.statusLabel.text = "\n".join([text, *warnings])
         slicer.app.processEvents()
 
 

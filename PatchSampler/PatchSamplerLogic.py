@@ -8,12 +8,14 @@ application:
                                       sampler="fps", prior="kidney")
     run.runs[0].result.metrics        # {'dice': ..., 'asd_mm': ..., 'hd95_mm': ...}
 
-A run: check the request and load the prior; read the segment onto the run's grid in world RAS
-and hand it to the library in LPS (PatchSamplerMRML.geometry, whose docstring says which grid);
+A run: check the request, load the prior and refuse a run over the library's time or memory
+estimate unless forced (PatchSamplerMRML.choices); read the segment onto the run's grid in world
+RAS and hand it to the library in LPS (PatchSamplerMRML.geometry, whose docstring says which grid);
 run the library once per sampler with one RunConfig each (`PatchSamplerLib.pipeline.reconstruct`,
-or `sparse.reconstruction.reconstruct_sparse` from slices); build the output nodes outside the
-scene (PatchSamplerMRML.outputs, .metrics_table) and add them at the end, replacing the previous
-outputs of that segment and sampler. A failed or cancelled run leaves the scene as it was.
+or `sparse.reconstruction.reconstruct_sparse` from slices, whose known voxels come from
+PatchSamplerMRML.slices); build the output nodes outside the scene (PatchSamplerMRML.outputs,
+.metrics_table) and add them at the end, replacing the previous outputs of that segment and
+sampler. A failed, refused or cancelled run leaves the scene as it was.
 
 Imports: slicer and the PatchSamplerMRML package next to this file, neither of which imports
 PatchSamplerLib at load. PatchSamplerLib is imported inside the functions that use it (torch
@@ -25,11 +27,12 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field, replace
 
-from PatchSamplerMRML.choices import check_request, samplers_to_run
+from PatchSamplerMRML.choices import check_request, check_run_cost, choice_label, samplers_to_run
 from PatchSamplerMRML.geometry import SegmentGrid, grid_axis, mask_on_grid, read_segment_grid
 from PatchSamplerMRML.metrics_table import metrics_row, updated_metrics_table
 from PatchSamplerMRML.outputs import (build_centres_node, build_result_segmentation, commit_nodes, find_outputs,
                                       tag_output)
+from PatchSamplerMRML.slices import drawn_slices
 
 # library stage -> what the progress bar says
 STAGE_TEXT = {"frame": "placing the shape frame",
@@ -57,17 +60,25 @@ class ProcessResult:
     volume: object = None
     grid: SegmentGrid | None = None
 
+    def notes(self) -> list[str]:
+        """What the user should read besides the metrics, one line each: why a sampler was
+        skipped, and each run's warnings (e.g. several connected components and their sizes)."""
+        skipped = [f"{choice_label(name)} not run: {reason}" for name, reason in self.skipped.items()]
+        warned = [f"{choice_label(run.sampler)}: {warning}" for run in self.runs for warning in run.result.warnings]
+        return skipped + warned
+
 
 @dataclass
 class SliceRun:
     """What process_slices() produced: the library's SparseResult, the sparse input it used, the
-    output segmentation (in the scene), the input as a library volume, its grid and the slice axis."""
+    output segmentation (in the scene), the input as a library volume, its grid and the grid axis
+    the known slices lie along (None: planes tilted to the grid, PatchSamplerMRML.slices)."""
     result: object                   # PatchSamplerLib.sparse.reconstruction.SparseResult
     sparse: object                   # PatchSamplerLib.sparse.inputs.SparseInput
     segmentation_node: object        # "<segment> - reconstruction from slices"
     volume: object
     grid: SegmentGrid
-    axis: int
+    axis: int | None
 
 
 class _Progress:
@@ -115,7 +126,8 @@ class PatchSamplerLogic:
 
     def process(self, segmentationNode, segmentId: str, n: int = 8, k: int = 11, t: int = 100,
                 sampler: str = "fps", prior="kidney", device: str = "auto", seed: int = 0, sampler_model=None,
-                fit_lr: float | None = None, progress=None, should_cancel=None) -> ProcessResult:
+                fit_lr: float | None = None, largest_component: bool = True, force: bool = False, progress=None,
+                should_cancel=None) -> ProcessResult:
         """Run the sampler(s) on one segment and write the results as MRML nodes.
 
         segmentationNode, segmentId: the input segment (never modified).
@@ -125,6 +137,11 @@ class PatchSamplerLogic:
         "cuda". seed: reproducibility of the samplers and the latent initialisation.
         sampler_model: a learned sampler file (None: the bundled one of the prior and (N, K)).
         fit_lr: the latent fit's learning rate (None: the library's).
+        largest_component: reconstruct (and score against) only the segment's largest connected
+        component; a segment of several components gets a warning naming their sizes either way
+        (in the run's warnings, ProcessResult.notes() and the table's "Note").
+        force: run even when the library's estimate is above its time or memory limit (else such
+        a run is refused with a ValueError before anything runs).
         progress(message, fraction in [0, 1]) reports; should_cancel() -> True stops the run with
         PatchSamplerLib.progress.Cancelled.
 
@@ -138,7 +155,9 @@ class PatchSamplerLogic:
         check_request(n, k, t, sampler)
         scene, shape_prior = self.scene_and_prior(segmentationNode, prior, device, progress)
         samplers, skipped, learned = samplers_to_run(sampler, n, k, t, shape_prior, sampler_model)
-        config = RunConfig(n=n, k=k, t=t, seed=seed, device=device, **_given(fit_lr=fit_lr))
+        check_run_cost(n, k, t, shape_prior, force)
+        config = RunConfig(n=n, k=k, t=t, seed=seed, device=device, largest_component=largest_component, force=force,
+                           **_given(fit_lr=fit_lr))
         configs = {name: replace(config, sampler=name) for name in [*samplers, *skipped]}
         steps = _Progress(progress, should_cancel, len(samplers))
         steps.step("Reading the segment", 0.05)
@@ -167,25 +186,28 @@ class PatchSamplerLogic:
         """Reconstruct a whole shape from a segment drawn on a few slices (the sparse-input task of
         Amiranashvili et al. [A §2.3]).
 
-        orientation: "axial" / "coronal" / "sagittal" (the segment grid's axis closest to S / A /
-        R) or a grid axis 0 / 1 / 2. Without `step`, the known slices are those along that axis
-        holding any voxel of the segment (the others are unknown, not background); with `step`,
-        every step-th slice of a full segment is kept (a simulation) and the full segment is the
-        reference. referenceSegmentId: a full segmentation of the same shape to score against.
+        orientation: "axial" / "coronal" / "sagittal" (slice views normal to S / A / R) or a grid
+        axis 0 / 1 / 2. Without `step`, the segment is what was drawn: known are the view planes
+        (or, for views rotated to the volume, the grid slices) it was drawn on, found from its
+        voxels (PatchSamplerMRML.slices; everything else is unknown, not background; a segment
+        not drawn on separate slices is refused); with `step`, every step-th slice along the grid
+        axis closest to that direction of a full segment is kept (a simulation) and the full
+        segment is the reference. referenceSegmentId: a full segmentation of the same shape to
+        score against.
         steps, fit_lr: the latent fit's steps and learning rate (None: the library's).
         The output segmentation "<segment> - reconstruction from slices" (segments Reconstruction
         and, with a reference, Intersection / Extra / Missing) replaces the previous one of this
-        segment; the input segment is never modified, and a failed or cancelled run leaves the
-        scene as it was. Raises ValueError with user-facing messages."""
-        from PatchSamplerLib.sparse.inputs import every_nth_slice, labelled_slices
+        segment; the input segment is never modified, and a failed, refused or cancelled run
+        leaves the scene as it was. Raises ValueError with user-facing messages."""
+        from PatchSamplerLib.sparse.inputs import every_nth_slice
         from PatchSamplerLib.sparse.reconstruction import SparseConfig
         scene, shape_prior = self.scene_and_prior(segmentationNode, prior, device, progress)
         grid = read_segment_grid(segmentationNode, segmentId, frame_mm=shape_prior.extent_mm)
-        axis = grid_axis(orientation, grid.ijk_to_ras)
         if step is not None:
-            sparse, reference = every_nth_slice(grid.mask, step, axis, seed=seed), grid.mask
+            sparse = every_nth_slice(grid.mask, step, grid_axis(orientation, grid.ijk_to_ras), seed=seed)
+            reference = grid.mask
         else:
-            sparse, reference = labelled_slices(grid.mask, axis), None
+            sparse, reference = drawn_slices(grid, orientation), None
         if referenceSegmentId:
             reference = mask_on_grid(segmentationNode, referenceSegmentId, grid)
         volume = grid.to_volume()
@@ -198,7 +220,7 @@ class PatchSamplerLogic:
         commit_nodes(scene, [node], find_outputs(scene, segmentationNode, segmentId, "slices"))
         if progress is not None:
             progress("Done", 1.0)
-        return SliceRun(result, sparse, node, volume, grid, axis)
+        return SliceRun(result, sparse, node, volume, grid, sparse.axis)
 
     def scene_and_prior(self, segmentationNode, prior, device: str, progress) -> tuple:
         """(the input's scene, the ShapePrior on the run's device); ValueError when the node is in

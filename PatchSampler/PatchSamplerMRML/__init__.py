@@ -5,6 +5,7 @@
     geometry       segments <-> (I, J, K) arrays, IJK / RAS / LPS, the run's grid, parent transforms
     outputs        result segmentation and patch-centre nodes, styles, tagging, commit / replace
     metrics_table  the per-segment metrics table node
+    slices         a segment drawn on a few slice views: which voxels are known (tilted grids too)
 
 A package, not files next to PatchSampler.py, because Slicer loads every .py file directly in a
 module folder as a module. Nothing here imports torch or PatchSamplerLib at load (the module

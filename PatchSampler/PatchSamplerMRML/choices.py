@@ -3,11 +3,13 @@
 N, K and T ranges of the GUI; the sampler choices: the library's samplers
 (`PatchSamplerLib.method.samplers`: learned [T §3.3-3.4], FPS and random [T §4.3]) plus the
 module's "all" (compare every available sampler); whether the learned sampler can run for
-(prior, N, K, T). Imports no library at load: the ranges are read by the widget before
-PatchSamplerLib is importable, everything else imports it when called.
+(prior, N, K, T); what a run will cost (`PatchSamplerLib.method.cost`: the estimate shown before
+Apply, the limits a run is held to unless forced). Imports no library at load: the ranges are read
+by the widget before PatchSamplerLib is importable, everything else imports it when called.
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 N_RANGE, K_RANGE, T_RANGE = (1, 64), (3, 31), (0, 2000)
@@ -88,3 +90,36 @@ def samplers_to_run(sampler: str, n: int, k: int, t: int, prior, sampler_model=N
     if sampler == "learned" and reason:
         raise SamplerUnavailable(reason)
     return [sampler], {}, learned
+
+
+FORCE_HINT = "In the module: tick 'Run anyway' (Advanced) to run it."
+
+
+def run_estimate_text(n: int, k: int, t: int, device: str = "auto") -> str | None:
+    """One line for the module before Apply: the library's estimate of a run of N patches of K^3
+    voxels and T fit steps on `device` ("auto" | "cpu" | "cuda"), the one the command line prints
+    (`method.cost.estimate_run(...).describe()`), and when it is over a limit, why and how to run
+    it anyway. None when torch is not installed (the library cannot be imported yet)."""
+    if importlib.util.find_spec("torch") is None:
+        return None
+    from PatchSamplerLib.devices import resolve_device
+    from PatchSamplerLib.method.cost import estimate_run
+    try:
+        estimate = estimate_run(n, k, t, resolve_device(device))
+    except ValueError as exc:                   # CUDA asked for, none here
+        return str(exc)
+    text = f"Estimate: {estimate.describe()}"
+    excess = estimate.excess()
+    return text if excess is None else f"{text}, over the limit ({excess}). {FORCE_HINT}"
+
+
+def check_run_cost(n: int, k: int, t: int, prior, force: bool = False) -> None:
+    """Refuse (ValueError: the library's message and the module's way out) a run of N, K, T with
+    `prior` (a ShapePrior, on the run's device) that is over the time or memory limit, unless
+    `force`: the check `pipeline.reconstruct` makes, made before anything runs."""
+    from PatchSamplerLib.method.cost import check_affordable, decoder_macs_per_point, estimate_run
+    device = next(prior.decoder.parameters()).device
+    try:
+        check_affordable(estimate_run(n, k, t, device, decoder_macs_per_point(prior.decoder)), force)
+    except ValueError as exc:
+        raise ValueError(f"{exc}. {FORCE_HINT}") from None

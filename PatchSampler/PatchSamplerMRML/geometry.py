@@ -9,8 +9,10 @@ that same IJK-to-RAS matrix, so results lie voxel for voxel on the input's grid.
 Grid. The reconstruction is computed on the segmentation's reference image geometry -- the
 image it was drawn on or the file it was loaded from, i.e. the grid the command line uses for
 the same file -- whenever the segment's labelmap lies on that lattice. Otherwise the segment's
-own labelmap grid is extended to cover the prior's frame around the shape [T §3.5], so that the
-reconstruction is never clipped by a tight labelmap extent.
+own labelmap grid is extended to cover the prior's frame around the shape [T §3.5] wherever the
+library puts it (along the anatomical axes it runs in, `PatchSamplerLib.orientation`), so that the
+reconstruction is never clipped by a tight labelmap extent and does not depend on the order in
+which the labelmap's axes are stored.
 
 Imports slicer, vtk and numpy; PatchSamplerLib only inside the functions that need it.
 """
@@ -174,20 +176,46 @@ def pad_to_box(mask: np.ndarray, ijk_to_ras: np.ndarray, lo, hi) -> tuple[np.nda
 
 
 def prior_frame_box(mask: np.ndarray, ijk_to_ras: np.ndarray, frame_mm) -> tuple[np.ndarray, np.ndarray]:
-    """Inclusive (lo (3,), hi (3,)) voxel index box, unclipped, of the voxels of the (I, J, K)
-    mask's grid inside the prior's frame: `frame_mm` (3,) wide, centred on the foreground's
-    bounding box -- exactly the box the pipeline decodes [T §3.5]."""
+    """Inclusive (lo (3,), hi (3,)) voxel index box, unclipped, of the (I, J, K) mask's grid
+    (`ijk_to_ras` (4, 4), world RAS) that holds the prior's frame wherever the library puts it
+    [T §3.5]: `frame_mm` (3,) wide along L, P, S on the anatomical grid of
+    `PatchSamplerLib.orientation`, centred on the bounding box of the mask's main components
+    (`pipeline.reconstruct`) or of all of it (`sparse.reconstruct_sparse`): the union of both
+    boxes, mapped back to the mask's own (i, j, k) index."""
+    from PatchSamplerLib.method.components import main_components
     from PatchSamplerLib.method.frame import frame_box
+    from PatchSamplerLib.orientation import anatomical_reorientation
     from PatchSamplerLib.volume import bbox_centre_mm
     spacing = np.linalg.norm(ijk_to_ras[:3, :3], axis=0)
-    return frame_box(bbox_centre_mm(mask, spacing), frame_mm, spacing)
+    orient = anatomical_reorientation(LPS_FROM_RAS @ ijk_to_ras[:3, :3] / spacing, mask.shape)
+    anatomical, anatomical_spacing = orient.array_to_anatomical(mask), spacing[list(orient.perm)]
+    corners = [orient.index_from_anatomical(np.array(frame_box(bbox_centre_mm(m, anatomical_spacing), frame_mm,
+                                                               anatomical_spacing)))
+               for m in (anatomical, main_components(anatomical))]
+    corners = np.round(np.concatenate(corners)).astype(int)
+    return corners.min(axis=0), corners.max(axis=0)
+
+
+def linear_to_world(segmentation_node) -> np.ndarray | None:
+    """(4, 4) local-to-world matrix of the node's parent transforms (identity without one), or
+    None when they are not linear."""
+    transform = segmentation_node.GetParentTransformNode()
+    if transform is None:
+        return np.eye(4)
+    if not transform.IsTransformToWorldLinear():
+        return None
+    matrix = vtk.vtkMatrix4x4()
+    transform.GetMatrixTransformToWorld(matrix)
+    return vtk_matrix_to_array(matrix)
 
 
 def read_segment_grid(segmentation_node, segment_id: str, frame_mm=None) -> SegmentGrid:
     """The segment as a world-RAS SegmentGrid on the grid described in the module docstring.
 
-    frame_mm: (3,) size of the prior's frame in mm; used to extend a labelmap that has no
-    reference geometry. Raises ValueError for an unknown or empty segment."""
+    frame_mm: (3,) size of the prior's frame in mm along L, P, S; used to extend a labelmap that
+    has no reference geometry (under a non-linear parent transform, to a cube of the largest
+    size, as its axes in the world are not known before resampling). Raises ValueError for an
+    unknown or empty segment."""
     mask, ijk_to_local = segment_mask_local(segmentation_node, segment_id)
     name = segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
     if not mask.any():
@@ -197,7 +225,10 @@ def read_segment_grid(segmentation_node, segment_id: str, frame_mm=None) -> Segm
     if offset is not None:
         mask, ijk_to_local = pad_to_box(mask, ijk_to_local, offset, offset + np.array(reference[0]) - 1)
     elif frame_mm is not None:
-        mask, ijk_to_local = pad_to_box(mask, ijk_to_local, *prior_frame_box(mask, ijk_to_local, frame_mm))
+        to_world = linear_to_world(segmentation_node)
+        if to_world is None:
+            to_world, frame_mm = np.eye(4), np.full(3, np.max(frame_mm))
+        mask, ijk_to_local = pad_to_box(mask, ijk_to_local, *prior_frame_box(mask, to_world @ ijk_to_local, frame_mm))
     return apply_parent_transform(segmentation_node, SegmentGrid(mask, ijk_to_local))
 
 

@@ -63,12 +63,6 @@ def flop_floor(macs_per_point: int, fit_points: int, steps: int, decoded_points:
             "decode_gflop": 2 * macs_per_point * decoded_points / 1e9}
 
 
-def flop_floor(macs_per_point: int, fit_points: int, steps: int, decoded_points: int) -> dict:
-    """FLOPs of the fit (forward + backward to the activations ~ 2 forwards) and of the decode."""
-    return {"fit_gflop": 2 * 2 * macs_per_point * fit_points * steps / 1e9,
-            "decode_gflop": 2 * macs_per_point * decoded_points / 1e9}
-
-
 def device_memory_mb(device: torch.device) -> float:
     """Total memory of `device` in MB: the GPU's on CUDA, the machine's RAM otherwise (NaN when
     the platform does not say)."""

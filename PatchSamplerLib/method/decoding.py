@@ -1,8 +1,9 @@
 """Decoding a fitted latent on a voxel grid [T eq. 3.11]: the occupancy at every voxel centre,
 evaluated in chunks (`logits_in_chunks`, the one chunked loop of the package), densely
 (`decode_grid`) or coarse-to-fine (`decode_grid_coarse_to_fine`: far fewer MLP evaluations,
-the same thresholded result; results/decode/README.md), and `decode_in_frame`, the decode of the
-prior's frame on an input grid.
+the same thresholded result, on blocks of about equal length in mm along every axis
+(`block_strides`) so that anisotropic voxels decode as well; results/decode/README.md), and
+`decode_in_frame`, the decode of the prior's frame on an input grid.
 
 Coordinates are millimetres in the INR frame: (voxel index + 0.5) * spacing - frame centre.
 """
@@ -14,7 +15,7 @@ import torch
 from PatchSamplerLib.method.inr import OccupancyDecoder
 
 DEFAULT_CHUNK = 65536
-COARSE_STRIDE = 4
+COARSE_STRIDE = 4     # voxels per block along the finest axis (`block_strides`)
 COARSE_MARGIN = 4.0   # |logit| below this at a coarse corner: refine the block
 COARSE_GROW = 0       # blocks added around the refined ones (results/decode: not needed at margin 4)
 
@@ -30,11 +31,33 @@ def logits_in_chunks(decoder: OccupancyDecoder, feats: torch.Tensor, coords: tor
                       for s in range(0, len(coords), chunk)])
 
 
-def _grid_axes(shape, offset, spacing, centre_mm, device, stride: int = 1) -> list[torch.Tensor]:
+def _per_axis(stride) -> tuple[int, int, int]:
+    """An int or 3 ints (voxels) -> 3 ints, one per axis."""
+    return (int(stride),) * 3 if np.ndim(stride) == 0 else tuple(int(s) for s in stride)
+
+
+def _grid_axes(shape, offset, spacing, centre_mm, device, stride=1) -> list[torch.Tensor]:
     """Per axis, the mm coordinates of every `stride`-th voxel centre offset, offset + stride, ..
-    below offset + n (coordinates (offset + idx + 0.5) * spacing - centre_mm)."""
-    return [(torch.arange(0, n, stride, device=device, dtype=torch.float32) + o + 0.5) * s - c
-            for n, o, s, c in zip(shape, offset, spacing, centre_mm)]
+    below offset + n (coordinates (offset + idx + 0.5) * spacing - centre_mm). `stride`: voxels,
+    one int for every axis or 3 ints."""
+    return [(torch.arange(0, n, st, device=device, dtype=torch.float32) + o + 0.5) * s - c
+            for n, o, s, c, st in zip(shape, offset, spacing, centre_mm, _per_axis(stride))]
+
+
+def block_strides(spacing, stride: int = COARSE_STRIDE) -> tuple[int, int, int]:
+    """Per-axis block size (3 ints, voxels) of the coarse-to-fine decode on a grid of `spacing`
+    (3,) mm: `stride` voxels along the finest axis and, along every other axis, as many whole
+    voxels as fit in the same length (`stride` * min(spacing) mm), at least 1.
+
+    Why: a block is filled from its 8 corners, so a surface detail smaller than the block that
+    lies between them is lost. With `stride` voxels on every axis, a block on 0.7 x 0.7 x 5 mm
+    voxels is 20 mm thick, and the decode of a vertebra lost hundreds of voxels there
+    (results/decode/README.md); blocks of about equal length in mm on every axis are never
+    longer than `stride` voxels of the finest axis (1 voxel -- no skipping -- along an axis
+    whose voxels are already that thick). Isotropic spacing: (stride,) * 3, as before."""
+    spacing = np.asarray(spacing, float).reshape(3)
+    length_mm = stride * spacing.min()
+    return tuple(max(1, int(np.floor(length_mm / s + 1e-6))) for s in spacing)
 
 
 @torch.no_grad()
@@ -69,30 +92,37 @@ def _block_corners(corner_values: torch.Tensor, blocks) -> torch.Tensor:
                         for i in (0, 1) for j in (0, 1) for k in (0, 1)])
 
 
-def _to_voxels(per_block: torch.Tensor, stride: int, shape) -> torch.Tensor:
-    """(B0, B1, B2) per-block values -> (X, Y, Z) per-voxel values (blocks of stride^3, cropped)."""
+def _to_voxels(per_block: torch.Tensor, strides, shape) -> torch.Tensor:
+    """(B0, B1, B2) per-block values -> (X, Y, Z) per-voxel values (blocks of strides[0] x
+    strides[1] x strides[2] voxels, cropped to `shape`)."""
     out = per_block
-    for axis in range(3):
+    for axis, stride in enumerate(strides):
         out = out.repeat_interleave(stride, axis)
     return out[:shape[0], :shape[1], :shape[2]]
 
 
 @torch.no_grad()
 def decode_grid_coarse_to_fine(decoder: OccupancyDecoder, latent: torch.Tensor, shape, spacing, centre_mm,
-                               offset=(0, 0, 0), stride: int = COARSE_STRIDE, margin: float = COARSE_MARGIN,
+                               offset=(0, 0, 0), stride=COARSE_STRIDE, margin: float = COARSE_MARGIN,
                                chunk: int = DEFAULT_CHUNK, grow: int = COARSE_GROW) -> tuple[torch.Tensor, int]:
     """The `decode_grid` result (stride 1) with far fewer MLP evaluations.
 
-    The grid is cut into blocks of `stride`^3 voxels. The INR is evaluated at the block corners
-    (the voxel centres at multiples of `stride`, continuing past the grid's end). A block is
-    filled with its corners' class when all 8 agree and each |logit| >= `margin`; the others,
-    grown by `grow` blocks on every side (safety band), are evaluated voxel by voxel. Returns
-    ((X, Y, Z) float32 probabilities, exact where evaluated and 0 / 1 where filled; number of
-    points evaluated)."""
+    shape: (X, Y, Z) voxels of the (sub)grid whose voxel (0, 0, 0) is voxel `offset` of the
+    image; spacing (3,) mm; centre_mm (3,) the frame centre (coordinates as in `decode_grid`).
+    The grid is cut into blocks of s0 x s1 x s2 voxels, (s0, s1, s2) = `block_strides(spacing,
+    stride)` (about `stride` voxels of the finest axis long in mm along every axis, so that
+    anisotropic voxels do not make blocks long enough to hide structures), or `stride` itself
+    when it is 3 ints. The INR is evaluated at the block corners (the voxel centres at multiples
+    of the strides, continuing past the grid's end). A block is filled with its corners' class
+    when all 8 agree and each |logit| >= `margin`; the others, grown by `grow` blocks on every
+    side (safety band), are evaluated voxel by voxel. Returns ((X, Y, Z) float32 probabilities,
+    exact where evaluated and 0 / 1 where filled; number of points evaluated)."""
     device = latent.device
     feats = decoder.latent_features(latent.reshape(1, -1))
-    blocks = [-(-n // stride) for n in shape]                                    # ceil
-    corner_axes = _grid_axes([(b + 1) * stride for b in blocks], offset, spacing, centre_mm, device, stride)
+    strides = block_strides(spacing, stride) if np.ndim(stride) == 0 else _per_axis(stride)
+    blocks = [-(-n // s) for n, s in zip(shape, strides)]                         # ceil
+    corner_axes = _grid_axes([(b + 1) * s for b, s in zip(blocks, strides)], offset, spacing, centre_mm, device,
+                             strides)
     corners = torch.stack(torch.meshgrid(*corner_axes, indexing="ij"), dim=-1).reshape(-1, 3)
     logit = logits_in_chunks(decoder, feats, corners, chunk).reshape([b + 1 for b in blocks])
     vote = _block_corners(logit >= 0, blocks).sum(0)                            # corners inside, 0..8
@@ -100,8 +130,8 @@ def decode_grid_coarse_to_fine(decoder: OccupancyDecoder, latent: torch.Tensor, 
     if grow > 0:
         refine = torch.nn.functional.max_pool3d(refine[None, None].float(), 2 * grow + 1, stride=1,
                                                 padding=grow)[0, 0] > 0
-    out = _to_voxels((vote == 8).float(), stride, shape).contiguous()
-    idx = torch.nonzero(_to_voxels(refine, stride, shape))
+    out = _to_voxels((vote == 8).float(), strides, shape).contiguous()
+    idx = torch.nonzero(_to_voxels(refine, strides, shape))
     axes = _grid_axes(shape, offset, spacing, centre_mm, device)
     coords = torch.stack([axes[0][idx[:, 0]], axes[1][idx[:, 1]], axes[2][idx[:, 2]]], dim=-1)
     out[idx[:, 0], idx[:, 1], idx[:, 2]] = torch.sigmoid(logits_in_chunks(decoder, feats, coords, chunk))

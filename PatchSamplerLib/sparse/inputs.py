@@ -170,3 +170,73 @@ def sparse_input(mask: np.ndarray, mode: str, step: int = 8, axis: int = 0, star
     if mode == "labelled":
         return labelled_slices(mask, axis)
     raise ValueError(f"unknown sparse mode {mode!r}: use slices, thick, orthogonal, known or labelled")
+
+
+PLANE_SLACK = 0.25      # a painted plane may be this share thicker than one voxel along its normal
+
+
+def painted_planes(labels: np.ndarray, ijk_to_world: np.ndarray, normal, slack: float = PLANE_SLACK) -> SparseInput:
+    """A segmentation painted on a few parallel planes of any orientation, e.g. a viewer's axial
+    slices over an image grid tilted to them: known are the voxels a painted plane certainly
+    passes through, not the whole grid slices that hold a painted voxel.
+
+    labels: (X, Y, Z) bool, the painted voxels. ijk_to_world: (4, 4), voxel index -> world mm
+    (any frame; `normal` (3,), any length, in the same frame). Positions along the normal
+    h = n . x (mm); a voxel's extent along it is 2e, e = 1/2 sum_a |n . column_a|. The painted
+    h are sorted and split where consecutive ones are more than e / 2 apart; neighbouring groups
+    are merged while together they are thinner than 2e. Each group is one plane: a plane at h_p
+    paints voxels with |h - h_p| <= e, so h_p lies in [max h - e, min h + e] and every voxel with
+    min h <= h <= max h of the group is crossed by it wherever it is: those are known (foreground
+    where painted). The known set is thus at most one voxel thick, may be thinner than the
+    plane's true footprint (never wrong about it), and for a grid axis along the normal it is
+    exactly the grid slices holding a painted voxel (`labelled_slices`; `axis` and `positions`
+    set, else None). Raises VolumeError when a group is more than (1 + slack) 2e thick: the voxels
+    were not painted on separate planes with this normal (e.g. in 3-D, or on planes of another
+    orientation)."""
+    labels = np.asarray(labels, bool)
+    matrix = np.asarray(ijk_to_world, float)
+    n = np.asarray(normal, float) / np.linalg.norm(normal)
+    along = matrix[:3, :3].T @ n                                     # (3,) mm along n per index step
+    painted = np.argwhere(labels)
+    if len(painted) == 0:
+        raise VolumeError("the segment is empty: draw it on a few slices first")
+    lower, upper = _plane_slabs(np.sort(painted @ along), 0.5 * float(np.abs(along).sum()), slack)
+    known = _within_slabs(labels.shape, along, lower, upper) | labels
+    cosines = np.abs(along) / np.linalg.norm(matrix[:3, :3], axis=0)
+    axis = int(np.argmax(cosines)) if cosines.max() >= 1 - 1e-9 else None
+    positions = None if axis is None else np.flatnonzero(known.any(axis=tuple(a for a in range(3) if a != axis)))
+    return SparseInput(known, labels, axis, positions,
+                       f"{len(lower)} painted planes normal to ({', '.join(f'{v:.3g}' for v in n)})")
+
+
+def _plane_slabs(h: np.ndarray, half: float, slack: float) -> tuple[np.ndarray, np.ndarray]:
+    """(lower (P,), upper (P,)) mm along the normal, sorted: the range of each plane's painted
+    positions, found in the sorted painted positions `h` (mm, relative to the grid's voxel 0) as
+    `painted_planes` says; `half` = e."""
+    tol = 1e-6 * max(half, 1.0)
+    groups = np.split(h, np.flatnonzero(np.diff(h) > half / 2) + 1)
+    merged = [groups[0]]
+    for group in groups[1:]:
+        if group[-1] - merged[-1][0] < 2 * half - tol:
+            merged[-1] = np.concatenate([merged[-1], group])
+        else:
+            merged.append(group)
+    ranges = np.array([(g[0], g[-1]) for g in merged])
+    thickest = float((ranges[:, 1] - ranges[:, 0]).max())
+    if thickest > (1 + slack) * 2 * half + tol:
+        raise VolumeError(f"the painted voxels are not on separate planes with this normal: one group is "
+                          f"{thickest:.1f} mm thick along it, a voxel {2 * half:.1f} mm")
+    return ranges[:, 0] - tol, ranges[:, 1] + tol
+
+
+def _within_slabs(shape, along: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """(X, Y, Z) bool: voxels whose position along the normal (index @ `along`, mm) lies in any
+    slab [lower_p, upper_p] (sorted by lower); computed slice by slice along z."""
+    known = np.zeros(shape, bool)
+    reach = np.maximum.accumulate(upper)              # the union of the slabs starting below h ends here
+    base = np.arange(shape[0])[:, None] * along[0] + np.arange(shape[1])[None, :] * along[1]
+    for z in range(shape[2]):
+        h = base + z * along[2]
+        index = np.searchsorted(lower, h, side="right") - 1
+        known[:, :, z] = (index >= 0) & (h <= reach[np.maximum(index, 0)])
+    return known

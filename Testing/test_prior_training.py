@@ -79,6 +79,7 @@ def test_train_prior_cli_writes_prior_logs_and_curves(tmp_path):
     meta = prior.metadata
     assert meta["n_train"] == 6 and meta["n_val"] == 2 and meta["config"]["points_per_shape"] == 128
     assert "train-prior --family kidney" in meta["command"] and meta["data"] == "synthetic kidney"
+    assert meta["family_version"] == "solid-1" and len(meta["mean_latent"]) == prior.decoder.latent_dim
     assert 0.0 <= meta["val_dice"] <= 1.0
     rows = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and all("val_dice" in r for r in rows)

@@ -6,7 +6,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial import ConvexHull, Delaunay
 
-from PatchSamplerLib.data.synthetic import GRIDS, make_shape, make_shapes
+from PatchSamplerLib.data.synthetic import FAMILIES, FAMILY_VERSIONS, GRIDS, make_shape, make_shapes
 
 SMALL = 0.25
 
@@ -40,7 +40,7 @@ def test_full_resolution_grids(full_vertebra, full_kidney):
         assert not _touches_border(vol.mask)
 
 
-@pytest.mark.parametrize("family", ["vertebra", "kidney"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_deterministic_and_indices_differ(family):
     a = make_shape(family, 5, 3, SMALL)
     b = make_shape(family, 5, 3, SMALL)
@@ -49,6 +49,15 @@ def test_deterministic_and_indices_differ(family):
     assert not np.array_equal(a.mask, make_shape(family, 6, 3, SMALL).mask)
     listed = make_shapes(family, 2, seed=5, scale=SMALL, start=3)
     assert np.array_equal(listed[0].mask, a.mask)
+
+
+@pytest.mark.parametrize("family", ["vertebra-anatomical", "kidney-anatomical"])
+def test_anatomical_families_are_on_the_grids_of_the_solid_ones(family):
+    solid = family.split("-")[0]
+    a, s = make_shape(family, 0, 0, SMALL), make_shape(solid, 0, 0, SMALL)
+    assert a.shape == s.shape and a.spacing == pytest.approx(s.spacing)
+    assert FAMILY_VERSIONS[family].startswith("anatomical") and FAMILY_VERSIONS[solid] == "solid-1"
+    assert _components(a.mask) >= 1 and a.voxel_count > 0
 
 
 def test_small_scale_grids():
@@ -60,7 +69,7 @@ def test_small_scale_grids():
     np.testing.assert_allclose(np.array(k.shape) * k.spacing, np.array((85, 85, 110)) * 1.5, rtol=0.05)
 
 
-@pytest.mark.parametrize("family", ["vertebra", "kidney"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_shapes_do_not_touch_the_border(family):
     for vol in make_shapes(family, 10, seed=1, scale=SMALL):
         assert vol.voxel_count > 0

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+from PatchSamplerLib.data.synthetic import FAMILIES
 from PatchSamplerLib.devices import DEVICE_CHOICES
 from PatchSamplerLib.method.samplers import SAMPLER_NAMES
-
-FAMILIES = ("vertebra", "kidney")
 
 
 def parse_configs(text: str) -> tuple[tuple[int, int], ...]:

@@ -1,6 +1,7 @@
 """`python -m PatchSamplerLib <command>`: the parser of every command group and the dispatch.
 
-Each command group (`cli.run`, `cli.training`, `cli.evaluate`, `cli.sparse`, `cli.benchmark`)
+Each command group (`cli.run`, `cli.training`, `cli.evaluate`, `cli.sparse`, `cli.benchmark`,
+`cli.priors`)
 registers its commands with `add_commands(subparsers)`; each command's handler takes the parsed
 arguments and returns the exit status. Library errors with a user-facing message (ValueError,
 FileNotFoundError, RuntimeError) exit with status 2 and the message, no traceback.
@@ -10,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from PatchSamplerLib.cli import benchmark, evaluate, run, sparse, training
+from PatchSamplerLib.cli import benchmark, evaluate, priors, run, sparse, training
 
-COMMAND_GROUPS = (run, evaluate, sparse, benchmark, training)
+COMMAND_GROUPS = (run, evaluate, sparse, benchmark, training, priors)
 
 
 def build_parser() -> argparse.ArgumentParser:

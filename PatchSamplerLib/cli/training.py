@@ -6,10 +6,11 @@ import argparse
 import contextlib
 import sys
 import time
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from PatchSamplerLib.cli.arguments import FAMILIES
+from PatchSamplerLib.data.augment import AugmentConfig, augment_shapes
 from PatchSamplerLib.data.loaders import load_usable_dataset
 from PatchSamplerLib.training.prior import PriorConfig, PriorTrainer
 
@@ -58,8 +59,15 @@ def add_data_arguments(p: argparse.ArgumentParser, count: int) -> None:
     p.add_argument("--data-seed", type=int, default=0, help="synthetic: seed of the shape family")
     p.add_argument("--dataset", choices=["folder", "verse", "totalsegmentator"], default="folder",
                    help="layout of --data: any folder of labelmaps, VerSe 2019/2020 (one shape per vertebra, "
-                        "1 mm scans, 128 x 120 x 90 crops) or TotalSegmentator kidneys (1.5 mm, filtered, "
-                        "85 x 85 x 110 crops) (default folder)")
+                        "1 mm scans, 128 x 120 x 90 crops) or TotalSegmentator outputs (a folder of subjects: "
+                        "<subject>/segmentations/*.nii.gz or multi-label --ml files; --structure) (default folder)")
+    p.add_argument("--structure", choices=["kidney", "vertebra"], default=None,
+                   help="--dataset totalsegmentator: every complete kidney (1.5 mm, 85 x 85 x 110 crops) or "
+                        "vertebra of --levels (1 mm, 128 x 120 x 90 crops); masks in several pieces, touching the "
+                        "scan border or too small are skipped with the reason (default kidney)")
+    p.add_argument("--levels", default=None,
+                   help="--structure vertebra: levels or ranges of C1-C7, T1-T12, L1-L5, S1, e.g. 'L1-L5' or "
+                        "'T12,L1' (default T10-L5)")
     p.add_argument("--fold", type=int, default=None,
                    help="--data: train / validate on the train / val split of this cross-validation fold "
                         "(0-4; grouped by subject, 70/10/20). Default: the last --val-count shapes validate")
@@ -89,6 +97,7 @@ def add_prior_arguments(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p, count=220)
     p.add_argument("--out", required=True, help="output folder (prior.pt, last.pt, logs, curves.png)")
     add_config_arguments(p, PriorConfig)
+    add_config_arguments(p, AugmentConfig)
 
 
 def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
@@ -102,16 +111,29 @@ def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, SamplerConfig)
 
 
+def dataset_options(args) -> dict:
+    """Loader options of --structure / --levels (TotalSegmentator only; absent or None: not
+    given); ValueError when they are given for another layout or --levels without vertebrae."""
+    given = {k: getattr(args, k, None) for k in ("structure", "levels") if getattr(args, k, None) is not None}
+    if given and args.dataset != "totalsegmentator":
+        raise ValueError(f"--structure and --levels apply to --dataset totalsegmentator, not {args.dataset}")
+    if "levels" in given and given.get("structure") != "vertebra":
+        raise ValueError("--levels needs --structure vertebra")
+    return given
+
+
 def load_training_data(args):
     """-> (train volumes, validation volumes, description for the metadata)."""
     if args.family:
-        from PatchSamplerLib.data.synthetic import make_shapes
+        from PatchSamplerLib.data.synthetic import FAMILY_VERSIONS, make_shapes
         vols = make_shapes(args.family, args.count + args.val_count, seed=args.data_seed, scale=args.scale)
-        desc = {"data": f"synthetic {args.family}", "data_seed": args.data_seed, "scale": args.scale,
+        desc = {"data": f"synthetic {args.family}", "family_version": FAMILY_VERSIONS[args.family],
+                "data_seed": args.data_seed, "scale": args.scale,
                 "train_indices": [0, args.count - 1], "val_indices": [args.count, args.count + args.val_count - 1]}
         return vols[:args.count], vols[args.count:], desc
-    items = load_usable_dataset(args.data, args.dataset)
-    desc = {"data": args.data, "dataset": args.dataset}
+    options = dataset_options(args)
+    items = load_usable_dataset(args.data, args.dataset, **options)
+    desc = {"data": args.data, "dataset": args.dataset, **options}
     if args.fold is not None:
         from PatchSamplerLib.data.splits import cross_validation_folds
         folds = cross_validation_folds(items.subjects)
@@ -155,11 +177,24 @@ def _load_data(args):
     return train, val, desc
 
 
+def _augmented(train: list, cfg: AugmentConfig, desc: dict) -> list:
+    """The training shapes plus their augmented copies (`data.augment`), recorded in `desc`."""
+    if not cfg.augment_copies:
+        return train
+    t0 = time.time()
+    shapes, skipped = augment_shapes(train, cfg)
+    desc["augmentation"] = dict(asdict(cfg), added=len(shapes) - len(train), skipped=skipped)
+    print(f"augmentation: {len(shapes) - len(train)} copies added ({skipped} skipped: every draw left the grid) "
+          f"in {time.time() - t0:.1f} s")
+    return shapes
+
+
 def train_prior_main(args) -> int:
     out = Path(args.out)
     with console_log(out):
         cfg = _config(args, PriorConfig)
         train, val, desc = _load_data(args)
+        train = _augmented(train, _config(args, AugmentConfig), desc)
         trainer = PriorTrainer(train, val, out, cfg, provenance=desc)
         if args.resume:
             trainer.resume()

@@ -50,13 +50,15 @@ def load_dataset(kind: str, root=None, **options) -> ShapeDataset:
     return load_folder(root, **options)
 
 
-def load_usable_dataset(folder, kind: str = "folder", log=print) -> ShapeDataset:
+def load_usable_dataset(folder, kind: str = "folder", log=print, **options) -> ShapeDataset:
     """The dataset at `folder` in layout `kind` (`load_dataset`: axes reoriented to LPS, the
-    layout's filters and crops); each file that cannot be used is reported through `log` and
-    skipped. ValueError when nothing is usable."""
-    dataset = load_dataset(kind, folder)
+    layout's filters and crops; `options` go to the loader, e.g. structure="vertebra",
+    levels="L1-L5" for TotalSegmentator); each file or structure that cannot be used is
+    reported through `log` and skipped. ValueError when nothing is usable."""
+    dataset = load_dataset(kind, folder, **options)
     for path, reason in dataset.dropped:
         log(f"skipped {path}: {reason}")
     if not dataset:
-        raise ValueError(f"no usable labelmap (.nii, .nii.gz, .nrrd) in {folder} (layout {kind})")
+        shown = "".join(f", {k}={v}" for k, v in options.items())
+        raise ValueError(f"no usable labelmap (.nii, .nii.gz, .nrrd) in {folder} (layout {kind}{shown})")
     return dataset

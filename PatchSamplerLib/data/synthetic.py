@@ -14,7 +14,12 @@ x = left-right, y = anterior (low) to posterior (high), z = inferior to superior
 - kidney-like (1.5 mm, 85 x 85 x 110): a curved ellipsoid (bean) with a concave hilum on its
   medial side; size, curvature, hilum depth, orientation and side (left/right) vary.
 
-Every shape is a deterministic function of (family, seed, index).
+Two more families, `vertebra-anatomical` and `kidney-anatomical` (`data.anatomy`), are built
+from the real parts with dimensions sampled from published morphometry and rendered like a
+segmentation (partial volume); they are on the same grids as the families above.
+
+Every shape is a deterministic function of (family, seed, index); `FAMILY_VERSIONS` names the
+version of each family's generator, recorded in the metadata of every prior trained on it.
 """
 from __future__ import annotations
 
@@ -22,9 +27,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from PatchSamplerLib.data.anatomy.kidney import KIDNEY_FAMILY_VERSION, kidney_shape
+from PatchSamplerLib.data.anatomy.rendering import rotation_xyz
+from PatchSamplerLib.data.anatomy.vertebra import VERTEBRA_FAMILY_VERSION, vertebra_family_mask
 from PatchSamplerLib.volume import BinaryVolume
 
-FAMILIES = ("vertebra", "kidney")
+FAMILIES = ("vertebra", "kidney", "vertebra-anatomical", "kidney-anatomical")
+FAMILY_VERSIONS = {"vertebra": "solid-1", "kidney": "solid-1",
+                   "vertebra-anatomical": VERTEBRA_FAMILY_VERSION, "kidney-anatomical": KIDNEY_FAMILY_VERSION}
 
 
 @dataclass(frozen=True)
@@ -37,25 +47,25 @@ class FamilyGrid:
 GRIDS = {
     "vertebra": FamilyGrid((128, 120, 90), 1.0),
     "kidney": FamilyGrid((85, 85, 110), 1.5),
+    "vertebra-anatomical": FamilyGrid((128, 120, 90), 1.0),
+    "kidney-anatomical": FamilyGrid((85, 85, 110), 1.5),
 }
+
+
+def scaled_grid(grid: FamilyGrid, scale: float) -> tuple[tuple[int, int, int], float]:
+    """(voxels (x, y, z), isotropic spacing in mm) of `grid` times `scale`: the physical box is
+    kept, so ``scale=0.25`` turns 128 x 120 x 90 at 1 mm into 32 x 30 x 22 at 4 mm."""
+    shape = tuple(max(4, int(round(s * scale))) for s in grid.shape)
+    spacing = grid.spacing_mm * grid.shape[0] / shape[0] if scale != 1.0 else grid.spacing_mm
+    return shape, spacing
 
 
 def _grid_mm(grid: FamilyGrid, scale: float) -> tuple[np.ndarray, tuple[int, int, int], float]:
     """Voxel-centre coordinates (X, Y, Z, 3) in mm relative to the grid centre, for `scale`."""
-    shape = tuple(max(4, int(round(s * scale))) for s in grid.shape)
-    spacing = grid.spacing_mm * grid.shape[0] / shape[0] if scale != 1.0 else grid.spacing_mm
+    shape, spacing = scaled_grid(grid, scale)
     axes = [(np.arange(n) + 0.5) * spacing - n * spacing / 2.0 for n in shape]
     xyz = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).astype(np.float32)
     return xyz, shape, spacing
-
-
-def _rotation(rx: float, ry: float, rz: float) -> np.ndarray:
-    """(3, 3) rotation matrix from angles in radians about x, then y, then z."""
-    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
-    mx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    my = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    mz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return (mz @ my @ mx).astype(np.float32)
 
 
 def _ellipsoid(p: np.ndarray, centre, radii, rot: np.ndarray | None = None) -> np.ndarray:
@@ -87,7 +97,7 @@ def vertebra_mask(rng: np.random.Generator, scale: float = 1.0) -> BinaryVolume:
     """One vertebra-like shape on the 128 x 120 x 90 / 1 mm grid (times `scale`)."""
     xyz, shape, spacing = _grid_mm(GRIDS["vertebra"], scale)
     s = rng.uniform(0.85, 1.1)                      # overall size
-    rot = _rotation(*rng.uniform(-0.12, 0.12, size=3))  # small rotation (~ +-7 deg)
+    rot = rotation_xyz(*rng.uniform(-0.12, 0.12, size=3))  # small rotation (~ +-7 deg)
     p = (xyz - np.float32(rng.uniform(-3, 3, size=3))) @ rot  # shape frame
 
     body_r = np.array([rng.uniform(19, 25), rng.uniform(14, 18)]) * s
@@ -126,7 +136,7 @@ def kidney_mask(rng: np.random.Generator, scale: float = 1.0) -> BinaryVolume:
     """One kidney-like shape on the 85 x 85 x 110 / 1.5 mm grid (times `scale`)."""
     xyz, shape, spacing = _grid_mm(GRIDS["kidney"], scale)
     side = rng.choice([-1.0, 1.0])                 # hilum faces -x or +x (left / right kidney)
-    tilt = _rotation(rng.uniform(-0.35, 0.35), rng.uniform(-0.5, 0.5), rng.uniform(-0.6, 0.6))
+    tilt = rotation_xyz(rng.uniform(-0.35, 0.35), rng.uniform(-0.5, 0.5), rng.uniform(-0.6, 0.6))
     p = (xyz - np.float32(rng.uniform(-4, 4, size=3))) @ tilt
     p[..., 0] *= side                               # medial direction is +x in the shape frame
 
@@ -147,7 +157,15 @@ def kidney_mask(rng: np.random.Generator, scale: float = 1.0) -> BinaryVolume:
     return BinaryVolume(mask, (spacing,) * 3)
 
 
-_GENERATORS = {"vertebra": vertebra_mask, "kidney": kidney_mask}
+def anatomical_kidney_mask(rng: np.random.Generator, scale: float = 1.0) -> BinaryVolume:
+    """One anatomical kidney (left or right, `data.anatomy.kidney`) on the 85 x 85 x 110 / 1.5 mm
+    grid (times `scale`), LPS axes."""
+    shape, spacing = scaled_grid(GRIDS["kidney-anatomical"], scale)
+    return kidney_shape(rng, None, spacing, shape)
+
+
+_GENERATORS = {"vertebra": vertebra_mask, "kidney": kidney_mask,
+               "vertebra-anatomical": vertebra_family_mask, "kidney-anatomical": anatomical_kidney_mask}
 
 
 def shape_rng(family: str, seed: int, index: int) -> np.random.Generator:

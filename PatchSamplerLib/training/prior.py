@@ -195,7 +195,8 @@ class PriorTrainer(TrainingLoop):
         """A copy of the current decoder as a ShapePrior, with its training metadata."""
         meta = dict(self.provenance, config=asdict(self.cfg), epochs=self.epoch, val_dice=val_dice,
                     n_train=len(self.shapes), n_val=len(self.val_volumes),
-                    training_minutes=round(self.elapsed / 60, 2))
+                    training_minutes=round(self.elapsed / 60, 2),
+                    mean_latent=[round(float(v), 6) for v in self.latents.detach().mean(0)])
         return ShapePrior(copy.deepcopy(self.decoder), self.extent_mm, self.spacing_mm, meta)
 
     def best_model(self, row: dict) -> ShapePrior:

@@ -59,7 +59,7 @@ def measure(g) -> dict:
 
 
 def test_version_and_table_cover_every_level():
-    assert VERTEBRA_FAMILY_VERSION == "anatomical-1"
+    assert VERTEBRA_FAMILY_VERSION == "anatomical-2"
     assert all(len(row) == len(LEVELS) for row in MORPHOMETRY.values())
     assert {"T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5"} <= set(LEVELS)
 

@@ -9,7 +9,7 @@ import pytest
 
 from PatchSamplerLib.cli.main import main
 from PatchSamplerLib.data.augment import AugmentConfig, augment_shapes, augment_volume, touches_border
-from PatchSamplerLib.data.synthetic import make_shape
+from PatchSamplerLib.data.synthetic import FAMILY_VERSIONS, make_shape
 from PatchSamplerLib.method.inr import ShapePrior
 from PatchSamplerLib.method.metrics import dice
 from PatchSamplerLib.volume import BinaryVolume, bbox_centre_mm
@@ -100,5 +100,5 @@ def test_train_prior_records_the_augmentation(tmp_path):
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(args) == 0
     meta = ShapePrior.load(out / "prior.pt").metadata
-    assert meta["n_train"] == 6 and meta["family_version"] == "anatomical-1"
+    assert meta["n_train"] == 6 and meta["family_version"] == FAMILY_VERSIONS["kidney-anatomical"]
     assert meta["augmentation"]["added"] == 3 and meta["augmentation"]["augment_rotation_deg"] == 10.0

@@ -17,13 +17,17 @@ from PatchSamplerLib.data import cross_validation_folds, load_dataset
 from PatchSamplerLib.data.folder import ShapeDataset, copy_window, crop_centred, load_folder
 from PatchSamplerLib.orientation import reorient_to_lps
 from PatchSamplerLib.data.synthetic import make_shape
-from PatchSamplerLib.data.totalsegmentator import count_components, load_totalsegmentator
+from PatchSamplerLib.data.filters import count_components
+from PatchSamplerLib.data.totalsegmentator import load_totalsegmentator
 from PatchSamplerLib.data.verse import load_verse, parse_mask_name
 from PatchSamplerLib.volume import BinaryVolume, VolumeError, foreground_bbox, index_to_world, read_labelmap
 
 KIDNEY_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalsegmentator-example"
 if not KIDNEY_DIR.is_dir():  # checkout elsewhere: the shared folder of the project machines
     KIDNEY_DIR = Path("/work/shared/data/totalsegmentator-example")
+# The VerSe fixture's vertebrae are quarter-size (360-880 voxels at 1 mm), under the real minimum of
+# 5,000 voxels: its tests lower it (the default is tested in test_verse_filters.py).
+QUARTER = dict(min_voxels=300)
 
 
 # ---------------------------------------------------------------- helpers
@@ -117,7 +121,7 @@ def verse_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def verse(verse_root):
-    return load_verse(verse_root[0])
+    return load_verse(verse_root[0], **QUARTER)
 
 
 def test_verse_mask_names():
@@ -185,13 +189,13 @@ def test_verse_reoriented_scan_gives_identical_items(verse):
 
 def test_verse_options_border_and_crop(verse_root):
     root = verse_root[0]
-    kept = load_verse(root, drop_border_touching=False, labels=(18, 19), crop_size=(40, 40, 30))
+    kept = load_verse(root, drop_border_touching=False, labels=(18, 19), crop_size=(40, 40, 30), **QUARTER)
     assert {i.name for i in kept} == {"sub-verse503_split-verse553_T11", "sub-verse503_split-verse553_T12"}
     assert all(i.volume.shape == (40, 40, 30) for i in kept)
-    tiny = load_verse(root, labels=(20,), crop_size=(8, 8, 8))
+    tiny = load_verse(root, labels=(20,), crop_size=(8, 8, 8), **QUARTER)
     assert len(tiny) == 0
     assert sum("larger than the crop (8, 8, 8)" in r for _, r in tiny.dropped) == 2  # L1 of 500 and 501
-    strict = load_verse(root, labels=(18,), spacing_tolerance_mm=0.01)
+    strict = load_verse(root, labels=(18,), spacing_tolerance_mm=0.01, **QUARTER)
     assert len(strict) == 0 and any("not isotropic" in r and "verse553" in p for p, r in strict.dropped)
 
 
@@ -406,7 +410,7 @@ def test_load_dataset_dispatch_and_synthetic(verse_root):
     assert all(np.array_equal(a.volume.mask, b.volume.mask) for a, b in zip(data, again))
     kidneys = load_dataset("synthetic-kidney", count=2, seed=4, scale=0.25)
     assert kidneys[0].volume.shape == make_shape("kidney", 4, 0, 0.25).shape
-    assert {i.name for i in load_dataset("verse", verse_root[0], labels=(1,))} == {"sub-verse010_C1"}
+    assert {i.name for i in load_dataset("verse", verse_root[0], labels=(1,), **QUARTER)} == {"sub-verse010_C1"}
     with pytest.raises(ValueError, match="unknown dataset kind 'mnist'.*verse, totalsegmentator"):
         load_dataset("mnist", "/tmp")
     with pytest.raises(ValueError, match="needs the dataset folder"):
@@ -479,9 +483,13 @@ def test_splits_keep_verse_patients_together(verse):
         assert sorted(inside) == [0, 0, 3]                                  # both series, one split
 
 
-def test_training_commands_read_a_verse_root_and_split_a_fold_by_subject(verse_root):
+def test_training_commands_read_a_verse_root_and_split_a_fold_by_subject(verse_root, verse, monkeypatch):
     import argparse
+    from functools import partial
+    from PatchSamplerLib.cli import training
     from PatchSamplerLib.cli.training import load_training_data
+    from PatchSamplerLib.data.loaders import load_usable_dataset
+    monkeypatch.setattr(training, "load_usable_dataset", partial(load_usable_dataset, **QUARTER))
     args = argparse.Namespace(family=None, data=str(verse_root[0]), dataset="verse", fold=0, val_count=8)
     train, val, desc = load_training_data(args)
     assert len(train) == len(desc["train"]) and len(val) == len(desc["val"])
@@ -489,7 +497,7 @@ def test_training_commands_read_a_verse_root_and_split_a_fold_by_subject(verse_r
     subject = lambda name: name.split("_")[0]                       # noqa: E731
     splits = [{subject(n) for n in desc[key]} for key in ("train", "val", "test")]
     assert not (splits[0] & splits[1]) and not (splits[0] & splits[2]) and not (splits[1] & splits[2])
-    assert sum(len(desc[key]) for key in ("train", "val", "test")) == len(load_verse(verse_root[0]))
+    assert sum(len(desc[key]) for key in ("train", "val", "test")) == len(verse)
     args.fold = 7
     with pytest.raises(ValueError, match="--fold must be from 0 to 4"):
         load_training_data(args)

@@ -289,3 +289,41 @@ def test_train_prior_without_subjects_exits_2(tmp_path, capsys):
             "--out", str(tmp_path / "run")]
     assert main(args) == 2
     assert "no TotalSegmentator subjects" in capsys.readouterr().err
+
+
+def test_evaluate_arguments_load_the_vertebrae_as_train_prior_does(cli_root, monkeypatch):
+    from PatchSamplerLib.cli import training as training_cli
+    from PatchSamplerLib.cli.evaluate import apply_preset, evaluation_items
+    from PatchSamplerLib.data import loaders
+    calls = []
+
+    def spy(folder, kind="folder", log=print, **options):
+        calls.append((kind, options))
+        return load_usable_dataset(folder, kind, log=log, **options)
+
+    monkeypatch.setattr(loaders, "load_usable_dataset", spy)               # where evaluate imports it from
+    monkeypatch.setattr(training_cli, "load_usable_dataset", spy)          # train-prior's import of it
+    data = ["--data", str(cli_root), "--dataset", "totalsegmentator", "--structure", "vertebra", "--levels", "L1-L2"]
+    args = build_parser().parse_args(["evaluate", *data, "--prior", "vertebra", "--out", "unused"])
+    apply_preset(args)
+    with contextlib.redirect_stdout(io.StringIO()):
+        items = evaluation_items(args)
+        training = build_parser().parse_args(["train-prior", *data, "--val-count", "0", "--out", "unused"])
+        train, _, desc = load_training_data(training)
+    assert calls == [("totalsegmentator", {"structure": "vertebra", "levels": "L1-L2"})] * 2
+    assert [i.name for i in items] == desc["files"] == [f"{s}/vertebrae_{n}" for s in "abc" for n in ("L1", "L2")]
+    assert all(np.array_equal(i.volume.mask, v.mask) and i.volume.spacing == (1.0, 1.0, 1.0)
+               for i, v in zip(items, train))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--structure", "vertebra", "--levels", "L9"], "unknown vertebra level 'L9'"),
+    (["--levels", "L1"], "--levels needs --structure vertebra"),
+    (["--structure", "vertebra", "--dataset", "verse"], "apply to --dataset totalsegmentator"),
+])
+def test_evaluate_reports_bad_choices(cli_root, tmp_path, capsys, extra, message):
+    dataset = [] if "--dataset" in extra else ["--dataset", "totalsegmentator"]
+    args = ["evaluate", "--data", str(cli_root), *dataset, *extra, "--prior", "vertebra", "--t", "10",
+            "--configs", "4x9", "--out", str(tmp_path / "run")]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from PatchSamplerLib.data.synthetic import FAMILIES
+from PatchSamplerLib.data.totalsegmentator import parse_levels
 from PatchSamplerLib.devices import DEVICE_CHOICES
 from PatchSamplerLib.method.samplers import SAMPLER_NAMES
 
@@ -38,3 +39,37 @@ def parse_samplers(text: str) -> tuple[str, ...]:
 
 def add_device_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help=f"{' | '.join(DEVICE_CHOICES)} (auto: CUDA when present)")
+
+
+DATASET_LAYOUTS = ("folder", "verse", "totalsegmentator")
+
+
+def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    """--dataset (the layout of --data) and the TotalSegmentator --structure / --levels, shared by
+    the commands that read a dataset folder (train-prior, train-sampler, evaluate)."""
+    p.add_argument("--dataset", choices=DATASET_LAYOUTS, default="folder",
+                   help="layout of --data: any folder of labelmaps, VerSe 2019/2020 (one shape per complete "
+                        "vertebra, 1 mm scans, 128 x 120 x 90 crops) or TotalSegmentator outputs (a folder of "
+                        "subjects: <subject>/segmentations/*.nii.gz or multi-label --ml files; --structure) "
+                        "(default folder)")
+    p.add_argument("--structure", choices=["kidney", "vertebra"], default=None,
+                   help="--dataset totalsegmentator: every complete kidney (1.5 mm, 85 x 85 x 110 crops) or "
+                        "vertebra of --levels (1 mm, 128 x 120 x 90 crops); masks in several pieces, touching the "
+                        "scan border or too small are skipped with the reason (default kidney)")
+    p.add_argument("--levels", default=None,
+                   help="--structure vertebra: levels or ranges of C1-C7, T1-T12, L1-L5, S1, e.g. 'L1-L5' or "
+                        "'T12,L1' (default T10-L5)")
+
+
+def dataset_options(args) -> dict:
+    """Loader options of --structure / --levels (TotalSegmentator only; absent or None: not
+    given); ValueError when they are given for another layout, --levels without vertebrae or
+    an unknown level (checked here, before any data or model is read)."""
+    given = {k: getattr(args, k, None) for k in ("structure", "levels") if getattr(args, k, None) is not None}
+    if given and args.dataset != "totalsegmentator":
+        raise ValueError(f"--structure and --levels apply to --dataset totalsegmentator, not {args.dataset}")
+    if "levels" in given:
+        if given.get("structure") != "vertebra":
+            raise ValueError("--levels needs --structure vertebra")
+        parse_levels(given["levels"])
+    return given

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PatchSamplerLib.cli.arguments import (FAMILIES, add_device_argument, parse_configs, parse_ints,
-                                           parse_samplers)
+from PatchSamplerLib.cli.arguments import (FAMILIES, add_dataset_arguments, add_device_argument, dataset_options,
+                                           parse_configs, parse_ints, parse_samplers)
 
 # What --preset fills in (options given on the command line win). full: the thesis protocol
 # [T §4.1, §5]: N 4, 8, 12 x K 9, 11, 13 x T 33, 66, 100; 30 runs; 100 shapes in 5 folds.
@@ -24,7 +24,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("evaluate", help="score FPS / random sampling over an (N, K) grid on held-out shapes")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--family", choices=FAMILIES, help="synthetic family")
-    src.add_argument("--data", help="folder of labelmaps")
+    src.add_argument("--data", help="dataset folder (layout: --dataset)")
     p.add_argument("--preset", choices=list(PRESETS),
                    help="full: the thesis protocol (N 4, 8, 12 x K 9, 11, 13 x T 33, 66, 100; learned, FPS, RS; "
                         "30 runs; 100 shapes in 5 folds, the missing per-fold samplers trained); cpu: 4x9, 8x9, "
@@ -44,8 +44,7 @@ def add_commands(sub) -> None:
     p.add_argument("--figures", action="store_true",
                    help="also draw dice_surface.png (mean Dice over N, K per T), and errors_<sampler>.png and "
                         "placement.png for the first shape at the first (N, K) and the largest T")
-    p.add_argument("--dataset", choices=["folder", "verse", "totalsegmentator"], default="folder",
-                   help="--data layout: any folder of labelmaps, VerSe, TotalSegmentator (default folder)")
+    add_dataset_arguments(p)
     p.add_argument("--folds", type=int,
                    help="cross-validation folds (grouped by subject; 5: 70/10/20 train/val/test): every shape is "
                         "scored in its fold's test split with that fold's learned samplers (default 0: no folds, "
@@ -86,12 +85,14 @@ def evaluation_cases(args) -> list:
 
 def evaluation_items(args):
     """The ShapeDataset to evaluate on: `count` synthetic shapes (each its own subject) or the
-    first `count` items of the dataset at --data (layout --dataset)."""
+    first `count` items of the dataset at --data (layout --dataset; TotalSegmentator: the
+    kidneys or the vertebrae of --levels, --structure), loaded as train-prior loads them
+    (`loaders.load_usable_dataset`). ValueError for bad --structure / --levels or no usable item."""
     from PatchSamplerLib.data.folder import ShapeDataset
     from PatchSamplerLib.data.loaders import load_synthetic, load_usable_dataset
     if args.family:
         return load_synthetic(args.family, args.count, args.data_seed, args.scale)
-    items = load_usable_dataset(args.data, args.dataset)
+    items = load_usable_dataset(args.data, args.dataset, **dataset_options(args))
     return ShapeDataset(items[:args.count], items.dropped)
 
 
@@ -118,6 +119,7 @@ def evaluate_main(args) -> int:
     from PatchSamplerLib.experiments.tables import evaluation_report
     from PatchSamplerLib.method.inr import ShapePrior
     apply_preset(args)
+    dataset_options(args)                            # bad --structure / --levels: fail before loading anything
     device = resolve_device(args.device)             # once: every run uses the prior where it is loaded
     grid = EvaluationGrid(parse_configs(args.configs), parse_ints(args.t), parse_samplers(args.samplers), args.runs,
                           args.fit_lr, str(device))
@@ -130,7 +132,8 @@ def evaluate_main(args) -> int:
             learned_models = folder_samplers(args.sampler_dir, grid.configs, grid.ts)
         cases = evaluation_cases(args)
         path = run_cases(cases, grid, prior, args.out, learned_models=learned_models)
-    title = f"{args.family or args.data}, prior {args.prior}, T = {', '.join(map(str, grid.ts))}"
+    shown = "".join(f", {key} {value}" for key, value in dataset_options(args).items())
+    title = f"{args.family or args.data}{shown}, prior {args.prior}, T = {', '.join(map(str, grid.ts))}"
     table = evaluation_report(path, title)
     (Path(args.out) / "table.md").write_text(table + f"\nCommand: `{args.command_line}`\n")
     print(table)

@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from PatchSamplerLib.cli.arguments import FAMILIES
+from PatchSamplerLib.cli.arguments import FAMILIES, add_dataset_arguments, dataset_options
 from PatchSamplerLib.data.augment import AugmentConfig, augment_shapes
 from PatchSamplerLib.data.loaders import load_usable_dataset
 from PatchSamplerLib.training.prior import PriorConfig, PriorTrainer
@@ -50,24 +50,15 @@ def add_commands(sub) -> None:
 
 
 def add_data_arguments(p: argparse.ArgumentParser, count: int) -> None:
-    """--data / --family and the synthetic-data options shared by the training commands."""
+    """--data / --family, the layout options (`arguments.add_dataset_arguments`) and the
+    synthetic-data options shared by the training commands."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="folder of binary labelmaps (NIfTI / NRRD), one shape per file")
     src.add_argument("--family", choices=FAMILIES, help="train on a synthetic shape family")
     p.add_argument("--count", type=int, default=count, help=f"synthetic: number of training shapes (default {count})")
     p.add_argument("--scale", type=float, default=1.0, help="synthetic: grid scale (1 = full resolution)")
     p.add_argument("--data-seed", type=int, default=0, help="synthetic: seed of the shape family")
-    p.add_argument("--dataset", choices=["folder", "verse", "totalsegmentator"], default="folder",
-                   help="layout of --data: any folder of labelmaps, VerSe 2019/2020 (one shape per vertebra, "
-                        "1 mm scans, 128 x 120 x 90 crops) or TotalSegmentator outputs (a folder of subjects: "
-                        "<subject>/segmentations/*.nii.gz or multi-label --ml files; --structure) (default folder)")
-    p.add_argument("--structure", choices=["kidney", "vertebra"], default=None,
-                   help="--dataset totalsegmentator: every complete kidney (1.5 mm, 85 x 85 x 110 crops) or "
-                        "vertebra of --levels (1 mm, 128 x 120 x 90 crops); masks in several pieces, touching the "
-                        "scan border or too small are skipped with the reason (default kidney)")
-    p.add_argument("--levels", default=None,
-                   help="--structure vertebra: levels or ranges of C1-C7, T1-T12, L1-L5, S1, e.g. 'L1-L5' or "
-                        "'T12,L1' (default T10-L5)")
+    add_dataset_arguments(p)
     p.add_argument("--fold", type=int, default=None,
                    help="--data: train / validate on the train / val split of this cross-validation fold "
                         "(0-4; grouped by subject, 70/10/20). Default: the last --val-count shapes validate")
@@ -109,17 +100,6 @@ def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
                    help="where the latent fits and the loss run: auto (CUDA when present), cpu or cuda "
                         "(the sampler network itself always runs on the CPU)")
     add_config_arguments(p, SamplerConfig)
-
-
-def dataset_options(args) -> dict:
-    """Loader options of --structure / --levels (TotalSegmentator only; absent or None: not
-    given); ValueError when they are given for another layout or --levels without vertebrae."""
-    given = {k: getattr(args, k, None) for k in ("structure", "levels") if getattr(args, k, None) is not None}
-    if given and args.dataset != "totalsegmentator":
-        raise ValueError(f"--structure and --levels apply to --dataset totalsegmentator, not {args.dataset}")
-    if "levels" in given and given.get("structure") != "vertebra":
-        raise ValueError("--levels needs --structure vertebra")
-    return given
 
 
 def load_training_data(args):

@@ -36,23 +36,14 @@ linear interpolation of 0/1, threshold 0.5, physical box kept; computed only nea
 `resample_near_foreground`) and then filtered, all on the resampled grid, as the thesis does:
 
 - empty: no foreground voxel (in the file, or left after resampling);
-- more than one connected component, with **26-connectivity** (voxels sharing a face, an edge
-  or a corner are connected; `connectivity=6` or 18 selects the stricter rules). The rule is
-  meant to catch fragmented masks and separate blobs, which every rule counts; under
-  6-connectivity a single voxel hanging on by a corner -- interpolation noise -- would drop
-  the whole organ (it does for 5 of the first 30 synthetic kidneys of seed 0, which are one
-  piece under 26-connectivity);
-- touching the volume border: a foreground voxel in the outermost voxel layer of the resampled
-  grid (the structure is probably cut by the field of view). Resampling keeps the physical
-  box, so a mask that fills voxels of the file's border layer normally still does (a lone
-  border voxel can vanish in the 0.5 threshold);
-- too small: kidneys under 25,000 voxels at 1.5 mm (84.4 ml, the thesis's rule); vertebrae
-  under 5,000 voxels at 1 mm (5 ml). The vertebra threshold is this module's assumption, not
-  the thesis's: the anatomical T10-L5 model of `data.anatomy.vertebra` (built from Panjabi's
-  morphometry) gives about 28,000 voxels (T10) to 58,000 (L5) at 1 mm, so 5,000 is under a fifth
-  of the smallest complete thoracolumbar vertebra: it drops slivers and partial labels, not small
-  vertebrae. Cervical vertebrae are smaller (not measured here): for C levels check the
-  report of dropped shapes and lower `min_voxels` if complete ones are dropped.
+- the rules of `data.filters` (shared with VerSe): more than one connected component, with
+  **26-connectivity** (`connectivity=6` or 18 selects the stricter rules); touching the volume
+  border: a foreground voxel in the outermost voxel layer of the resampled grid (resampling
+  keeps the physical box, so a mask that fills voxels of the file's border layer normally
+  still does; a lone border voxel can vanish in the 0.5 threshold); too small: kidneys under
+  25,000 voxels at 1.5 mm (84.4 ml, the thesis's rule), vertebrae under 5,000 voxels at 1 mm
+  (5 ml, this library's assumption: `data.filters` gives the reasoning; for C levels check the
+  report of dropped shapes and lower `min_voxels` if complete ones are dropped).
 A mask failing several rules gets all their reasons, joined by "; ". A kept mask is centred and
 cropped (`folder.crop_centred`) to the family grid: 85 x 85 x 110 at 1.5 mm for kidneys,
 128 x 120 x 90 at 1 mm for vertebrae (VerSe's); one larger than that is dropped too. Every
@@ -67,15 +58,13 @@ from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
+from PatchSamplerLib.data.filters import (CONNECTIVITY, EMPTY, KIDNEY_MIN_VOXELS, VERTEBRA_MIN_VOXELS,
+                                          check_connectivity, rejection_reasons, touches_border)
 from PatchSamplerLib.data.folder import (Dropped, ShapeDataset, ShapeItem, check_crop_size, check_dataset_root,
                                          crop_centred, reorient_volume)
 from PatchSamplerLib.data.verse import read_label_grid
 from PatchSamplerLib.volume import (BinaryVolume, VolumeError, foreground_bbox, index_to_world, read_nonzero_mask,
                                     to_sitk_image)
-
-CONNECTIVITY = 26
-_CONNECTIVITY_RANK = {6: 1, 18: 2, 26: 3}
-EMPTY = "empty (no foreground voxel)"
 
 
 # ---------------------------------------------------------------- structures and class numbers
@@ -93,11 +82,11 @@ class StructureRules:
     reorient: bool = True
 
 
-STRUCTURE_RULES = {"kidney": StructureRules(1.5, 25_000, (85, 85, 110)),
-                   "vertebra": StructureRules(1.0, 5_000, (128, 120, 90))}
+STRUCTURE_RULES = {"kidney": StructureRules(1.5, KIDNEY_MIN_VOXELS, (85, 85, 110)),
+                   "vertebra": StructureRules(1.0, VERTEBRA_MIN_VOXELS, (128, 120, 90))}
 KIDNEYS = ("kidney_left", "kidney_right")
 # kept for callers of the kidney-only loader
-CROP_SIZE, SPACING_MM, MIN_VOXELS = (85, 85, 110), 1.5, 25_000
+CROP_SIZE, SPACING_MM, MIN_VOXELS = (85, 85, 110), 1.5, KIDNEY_MIN_VOXELS
 VERTEBRA_LEVELS = tuple([f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)]
                         + [f"L{i}" for i in range(1, 6)] + ["S1"])          # cranial -> caudal
 DEFAULT_LEVELS = "T10-L5"
@@ -254,44 +243,6 @@ def subject_masks(subject: Subject, names: Sequence[str], numbers: dict[str, int
     return _structure_files(subject, names)
 
 
-# ---------------------------------------------------------------- filters
-def count_components(mask: np.ndarray, connectivity: int = CONNECTIVITY) -> int:
-    """Number of connected foreground components of an (X, Y, Z) mask (6, 18 or 26 neighbours)."""
-    from scipy import ndimage
-    if connectivity not in _CONNECTIVITY_RANK:
-        raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
-    structure = ndimage.generate_binary_structure(3, _CONNECTIVITY_RANK[connectivity])
-    return int(ndimage.label(mask, structure=structure)[1])
-
-
-def touches_border(mask: np.ndarray) -> bool:
-    """Whether any foreground voxel lies in the outermost voxel layer of the (X, Y, Z) grid."""
-    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
-                or mask[:, :, 0].any() or mask[:, :, -1].any())
-
-
-def rejection_reasons(volume: BinaryVolume, min_voxels: int = MIN_VOXELS,
-                      connectivity: int = CONNECTIVITY, at_border: bool | None = None) -> list[str]:
-    """Why a resampled mask must be dropped (empty list: keep it); the thesis's four rules.
-
-    at_border: whether the mask touches its full grid's border (`resample_near_foreground`);
-    None: test `volume`'s own border."""
-    count = volume.voxel_count
-    if count == 0:
-        return [EMPTY]
-    reasons = []
-    components = count_components(volume.mask, connectivity)
-    if components > 1:
-        reasons.append(f"{components} connected components ({connectivity}-connectivity)")
-    if at_border is None:
-        at_border = touches_border(volume.mask)
-    if at_border:
-        reasons.append("touches the volume border")
-    if count < min_voxels:
-        reasons.append(f"{count} voxels < {min_voxels} at {volume.spacing[0]:g} mm")
-    return reasons
-
-
 # ---------------------------------------------------------------- resampling near the foreground
 def isotropic_grid(volume: BinaryVolume, spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """(size (3,) int, origin (3,) world mm) of `volume.resample_isotropic`'s output grid."""
@@ -371,8 +322,7 @@ def structure_rules(structure: str = "kidney", **overrides) -> StructureRules:
     """The family's `StructureRules` with the options given (None = the family's value);
     ValueError for an unknown structure, connectivity or crop size."""
     rules = replace(STRUCTURE_RULES[check_structure(structure)], **{k: v for k, v in overrides.items() if v is not None})
-    if rules.connectivity not in _CONNECTIVITY_RANK:
-        raise ValueError(f"connectivity must be 6, 18 or 26, got {rules.connectivity}")
+    check_connectivity(rules.connectivity)
     return replace(rules, crop_size=tuple(int(s) for s in check_crop_size(rules.crop_size)))
 
 

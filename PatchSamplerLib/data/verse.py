@@ -33,13 +33,20 @@ Filters and geometry:
   keeps its scan's spacing (e.g. 0.96 mm).
 - The label array is reoriented to LPS axes (`orientation.reorient_to_lps`), so the crop's
   128 x 120 x 90 is left-right x anterior-posterior x inferior-superior in every item.
-- A vertebra whose voxels reach the outermost voxel layer of the scan is cut by the field of
-  view (common at the top and bottom of a spine scan) and is dropped by default
-  (`drop_border_touching`): its shape is incomplete, not a vertebra.
+- Each vertebra (the voxels of one label, anywhere in the scan) must be complete, by the rules
+  TotalSegmentator vertebrae follow (`data.filters`); a vertebra failing any is dropped and the
+  report gives every reason, joined by "; ", after the vertebra's name and label
+  (``sub-verse500_dir-ax_L3 (label 22): 2 connected components (26-connectivity)``):
+  * cut by the field of view: a voxel in the outermost voxel layer of the scan (common at the
+    top and bottom of a spine scan; `drop_border_touching`, default on), reported as "cut by
+    the scan border (touches the outermost voxel layer)", the first reason;
+  * more than one connected component under 26-connectivity (`connectivity`): stray voxels
+    or a split label drop the vertebra, they are never silently removed;
+  * fewer than 5,000 voxels (`min_voxels`, `filters.VERTEBRA_MIN_VOXELS`: 5 ml at 1 mm, the
+    TotalSegmentator vertebra minimum), counted at the scan's own spacing (within 1 +- 0.1 mm).
 - Each kept vertebra is centred on its bounding-box centre in a 128 x 120 x 90 window
   (`folder.crop_centred` rules: background padding, origin moved, world positions kept); a
-  vertebra larger than the window is dropped with its extent. Stray voxels of a label (if any)
-  are kept as they are.
+  vertebra larger than the window is dropped with its extent.
 """
 from __future__ import annotations
 
@@ -51,6 +58,7 @@ from typing import Sequence
 
 import numpy as np
 
+from PatchSamplerLib.data.filters import CONNECTIVITY, VERTEBRA_MIN_VOXELS, check_connectivity, rejection_reasons
 from PatchSamplerLib.data.folder import (Dropped, ShapeDataset, ShapeItem, bbox_touches_border, centred_window_start,
                                          check_crop_size, check_dataset_root, check_fits, copy_window)
 from PatchSamplerLib.orientation import reorient_to_lps
@@ -73,6 +81,18 @@ class VerseScan:
     path: Path
     scan_id: str
     subject: str
+
+
+@dataclass(frozen=True)
+class VertebraRules:
+    """How each vertebra of a scan is filtered and cropped (module docstring).
+
+    crop_size: (x, y, z) voxels of an item; min_voxels: smallest kept vertebra, in voxels of the
+    scan; connectivity: 6, 18 or 26; drop_border_touching: drop vertebrae cut by the scan border."""
+    crop_size: tuple[int, int, int] = CROP_SIZE
+    min_voxels: int = VERTEBRA_MIN_VOXELS
+    connectivity: int = CONNECTIVITY
+    drop_border_touching: bool = True
 
 
 @dataclass
@@ -196,57 +216,83 @@ def vertebra_name(scan_id: str, label: int) -> str:
     return f"{scan_id}_{VERTEBRA_NAMES.get(label, f'label{label}')}"
 
 
+def vertebra_rejections(grid: LabelGrid, label: int, lo: np.ndarray, hi: np.ndarray,
+                        rules: VertebraRules) -> list[str]:
+    """Why the vertebra `label`, with inclusive voxel box [lo, hi] in `grid`, must be dropped
+    (empty list: keep it): cut by the scan border, several components, too small."""
+    box = grid.labels[tuple(slice(a, b + 1) for a, b in zip(lo, hi))] == label
+    reasons = []
+    if rules.drop_border_touching and bbox_touches_border(lo, hi, grid.labels.shape):
+        reasons.append("cut by the scan border (touches the outermost voxel layer)")
+    volume = BinaryVolume(box, grid.spacing, grid.index_to_world(lo), grid.direction.copy())
+    return reasons + rejection_reasons(volume, rules.min_voxels, rules.connectivity, at_border=False)
+
+
 def split_vertebrae(grid: LabelGrid, scan: VerseScan, labels: Sequence[int],
-                    crop_size: Sequence[int], drop_border_touching: bool
-                    ) -> tuple[list[ShapeItem], list[Dropped]]:
-    """One centred, cropped `ShapeItem` per wanted label of a scan, and the vertebrae dropped."""
+                    rules: VertebraRules) -> tuple[list[ShapeItem], list[Dropped]]:
+    """One centred, cropped `ShapeItem` per complete wanted label of a scan (volume
+    `rules.crop_size` voxels at the scan's spacing), and the vertebrae dropped with why."""
     items, dropped = [], []
     for label, (lo, hi) in label_boxes(grid.labels, labels).items():
         name = vertebra_name(scan.scan_id, label)
-        if drop_border_touching and bbox_touches_border(lo, hi, grid.labels.shape):
-            dropped.append(Dropped(str(scan.path), f"{name} (label {label}): cut by the scan border "
-                                                   "(touches the outermost voxel layer)"))
+        reasons = vertebra_rejections(grid, label, lo, hi, rules)
+        if not reasons:
+            try:
+                check_fits(lo, hi, rules.crop_size, grid.spacing)
+            except VolumeError as exc:
+                reasons = [str(exc)]
+        if reasons:
+            dropped.append(Dropped(str(scan.path), f"{name} (label {label}): {'; '.join(reasons)}"))
             continue
-        try:
-            check_fits(lo, hi, crop_size, grid.spacing)
-        except VolumeError as exc:
-            dropped.append(Dropped(str(scan.path), f"{name} (label {label}): {exc}"))
-            continue
-        start = centred_window_start(lo, hi, crop_size)
-        mask = copy_window(grid.labels, start, crop_size) == label
+        start = centred_window_start(lo, hi, rules.crop_size)
+        mask = copy_window(grid.labels, start, rules.crop_size) == label
         volume = BinaryVolume(mask, grid.spacing, grid.index_to_world(start), grid.direction.copy())
         items.append(ShapeItem(volume, scan.subject, name, label, str(scan.path)))
     return items, dropped
 
 
+def read_isotropic_scan(scan: VerseScan, spacing_mm: float, spacing_tolerance_mm: float,
+                        reorient: bool) -> LabelGrid | Dropped:
+    """The scan's label grid, or why it is left out (not isotropic `spacing_mm` +- tolerance,
+    unreadable or not a labelmap)."""
+    try:
+        spacing = read_spacing(scan.path)
+        if not is_isotropic(spacing, spacing_mm, spacing_tolerance_mm):
+            shown = ", ".join(f"{s:.3g}" for s in spacing)
+            return Dropped(str(scan.path), f"spacing ({shown}) mm is not isotropic {spacing_mm:g} mm "
+                                           f"(tolerance +-{spacing_tolerance_mm:g} mm)")
+        return read_label_grid(scan.path, reorient)
+    except VolumeError as exc:
+        return Dropped(str(scan.path), str(exc))
+
+
 def load_verse(root, *, labels: Sequence[int] = VERTEBRA_LABELS,
                crop_size: Sequence[int] = CROP_SIZE, spacing_mm: float = SPACING_MM,
                spacing_tolerance_mm: float = SPACING_TOLERANCE_MM,
-               drop_border_touching: bool = True, reorient: bool = True) -> ShapeDataset:
-    """Single vertebrae of every isotropic ~1 mm VerSe scan under `root`.
+               drop_border_touching: bool = True, min_voxels: int = VERTEBRA_MIN_VOXELS,
+               connectivity: int = CONNECTIVITY, reorient: bool = True) -> ShapeDataset:
+    """Single complete vertebrae of every isotropic ~1 mm VerSe scan under `root`.
 
+    labels: VerSe labels to take; crop_size: (x, y, z) voxels of an item; min_voxels: smallest
+    kept vertebra in voxels of the scan (default 5,000); connectivity: 6, 18 or 26 (default
+    26); drop_border_touching: drop vertebrae in the scan's outermost voxel layer.
     Returns a ShapeDataset: one item per kept vertebra (subject = patient, label = VerSe label,
-    volume = `crop_size` (x, y, z) voxels at the scan's spacing, world geometry kept), in
+    volume = `crop_size` voxels at the scan's spacing, LPS axes, world geometry kept), in
     scan order then label order; `.dropped` says why each scan or vertebra was left out
-    (not isotropic, duplicate, unreadable, no vertebra label, cut by the border, too large).
+    (not isotropic, duplicate, unreadable, no vertebra label, cut by the border, several
+    components, too small, too large). Raises ValueError for a bad crop size or connectivity,
+    FileNotFoundError if `root` is missing or holds no mask.
     """
-    crop_size = tuple(int(s) for s in check_crop_size(crop_size))
+    rules = VertebraRules(tuple(int(s) for s in check_crop_size(crop_size)), int(min_voxels),
+                          check_connectivity(connectivity), drop_border_touching)
     scans, dropped = find_verse_scans(root)
     items = []
     for scan in scans:
-        try:
-            spacing = read_spacing(scan.path)
-            if not is_isotropic(spacing, spacing_mm, spacing_tolerance_mm):
-                shown = ", ".join(f"{s:.3g}" for s in spacing)
-                reason = (f"spacing ({shown}) mm is not isotropic {spacing_mm:g} mm "
-                          f"(tolerance +-{spacing_tolerance_mm:g} mm)")
-                dropped.append(Dropped(str(scan.path), reason))
-                continue
-            grid = read_label_grid(scan.path, reorient)
-        except VolumeError as exc:
-            dropped.append(Dropped(str(scan.path), str(exc)))
+        grid = read_isotropic_scan(scan, spacing_mm, spacing_tolerance_mm, reorient)
+        if isinstance(grid, Dropped):
+            dropped.append(grid)
             continue
-        scan_items, scan_dropped = split_vertebrae(grid, scan, labels, crop_size, drop_border_touching)
+        scan_items, scan_dropped = split_vertebrae(grid, scan, labels, rules)
         if not scan_items and not scan_dropped:
             present = [int(v) for v in np.unique(grid.labels) if v != 0]
             dropped.append(Dropped(str(scan.path), f"no vertebra label of {sorted(labels)} "

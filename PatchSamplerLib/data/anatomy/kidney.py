@@ -25,39 +25,65 @@ v: thickness axis; w: long axis, + towards the upper pole), placed in the librar
   the real samples). The bounding box is centred in the grid (+ a small jitter). The right
   kidney is the mirror image (x -> -x) of a left kidney drawn from the right-side numbers.
 
-Sources (numbers in `KIDNEY_SIZES_MM` and `KIDNEY_ANGLES_DEG`, mean and SD):
-- Glodny B, Unterholzner V, Taferner B, et al. Normal kidney size and its influencing factors - a
-  64-slice MDCT study of 1.040 asymptomatic patients. BMC Urology 2009;9:19 (abstract / Results):
-  pole-to-pole length right 108.5 +- 12.2 mm, left 111.3 +- 12.6 mm; parenchymal width (PW) right
-  15.4 +- 2.8 mm, left 15.9 +- 2.7 mm; cortical width 6.6 +- 1.9 mm (not used: cortex and medulla
-  are one label). Body size is the strongest common predictor of length and PW (hence the
-  shared size factor).
-- Su H-A, Hsieh H-Y, Lee C-T, et al. Reference ranges for ultrasonographic renal dimensions as
-  functions of age and body indices: a retrospective observational study in Taiwan. PLoS ONE
-  2019;14(11):e0224785 (3,707 adults, abstract): width right 47.8 +- 7.5 mm, left 51.0 +- 6.4 mm.
-- Thickness (antero-posterior, perpendicular to length and width): no in-vivo CT value was
-  found. Published values disagree: autopsy (Northwest Indian adults, Am J Hum Biol
-  2001;13:726-732): men right 33.3 +- 5.2, left 34.0 +- 6.4 mm, women 31.2 +- 4.7 / 31.1 +- 6.1 mm;
-  ultrasound (Jos, Highland Med Res J 2005;3(2):116-120): 28 +- 8 mm; textbooks ~30 mm; while the
+Sources (numbers in `KIDNEY_SIZES_MM` and `KIDNEY_ANGLES_DEG`, mean and SD; each checked against
+the stored public copy named by its URL, results/anatomy/SOURCES.md has the table). VERIFIED =
+read there; DERIVED = computed from numbers read there (rule stated); ASSUMED = not verified
+against a source available here.
+- Glodny B, Unterholzner V, Taferner B, Hofmann KJ, Rehder P, Strasak A, Petersen J. Normal
+  kidney size and its influencing factors - a 64-slice MDCT study of 1.040 asymptomatic
+  patients. BMC Urology 2009;9:19 (abstract, Results): pole-to-pole length right
+  108.5 +- 12.2 mm, left 111.3 +- 12.6 mm; parenchymal width (PW) right 15.4 +- 2.8 mm, left
+  15.9 +- 2.7 mm; cortical width 6.6 +- 1.9 mm (not used: cortex and medulla are one label).
+  Body size is the strongest common predictor of length and PW (hence the shared size factor).
+  VERIFIED. http://bmcurol.biomedcentral.com/articles/10.1186/1471-2490-9-19 ,
+  https://pmc.ncbi.nlm.nih.gov/articles/PMC2813848/
+- Su H-A, Hsieh H-Y, Lee C-T, Liao S-C, Chu C-H, Wu C-H. Reference ranges for ultrasonographic
+  renal dimensions as functions of age and body indices: a retrospective observational study in
+  Taiwan. PLoS ONE 2019;14(11):e0224785 (3,707 healthy adults, summary): width right
+  4.78 +- 0.75 cm, left 5.10 +- 0.64 cm. VERIFIED (ultrasound, Chinese population).
+  https://www.prolekare.cz/casopisy/plos-one/2019-11-2/reference-ranges-for-ultrasonographic-renal-dimensions-as-functions-of-age-and-body-indices-a-retrospective-observational-study-in-taiwan-116800
+- Thickness (antero-posterior, perpendicular to length and width): ASSUMED 40 +- 6 mm both sides
+  (not verified against a source available here). No in-vivo CT value was found, and the
+  published values that were found are smaller, so this is a deliberate departure from them:
+  autopsy, Northwest Indian adults (Am J Hum Biol 2001;13:726-732, abstract): men right
+  33.3 +- 5.2, left 34.0 +- 6.4 mm, women 31.2 +- 4.7 / 31.1 +- 6.1 mm
+  (https://maternidadycrianzavivencial.com/ja/weight-and-measurements-of-kidneys-in-northwest-indian-adults);
+  ultrasound, Jos (Highland Med Res J 2005;3(2):116-120, abstract): antero-posterior diameter
+  2.8 +- 0.8 cm (https://ajol.info/index.php/hmrj/article/view/33881); Nigerian cadavers
+  (Ajani & Femi-Akinlosotu, 30 adults): 3.45 +- 0.56 cm
+  (http://anatomyafrica.org/Vol6issue2/ajani.php); Iranian cadavers (Mashhad, 604):
+  2.60 +- 1.39 cm (https://journal.razavihospital.ir/article_113581.html). Against them: the
   ellipsoid volumes of Lee HK, J Korean Soc Med Ultrasound 1996;15(1):63-69 (532 men; right
-  129 +- 30, left 137 +- 30 cm3 at lengths 104 / 106 mm) imply ~45 mm at a 50 mm width.
-  ASSUMED: 40 +- 6 mm both sides (autopsy kidneys are not perfused; in-vivo imaging is thicker).
-- Hilum rotation: Sakate M, et al. Normal abdominal computed tomography: a retrospective study of
-  renal hila angles. Radiol Bras 2009;42(1):27-29 (500 hila): mean angle of the hilum to the
-  horizontal (coronal) plane, 95% CI of the mean 40.4-44.5 deg right, 39.9-43.2 deg left, so the
-  hilum faces antero-medially ~42 deg; the SD is not in the abstract: ASSUMED 8 deg.
-- Long-axis tilt: anatomy texts (e.g. Radiopaedia "Kidneys"; Taylor & Francis anatomy chapter:
-  "each lies obliquely, its upper pole nearer to the midline") give the direction, not a mean;
-  Ansari-Gilani K, et al. Clin Nucl Med 2011;36(12):1086-91 report a mean renal angle to the body
-  axis of 11.7 deg in normal children (posterior scintigraphy). ASSUMED: coronal tilt 18 +- 7
-  deg (upper pole medial; wide enough to hold both the children's 12 deg and the ~30 deg of the
-  two sample kidneys, measured on their centre lines), sagittal tilt 15 +- 5 deg (upper pole
-  posterior; the kidney lies on the psoas, whose bulk grows caudally). Note: the stored
-  Radiopaedia text says "more medial and anterior"; most texts and both sample kidneys (upper
-  pole ~12 deg posterior) say posterior.
+  129.30 +- 30.20, left 137.06 +- 29.73 cm3 at lengths 10.42 / 10.63 cm,
+  https://www.e-ultrasonography.org/journal/view.php?number=1241) imply ~45 mm at a 50 mm width,
+  and (reasoning, not a source) with Glodny's PW of 15.4-15.9 mm on each side a 28-34 mm thick
+  kidney would leave almost no renal sinus; cadaver kidneys are not perfused.
+- Hilum rotation: Sakate M, Sakate ATY, Yamashita S, Teixeira AS, Barbosa L, Correia LA. Normal
+  abdominal computed tomography: a retrospective study of renal hila angles. Radiol Bras
+  2009;42(1):27-29 (250 CT studies, 500 hila; abstract): angle of the hilum to the horizontal
+  (coronal) plane, 95% CI of the mean 40.40-44.54 deg right, 39.91-43.23 deg left (VERIFIED),
+  so the hilum faces antero-medially. Mean and SD DERIVED: means 42.47 (right) / 41.57 (left)
+  deg = the CI centres; SD = CI half-width * sqrt(250) / 1.96 = 16.7 (right) / 13.4 (left) deg;
+  both sides share one (mean, SD): the equal mixture, 42.0 +- 15.1 deg.
+  http://rb.org.br/detalhe_artigo.asp?id=812&idioma=English
+- Long-axis tilt: ASSUMED (not verified against a source available here): coronal tilt
+  18 +- 7 deg (upper pole medial), sagittal tilt 15 +- 5 deg (upper pole posterior). The
+  direction is verified, the size is not: "They lie obliquely so that their upper poles are
+  nearer the midline and more posterior than their lower poles"
+  (https://learnsurgeryonline.com/the-kidneys/). The only number found is in children:
+  Ansari-Gilani K, Gholamrezanezhad A, Beiki D, et al. Renal axis deviation in urinary tract
+  abnormalities of children: the role of renal scintigraphy. Clin Nucl Med
+  2011;36(12):1086-1091 (abstract): mean "renal angle" (long axis to the body axis, posterior
+  image) 11.7 deg in normal children, no SD (http://tums.ac.ir/faculties/beikidav?paperid=966);
+  not used for adults. 18 +- 7 deg holds both this and the ~30 deg of the two sample kidneys
+  (measured on their centre lines; upper poles ~12 deg posterior). Note: the earlier session
+  read "more medial and anterior" in a stored Radiopaedia text (not re-checked here); the text
+  above and both sample kidneys say posterior.
 - Fetal lobulation: a cadaver series of 33 kidney pairs (Bosnia, "Functional dependence of the
-  size of the left kidney to the size of the right kidney and the opposite") found fetal
-  lobulation in 33 % of left and 27 % of right kidneys: `LOBULATION_PROBABILITY` = 0.3.
+  size of the left kidney to the size of the right kidney and the opposite", abstract): fetal
+  lobulation in 33.33 % of left and 27.27 % of right kidneys. VERIFIED;
+  `LOBULATION_PROBABILITY` = 0.3 rounds their mean.
+  https://akademskiimenik.ba/publikacije/5c9c2915edf68e623c3fc163c76db1460f808ccb
 - Not found in the stored literature: Emamian et al. 1993 AJR ("Kidney dimensions at
   sonography") - its numbers could not be read, so none are used.
 
@@ -98,23 +124,23 @@ from PatchSamplerLib.data.anatomy.rendering import (SDF, SmoothNoise, grid_point
                                                     render_sdf, render_sdf_resampled)
 from PatchSamplerLib.volume import BinaryVolume
 
-KIDNEY_FAMILY_VERSION = "anatomical-1"
+KIDNEY_FAMILY_VERSION = "anatomical-2"
 SIDES = ("left", "right")
 
 KIDNEY_SIZES_MM = {                      # (mean, SD) in mm, per side; sources in the module docstring
-    "length": {"left": (111.3, 12.6), "right": (108.5, 12.2)},     # Glodny 2009, CT pole to pole
-    "width": {"left": (51.0, 6.4), "right": (47.8, 7.5)},          # Su 2019, ultrasound
-    "thickness": {"left": (40.0, 6.0), "right": (40.0, 6.0)},      # ASSUMED (see docstring)
-    "parenchyma": {"left": (15.9, 2.7), "right": (15.4, 2.8)},     # Glodny 2009, PW
+    "length": {"left": (111.3, 12.6), "right": (108.5, 12.2)},     # Glodny 2009, CT pole to pole (VERIFIED)
+    "width": {"left": (51.0, 6.4), "right": (47.8, 7.5)},          # Su 2019, ultrasound (VERIFIED)
+    "thickness": {"left": (40.0, 6.0), "right": (40.0, 6.0)},      # ASSUMED (not verified; see docstring)
+    "parenchyma": {"left": (15.9, 2.7), "right": (15.4, 2.8)},     # Glodny 2009, PW (VERIFIED)
 }
 KIDNEY_ANGLES_DEG = {                    # (mean, SD) in degrees, both sides
     "coronal_tilt": (18.0, 7.0),         # upper pole medial (ASSUMED)
     "sagittal_tilt": (15.0, 5.0),        # upper pole posterior (ASSUMED)
-    "hilum_rotation": (42.0, 8.0),       # hilum from medial towards anterior (Sakate 2009; SD ASSUMED)
+    "hilum_rotation": (42.0, 15.1),      # hilum from medial towards anterior (Sakate 2009; DERIVED from the 95% CIs)
 }
 SIZE_CORRELATION = 0.6                   # share of the size factor common to all dimensions (ASSUMED)
 CLIP_SD = 2.0
-LOBULATION_PROBABILITY = 0.3
+LOBULATION_PROBABILITY = 0.3             # cadaver series, 33 % left / 27 % right (docstring)
 LOBE_WAVELENGTH_MM = 30.0                # surface bumps: about one renal lobe (ASSUMED)
 CALYX_WAVELENGTH_MM = 20.0               # bumps of the sinus wall: about one calyx (ASSUMED)
 

@@ -23,52 +23,92 @@ table (level dependent), axial rotation uniform in +-3 deg, lateral tilt N(0, 2 
 +-4 deg. Pathology: with probability 5 % a wedge compression fracture, the anterior body height
 reduced by 20-40 % (Genant grades 1-2).
 
-Sources (SD = SEM * sqrt(n) where a paper gives SEM; n = 12 per level in Panjabi's studies):
-[P91] Panjabi MM, Takata K, Goel V, et al. Thoracic human vertebrae: quantitative
-      three-dimensional anatomy. Spine 1991;16(8):888-901 -- tables of endplate width / depth
-      (EPWu, EPDu), posterior body height (VBHp), canal width / depth (SCW, SCD), transverse
-      process width (TPW), spinous process length and inclination (SPL, SPI). T10-T12.
-[P92] Panjabi MM, Goel V, Oxland T, et al. Human lumbar vertebrae: quantitative
-      three-dimensional anatomy. Spine 1992;17(3):299-306 -- the same dimensions for L1-L5.
-[Z87] Zindrick MR, Wiltse LL, Doornik A, et al. Analysis of the morphometric characteristics
-      of the thoracic and lumbar pedicles. Spine 1987;12(2):160-166 -- pedicle width and height,
-      transverse pedicle angle, T10-L4.
-[CB21] Cook WH, Baker JF. Comparative analysis of lumbar spine vertebral morphology between
-      Maori and New Zealand Europeans: a CT study. Int J Spine Surg 2021;15(6):1072-1081,
-      Table 6 (L5, all 196 patients, mean +- SD): anterior / posterior body height 30.3 +- 1.9 /
-      26.3 +- 1.9, superior body length 35.7 +- 3.5, pedicle height / width 12.9 +- 1.9 /
-      16.1 +- 2.3, canal length 15.6 +- 2.1, canal width 28.2 +- 3.1 mm. Used for L5.
-[M10] Masharawi Y, et al. Eur Spine J 2010;19(5):768-773, doi:10.1007/s00586-009-1256-6,
-      Table 1 (120 F + 120 M, mean +- SD): vertebral body sagittal wedging (deg, + = ventral)
-      T10 2.6 / 3.8, T11 4.6 / 5.4, T12 3.5 / 4.9, L1 2.6 / 4.1, L2 0.7 / 2.6, L3 -1.1 / 1.3,
-      L4 -3.1 / -0.7, L5 -7.8 / -4.6 (F / M; the table's +-0.04 is taken as an SEM, SD assumed
-      2 deg); interfacet width / body width T10 0.80 / 0.73, T11 0.72 / 0.71, T12 0.75 / 0.74,
-      L1 0.73 / 0.67, L2 0.70 / 0.63, L3 0.70 / 0.65, L4 0.73 / 0.66, L5 0.77 / 0.74. The
-      means of F and M are used.
-[PF]  Panjabi's inferior articular facet width / height as tabulated by Patel MM, Singel TC,
-      Gohil DV, Pandya AM. A study of osteometric measurements of articular facets from C3 to
-      S1 (part 2). J Anat Soc India 2007;56(1), Table 4: W / H (mm) T10 11.9 / 12.4,
-      T11 11.4 / 13.3, T12 9.5 / 12.5, L1 12.4 / 15.3, L2 12.7 / 16.0, L3 13.8 / 15.7,
-      L4 14.7 / 16.2, L5 15.6 / 18.4. No SD there: 1.5 mm assumed.
-[E19] Egwu OA, et al. Typical thoracic vertebrae morphometry: a cadaveric study in Nigeria.
-      J Anat Soc India 2019;68(2):110-118: lamina thickness at T9 7.30 +- 1.24 mm (T10-T12).
-[K16] Kaur K, et al. J Clin Orthop Trauma 2016;7(2):101-108 (CT, 50 patients): T12 pedicle
-      width 8.31 +- 1.83 mm.
-[G93] Genant HK, Wu CY, van Kuijk C, Nevitt MC. Vertebral fracture assessment using a
-      semiquantitative technique. J Bone Miner Res 1993;8(9):1137-1148 -- grade 1: 20-25 %,
-      grade 2: 25-40 % height reduction.
+Sources. Every (mean, SD) of `MORPHOMETRY` was checked against the stored public copies of the
+literature (results/anatomy/SOURCES.md has the per-level table); `SOURCES` names the source of
+each row. A value is VERIFIED (read in the source named, URL below), DERIVED (computed from
+numbers read there, by the rule stated) or ASSUMED (not verified against a source available
+here). The verified values come from different cohorts and methods (CT and dry bone; New
+Zealand, Indian, Pakistani, Nigerian and other adults), the assumed ones from no cohort at all.
 
-Provenance and assumptions (read before trusting a number):
-- The [P91] / [P92] / [Z87] means and spreads are transcribed from memory of those tables
-  (the full texts could not be retrieved here) and rounded; they agree with [CB21], [M10],
-  [K16] and [E19] where those overlap (e.g. L5 body: posterior height + depth * tan(wedge)
-  = 26.3 + 35.7 * tan 6.2 deg = 30.2 mm vs [CB21]'s anterior height 30.3 mm). Check them
-  against the printed tables before publishing results that depend on them.
-- Not found, assumed: spinous process height (cranio-caudal: 11-22 mm) and thickness (6-7 mm),
-  lamina height (19 / 24 mm) and lumbar lamina thickness (6.5 mm), endplate concavity
-  (1.5 +- 0.5 mm at the centre) and body waist (1.5 +- 0.5 mm per side), facet orientation
-  (angle from the sagittal plane: thoracic ~ coronal, lumbar 25-50 deg), transverse process
-  sweep / elevation and radii, superellipse exponents, the size correlation r = 0.7.
+Verified / derived:
+[CB21] Cook WH, Baker JF. Comparative analysis of lumbar spine vertebral morphology between
+      Maori and New Zealand Europeans: a computed tomography study. Int J Spine Surg
+      2021;15(6):1072-1081 (196 patients, CT). Table 6 (L5, total, mean +- SD): VBPH 26.3 +- 1.9
+      (body_height), VBSL 35.7 +- 3.5 (body_depth), PH 12.9 +- 1.9, PW 16.1 +- 2.3, VCL
+      15.6 +- 2.1 (canal_depth), VCW 28.2 +- 3.1 mm (canal_width). VERIFIED, L5 only (the stored
+      copy holds Table 6 only).
+      http://ijssurgery.com/highwire/markup/11003/expansion?height=500&iframe=true&width=1000 ;
+      citation: https://researchspace.auckland.ac.nz/handle/2292/63851?show=full
+[M10] Eur Spine J 2010;19(5):768-773, doi:10.1007/s00586-009-1256-6 (first author given as
+      Masharawi Y by the earlier docstring; the author list is not on the stored table page),
+      Table 1 (120 F + 120 M, 20-80 y): vertebral body sagittal wedging (deg, + = ventral)
+      F / M: T10 2.6 / 3.8, T11 4.6 / 5.4, T12 3.5 / 4.9, L1 2.6 / 4.1, L2 0.7 / 2.6,
+      L3 -1.1 / 1.3, L4 -3.1 / -0.7, L5 -7.8 / -4.6; interfacet width / VB width F (SD) /
+      M (SD): T10 0.80 (0.03) / 0.73 (0.01), T11 0.72 (0.02) / 0.71 (0.03), T12 0.75 (0.04) /
+      0.74 (0.01), L1 0.73 (0.05) / 0.67 (0.04), L2 0.70 (0.06) / 0.63 (0.07), L3 0.70 (0.05) /
+      0.65 (0.08), L4 0.73 (0.06) / 0.66 (0.02), L5 0.77 (0.09) / 0.74 (0.08).
+      https://pmc.ncbi.nlm.nih.gov/articles/PMC2899959/table/Tab1
+      Means: DERIVED, (F + M) / 2. interfacet_ratio SD: DERIVED, SD of the equal F/M mixture,
+      sqrt((SD_F^2 + SD_M^2) / 2 + ((mean_F - mean_M) / 2)^2). body_wedge_deg SD: ASSUMED 2 deg
+      -- the table gives +-0.03-0.05 deg, labelled SD in its footnote, which cannot be a
+      between-subject SD of a wedge angle (and the F/M mixture alone would give only 0.4-1.6 deg).
+[PF]  Patel MM, Singel TC, Gohil DV, Pandya AM. A study of osteometric measurements of articular
+      facets from C3 to S1 (part 2). J Anat Soc India 2007;56(1), Table 4 ("Comparison of right
+      inferior articular facets mean dimensions with Panjabi et al.", Panjabi's columns): W / H
+      (mm) T10 11.9 / 12.4, T11 11.4 / 13.3, T12 9.5 / 12.5, L1 12.4 / 15.3, L2 12.7 / 16.0,
+      L3 13.8 / 15.7, L4 14.7 / 16.2, L5 15.6 / 18.4. Means VERIFIED; no SD there: 1.5 mm ASSUMED.
+      https://www.indmedica.com/journals.php?journalid=8&issueid=95&articleid=1289&action=article
+[E19] Egwu OA, Okechukwu GN, Uzomba GC, Eze SO, Ezemagu UK. Typical thoracic vertebrae
+      morphometry: a cadaveric study in Nigeria. J Anat Soc India 2019;68(2):110-118 (26 male
+      sets, T2-T9), abstract: lamina thickness at T9 7.30 +- 1.24 mm. VERIFIED for T9; used as a
+      proxy for T10 and T11 (the study has no T10-T12).
+      https://jasi.org.in/article.asp?issn=0003-2778;year=2019;volume=68;issue=2;spage=110;epage=118;aulast=Egwu;type=3
+[K16] Kaur K, Singh R, Prasath V, Magu S, Tanwar M. Computed tomographic-based morphometric
+      study of thoracic spine and its relevance to anaesthetic and spinal surgical procedures.
+      J Clin Orthop Trauma 2016;7(2):101-108 (CT, 50 patients), abstract: T12 pedicle width
+      8.31 +- 1.83 mm, T12 spinous process angle 16.21 +- 7.38 deg. VERIFIED. (Its T12
+      transverse pedicle angle, -9.8 +- 2.39 deg, is not used: see [CH].)
+      https://pmc.ncbi.nlm.nih.gov/articles/PMC4857161
+[CH]  Chughtai WN, Razzaque MA, Ahmad T, Nighat S, Tahir R, Ahmad B. Computerized tomographic
+      based study of thoracic spine morphology in relevance to pedicle screw fixation in
+      Pakistani population. Pak J Neurol Surg (CT, 200 patients; year not on the stored page),
+      abstract: T12 transverse pedicle angle 3.99 +- 2.16 deg. VERIFIED; chosen over [K16]'s
+      -9.8 deg as the larger CT sample (published T12 values disagree: -9.8, -3.0, ~0, +3 deg).
+      http://pakjns.org/index.php/pjns/article/view/518
+[CU]  Thoracic pedicle morphometry of dry vertebral columns in relation to trans-pedicular
+      fixation: a cross-sectional study from central India. Cureus (20 dry columns), abstract:
+      T12 pedicle height 15.45 +- 0.78 mm. VERIFIED. (A Nigerian cadaver series gives
+      17.34 +- 1.59 mm: https://asn-ng.com/journal/article/1611504513 .)
+      https://www.cureus.com/articles/31254-thoracic-pedicle-morphometry-of-dry-vertebral-columns-in-relation-to-trans-pedicular-fixation-a-cross-sectional-study-from-central-india
+[GJ]  Calculation of canal/body ratio for lumbar spinal canal in dried vertebrae in Gujarat
+      (2012; 63 subjects, dry bone; authors and journal not on the stored page), abstract: L1
+      interpedicular distance 22.6 mm (M) / 21.3 mm (F). Mean DERIVED (M + F) / 2 = 21.95 mm;
+      no SD there: 2.0 mm ASSUMED. https://acemap.info/paper/383412159
+[G93] Genant HK, Wu CY, van Kuijk C, Nevitt MC. J Bone Miner Res 1993;8(9):1137-1148, as
+      quoted by Wang YXJ, Quant Imaging Med Surg 2019 (editorial, doi:10.21037/qims.2019.02.04):
+      grade 1 20-25 %, grade 2 25-40 % height reduction. VERIFIED (secondary source).
+      http://qims.amegroups.com/article/view/24006/22821
+
+ASSUMED (not verified against a source available here):
+- Every other number of `MORPHOMETRY`. The earlier session attributed body width (all levels),
+  depth and posterior height (T10-L4), canal width (T10-T12, L2-L4) and depth (T10-L4), transverse
+  process width and spinous process length (all levels) and spinous inclination (all but T12)
+  to Panjabi MM et al., Spine 1991;16(8):888-901 (thoracic) and Spine 1992;17(3):299-306
+  (lumbar), and pedicle width (T10, T11, L1-L4), height (T10, T11, L1-L4) and transverse
+  angle (all but T12) to Zindrick MR et al., Spine 1987;12(2):160-166 -- from memory. The
+  stored copies of those papers hold only their abstracts / first page (Panjabi 1991:
+  https://www.scribd.com/document/367623127/panjabi1991-toracica ,
+  https://pubmed.ncbi.nlm.nih.gov./1948374 -- "means and standard errors of the means ... for
+  all thoracic vertebrae", 144 vertebrae, i.e. 12 per level); no table of Panjabi 1992 or
+  Zindrick 1987 was found. These values are therefore unverified estimates, not citations.
+  (A consistency check between two verified sources, not of these values: L5 posterior
+  height + depth * tan(wedge) = 26.3 + 35.7 * tan 6.2 deg = 30.2 mm [CB21, M10] vs [CB21]'s
+  anterior height 30.3 mm.)
+- Spinous process height (11-22 mm) and thickness (6-7 mm), lamina height (19-24 mm), lumbar
+  and T12 lamina thickness (6.5 / 7.0 mm), endplate concavity (1.5 +- 0.5 mm), body waist
+  (1.5 +- 0.5 mm per side), facet orientation (thoracic ~ coronal, lumbar 25-50 deg),
+  transverse process sweep / elevation and radii, superellipse exponents, the size correlation
+  r = 0.7, all SDs not named above.
 - Sagittal tilt (deg, + = superior endplate facing anteriorly) follows the supine sagittal
   curve: thoracolumbar kyphosis tilts T10-L1 a few degrees backwards (-3 to -5), the lumbar
   lordosis (about 40 deg supine, two thirds of it at L4-S1) tilts L4 and L5 forwards (+7, +12);
@@ -88,7 +128,7 @@ from PatchSamplerLib.data.anatomy.rendering import (
     sd_superellipsoid, shift_mask, smooth_union_all, subtract, superellipse_norm, with_noise)
 from PatchSamplerLib.volume import BinaryVolume
 
-VERTEBRA_FAMILY_VERSION = "anatomical-1"
+VERTEBRA_FAMILY_VERSION = "anatomical-2"
 LEVELS = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
 GRID = (128, 120, 90)                 # voxels (x, y, z) at 1 mm, as the VerSe crop
 SIZE_CORRELATION = 0.7                # correlation of size-like dimensions with the shared size draw
@@ -107,37 +147,48 @@ MORPHOMETRY: dict[str, tuple[tuple[float, float], ...]] = {
     "body_width":           ((36.0, 3.0), (38.5, 3.0), (40.5, 3.2), (42.0, 3.3), (44.0, 3.4), (46.0, 3.5), (48.0, 3.6), (49.5, 3.8)),
     "body_depth":           ((29.0, 2.3), (30.5, 2.4), (31.5, 2.5), (33.0, 2.6), (34.0, 2.7), (35.0, 2.8), (35.5, 3.0), (35.7, 3.5)),
     "body_height":          ((21.5, 1.6), (22.8, 1.7), (24.0, 1.8), (25.5, 1.8), (26.5, 1.9), (27.0, 1.9), (26.8, 1.9), (26.3, 1.9)),
-    "body_wedge_deg":       ((3.2, 2.0), (5.0, 2.0), (4.2, 2.0), (3.4, 2.0), (1.7, 2.0), (0.1, 2.0), (-1.9, 2.0), (-6.2, 2.0)),
-    "canal_width":          ((17.5, 1.5), (18.5, 1.7), (20.5, 2.0), (22.0, 2.0), (22.5, 2.0), (23.0, 2.2), (25.0, 2.5), (28.2, 3.1)),
+    "body_wedge_deg":       ((3.2, 2.0), (5.0, 2.0), (4.2, 2.0), (3.35, 2.0), (1.65, 2.0), (0.1, 2.0), (-1.9, 2.0), (-6.2, 2.0)),
+    "canal_width":          ((17.5, 1.5), (18.5, 1.7), (20.5, 2.0), (21.95, 2.0), (22.5, 2.0), (23.0, 2.2), (25.0, 2.5), (28.2, 3.1)),
     "canal_depth":          ((16.0, 1.3), (16.8, 1.4), (17.5, 1.5), (18.0, 1.6), (17.5, 1.7), (16.5, 1.8), (16.5, 1.9), (15.6, 2.1)),
-    "pedicle_width":        ((6.5, 1.4), (7.5, 1.6), (8.3, 1.8), (8.7, 1.7), (8.9, 1.8), (10.3, 2.0), (12.9, 2.2), (16.1, 2.3)),
-    "pedicle_height":       ((14.5, 1.5), (16.0, 1.6), (15.5, 1.6), (15.4, 1.5), (15.0, 1.5), (14.9, 1.6), (14.8, 1.7), (12.9, 1.9)),
-    "pedicle_angle_deg":    ((5.0, 4.0), (3.0, 4.0), (1.0, 4.0), (11.0, 4.0), (12.0, 4.0), (14.0, 4.0), (18.0, 4.0), (28.0, 4.0)),
+    "pedicle_width":        ((6.5, 1.4), (7.5, 1.6), (8.31, 1.83), (8.7, 1.7), (8.9, 1.8), (10.3, 2.0), (12.9, 2.2), (16.1, 2.3)),
+    "pedicle_height":       ((14.5, 1.5), (16.0, 1.6), (15.45, 0.78), (15.4, 1.5), (15.0, 1.5), (14.9, 1.6), (14.8, 1.7), (12.9, 1.9)),
+    "pedicle_angle_deg":    ((5.0, 4.0), (3.0, 4.0), (3.99, 2.16), (11.0, 4.0), (12.0, 4.0), (14.0, 4.0), (18.0, 4.0), (28.0, 4.0)),
     "transverse_width":     ((63.0, 5.0), (57.0, 5.0), (52.0, 5.0), (72.0, 6.0), (80.0, 6.0), (88.0, 6.0), (86.0, 6.0), (93.0, 6.0)),
     "transverse_sweep_deg": ((35.0, 5.0), (25.0, 5.0), (15.0, 5.0), (10.0, 5.0), (10.0, 5.0), (10.0, 5.0), (10.0, 5.0), (12.0, 5.0)),
     "transverse_elev_deg":  ((8.0, 4.0), (5.0, 4.0), (0.0, 4.0), (0.0, 4.0), (0.0, 4.0), (0.0, 4.0), (5.0, 4.0), (10.0, 4.0)),
     "spinous_length":       ((32.0, 3.5), (30.0, 3.5), (29.0, 3.5), (30.0, 3.5), (31.0, 3.5), (31.0, 3.5), (29.0, 3.5), (25.0, 3.5)),
-    "spinous_angle_deg":    ((35.0, 7.0), (25.0, 7.0), (15.0, 6.0), (10.0, 5.0), (8.0, 5.0), (6.0, 5.0), (6.0, 5.0), (12.0, 6.0)),
+    "spinous_angle_deg":    ((35.0, 7.0), (25.0, 7.0), (16.21, 7.38), (10.0, 5.0), (8.0, 5.0), (6.0, 5.0), (6.0, 5.0), (12.0, 6.0)),
     "spinous_height":       ((11.0, 2.0), (14.0, 2.0), (18.0, 2.5), (21.0, 3.0), (22.0, 3.0), (22.0, 3.0), (20.0, 3.0), (17.0, 3.0)),
     "spinous_thickness":    ((6.0, 1.2), (6.0, 1.2), (6.5, 1.2), (7.0, 1.5), (7.0, 1.5), (7.0, 1.5), (7.0, 1.5), (7.0, 1.5)),
     "facet_height":         ((12.4, 1.5), (13.3, 1.5), (12.5, 1.5), (15.3, 1.5), (16.0, 1.5), (15.7, 1.5), (16.2, 1.5), (18.4, 1.5)),
     "facet_width":          ((11.9, 1.5), (11.4, 1.5), (9.5, 1.5), (12.4, 1.5), (12.7, 1.5), (13.8, 1.5), (14.7, 1.5), (15.6, 1.5)),
     "facet_angle_deg":      ((70.0, 6.0), (55.0, 6.0), (35.0, 6.0), (25.0, 6.0), (28.0, 6.0), (35.0, 6.0), (45.0, 6.0), (50.0, 6.0)),
-    "interfacet_ratio":     ((0.765, 0.04), (0.715, 0.04), (0.745, 0.04), (0.70, 0.05), (0.665, 0.06), (0.675, 0.06), (0.695, 0.05), (0.755, 0.08)),
-    "lamina_thickness":     ((7.3, 1.2), (7.3, 1.2), (7.0, 1.2), (6.5, 1.2), (6.5, 1.2), (6.5, 1.2), (6.5, 1.2), (6.5, 1.2)),
+    "interfacet_ratio":     ((0.765, 0.042), (0.715, 0.026), (0.745, 0.030), (0.70, 0.054), (0.665, 0.074), (0.675, 0.071), (0.695, 0.057), (0.755, 0.087)),
+    "lamina_thickness":     ((7.3, 1.24), (7.3, 1.24), (7.0, 1.2), (6.5, 1.2), (6.5, 1.2), (6.5, 1.2), (6.5, 1.2), (6.5, 1.2)),
     "lamina_height":        ((19.0, 2.0), (19.0, 2.0), (21.0, 2.5), (24.0, 3.0), (24.0, 3.0), (24.0, 3.0), (24.0, 3.0), (23.0, 3.0)),
     "endplate_concavity":   ((1.5, 0.5),) * 8,
     "body_waist":           ((1.5, 0.5),) * 8,
     "sagittal_tilt_deg":    ((-5.0, 4.0), (-5.0, 4.0), (-4.0, 4.0), (-3.0, 4.0), (0.0, 4.0), (3.0, 4.0), (7.0, 4.0), (12.0, 4.0)),
 }
 
+# Source of each row (module docstring: tags, tables, URLs). "ASSUMED" = not verified against a
+# source available here; rows not listed are ASSUMED at every level.
 SOURCES = {
-    "body_width": "P91/P92 EPWu", "body_depth": "P91/P92 EPDu; L5 CB21 VBSL", "body_height": "P91/P92 VBHp; L5 CB21",
-    "body_wedge_deg": "M10 Table 1", "canal_width": "P91/P92 SCW; L5 CB21 VCW", "canal_depth": "P91/P92 SCD; L5 CB21 VCL",
-    "pedicle_width": "Z87; T12 K16; L5 CB21", "pedicle_height": "Z87; L5 CB21", "pedicle_angle_deg": "Z87",
-    "transverse_width": "P91/P92 TPW", "spinous_length": "P91/P92 SPL", "spinous_angle_deg": "P91/P92 SPI",
-    "facet_height": "PF", "facet_width": "PF", "interfacet_ratio": "M10 Table 1", "lamina_thickness": "E19 (thoracic); assumed (lumbar)",
-}  # every other row: assumed (module docstring)
+    "body_width": "ASSUMED (all levels)",
+    "body_depth": "L5: CB21 Table 6 VBSL; T10-L4 ASSUMED",
+    "body_height": "L5: CB21 Table 6 VBPH; T10-L4 ASSUMED",
+    "body_wedge_deg": "means: M10 Table 1, (F + M) / 2; SD ASSUMED",
+    "canal_width": "L1: GJ mean (M + F) / 2, SD ASSUMED; L5: CB21 Table 6 VCW; others ASSUMED",
+    "canal_depth": "L5: CB21 Table 6 VCL; T10-L4 ASSUMED",
+    "pedicle_width": "T12: K16; L5: CB21 Table 6 PW; others ASSUMED",
+    "pedicle_height": "T12: CU; L5: CB21 Table 6 PH; others ASSUMED",
+    "pedicle_angle_deg": "T12: CH; others ASSUMED",
+    "spinous_angle_deg": "T12: K16; others ASSUMED",
+    "facet_height": "means: PF Table 4 (Panjabi's values); SD ASSUMED",
+    "facet_width": "means: PF Table 4 (Panjabi's values); SD ASSUMED",
+    "interfacet_ratio": "M10 Table 1: mean (F + M) / 2, SD of the F/M mixture",
+    "lamina_thickness": "T10, T11: E19 (T9 value); T12-L5 ASSUMED",
+}
 
 SIZE_DIMENSIONS = frozenset({
     "body_width", "body_depth", "body_height", "canal_width", "canal_depth", "pedicle_width", "pedicle_height",

@@ -15,7 +15,8 @@ from scipy import ndimage
 from PatchSamplerLib.data.anatomy.rendering import resample_mask
 from PatchSamplerLib.data.anatomy.vertebra import (GRID, LEVELS, MORPHOMETRY, VERTEBRA_FAMILY_VERSION,
                                                    generate_vertebra, level_dimensions, render_vertebra,
-                                                   sample_parameters, vertebra_family_mask, vertebra_shape)
+                                                   sample_parameters, vertebra_shape)
+from PatchSamplerLib.data.synthetic import make_shape
 
 CUBE = np.ones((3, 3, 3), bool)
 
@@ -147,6 +148,6 @@ def test_resample_keeps_a_centred_block_in_place():
 
 
 def test_scaled_family_generator_matches_the_synthetic_grid_rule():
-    volume = vertebra_family_mask(np.random.default_rng(0), scale=0.25)
+    volume = make_shape("vertebra-anatomical", 0, 0, 0.25)
     assert volume.shape == (32, 30, 22) and volume.spacing == (4.0, 4.0, 4.0)
     assert components(volume.mask) == 1

@@ -272,14 +272,19 @@ def test_train_prior_arguments_load_the_vertebrae(cli_root):
                for v in train + val)
 
 
+@pytest.mark.parametrize("command", [
+    ["train-prior"],
+    ["evaluate", "--prior", "vertebra", "--t", "10", "--configs", "4x9"],
+])
 @pytest.mark.parametrize("extra, message", [
     (["--structure", "vertebra", "--levels", "L9"], "unknown vertebra level 'L9'"),
     (["--levels", "L1"], "--levels needs --structure vertebra"),
     (["--structure", "vertebra", "--dataset", "verse"], "apply to --dataset totalsegmentator"),
 ])
-def test_train_prior_reports_bad_choices(cli_root, tmp_path, capsys, extra, message):
+def test_bad_structure_choices_are_reported_by_train_prior_and_evaluate(cli_root, tmp_path, capsys, command,
+                                                                      extra, message):
     dataset = [] if "--dataset" in extra else ["--dataset", "totalsegmentator"]
-    args = ["train-prior", "--data", str(cli_root), *dataset, *extra, "--out", str(tmp_path / "run")]
+    args = [command[0], "--data", str(cli_root), *dataset, *extra, *command[1:], "--out", str(tmp_path / "run")]
     assert main(args) == 2
     assert message in capsys.readouterr().err
 
@@ -314,16 +319,3 @@ def test_evaluate_arguments_load_the_vertebrae_as_train_prior_does(cli_root, mon
     assert [i.name for i in items] == desc["files"] == [f"{s}/vertebrae_{n}" for s in "abc" for n in ("L1", "L2")]
     assert all(np.array_equal(i.volume.mask, v.mask) and i.volume.spacing == (1.0, 1.0, 1.0)
                for i, v in zip(items, train))
-
-
-@pytest.mark.parametrize("extra, message", [
-    (["--structure", "vertebra", "--levels", "L9"], "unknown vertebra level 'L9'"),
-    (["--levels", "L1"], "--levels needs --structure vertebra"),
-    (["--structure", "vertebra", "--dataset", "verse"], "apply to --dataset totalsegmentator"),
-])
-def test_evaluate_reports_bad_choices(cli_root, tmp_path, capsys, extra, message):
-    dataset = [] if "--dataset" in extra else ["--dataset", "totalsegmentator"]
-    args = ["evaluate", "--data", str(cli_root), *dataset, *extra, "--prior", "vertebra", "--t", "10",
-            "--configs", "4x9", "--out", str(tmp_path / "run")]
-    assert main(args) == 2
-    assert message in capsys.readouterr().err

@@ -37,8 +37,7 @@ def ceiling_main(args) -> int:
     from PatchSamplerLib.devices import resolve_device
     from PatchSamplerLib.method.inr import ShapePrior
     from PatchSamplerLib.reporting.outputs import write_sparse_outputs
-    from PatchSamplerLib.sparse.ceiling import representation_ceiling
-    from PatchSamplerLib.sparse.inputs import from_known_mask
+    from PatchSamplerLib.sparse.ceiling import every_voxel_known, representation_ceiling
     from PatchSamplerLib.volume import read_labelmap
     device = resolve_device(args.device)
     prior = ShapePrior.load(args.prior, device=device)
@@ -53,8 +52,7 @@ def ceiling_main(args) -> int:
     print(f"ceiling of {args.prior} on {args.input}: Dice {m['dice']:.3f}, ASD {m['asd_mm']:.2f} mm, "
           f"HD95 {m['hd95_mm']:.2f} mm ({result.settings['steps_run']} steps, {result.timings['total']:.1f} s)")
     if args.out:
-        everything = from_known_mask(volume.mask, volume.mask | ~volume.mask)
-        out = write_sparse_outputs(result, everything, volume, args.out, f"ceiling of {args.prior}: Dice {m['dice']:.3f}")
+        out = write_sparse_outputs(result, every_voxel_known(volume), volume, args.out, f"ceiling of {args.prior}: Dice {m['dice']:.3f}")
         print(f"outputs in {Path(out).resolve()}")
     return 0
 

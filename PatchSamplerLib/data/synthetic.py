@@ -29,7 +29,7 @@ import numpy as np
 
 from PatchSamplerLib.data.anatomy.kidney import KIDNEY_FAMILY_VERSION, kidney_shape
 from PatchSamplerLib.data.anatomy.rendering import rotation_xyz
-from PatchSamplerLib.data.anatomy.vertebra import VERTEBRA_FAMILY_VERSION, vertebra_family_mask
+from PatchSamplerLib.data.anatomy.vertebra import VERTEBRA_FAMILY_VERSION, vertebra_shape
 from PatchSamplerLib.volume import BinaryVolume
 
 FAMILIES = ("vertebra", "kidney", "vertebra-anatomical", "kidney-anatomical")
@@ -157,6 +157,13 @@ def kidney_mask(rng: np.random.Generator, scale: float = 1.0) -> BinaryVolume:
     return BinaryVolume(mask, (spacing,) * 3)
 
 
+def anatomical_vertebra_mask(rng: np.random.Generator, scale: float = 1.0) -> BinaryVolume:
+    """One anatomical vertebra (T10-L5, `data.anatomy.vertebra`) on the 128 x 120 x 90 / 1 mm grid
+    (times `scale`), LPS axes."""
+    shape, spacing = scaled_grid(GRIDS["vertebra-anatomical"], scale)
+    return vertebra_shape(rng, None, spacing, shape)
+
+
 def anatomical_kidney_mask(rng: np.random.Generator, scale: float = 1.0) -> BinaryVolume:
     """One anatomical kidney (left or right, `data.anatomy.kidney`) on the 85 x 85 x 110 / 1.5 mm
     grid (times `scale`), LPS axes."""
@@ -165,7 +172,7 @@ def anatomical_kidney_mask(rng: np.random.Generator, scale: float = 1.0) -> Bina
 
 
 _GENERATORS = {"vertebra": vertebra_mask, "kidney": kidney_mask,
-               "vertebra-anatomical": vertebra_family_mask, "kidney-anatomical": anatomical_kidney_mask}
+               "vertebra-anatomical": anatomical_vertebra_mask, "kidney-anatomical": anatomical_kidney_mask}
 
 
 def shape_rng(family: str, seed: int, index: int) -> np.random.Generator:

@@ -13,12 +13,19 @@ import torch
 
 from PatchSamplerLib.method.decoding import decode_grid
 from PatchSamplerLib.method.inr import ShapePrior
-from PatchSamplerLib.sparse.inputs import from_known_mask
+from PatchSamplerLib.sparse.inputs import SparseInput, from_known_mask
 from PatchSamplerLib.sparse.reconstruction import SparseConfig, SparseResult, reconstruct_sparse
 from PatchSamplerLib.volume import BinaryVolume
 
 CEILING_STEPS = 300
 CEILING_POINTS_PER_STEP = 16384
+
+
+def every_voxel_known(volume: BinaryVolume) -> SparseInput:
+    """The observation of the ceiling: every voxel of `volume`'s grid known, with its label."""
+    everything = from_known_mask(volume.mask, np.ones(volume.shape, bool))
+    everything.description = "every voxel (representation ceiling)"
+    return everything
 
 
 def representation_ceiling(volume: BinaryVolume, prior: ShapePrior | str, steps: int = CEILING_STEPS,
@@ -27,10 +34,8 @@ def representation_ceiling(volume: BinaryVolume, prior: ShapePrior | str, steps:
     """Fit the latent to every voxel of `volume`'s grid inside the prior's frame (`steps` Adam
     steps on `points_per_step` voxels drawn per step; None: all) and score the decoded shape
     against the mask: `result.metrics` Dice, ASD, HD95 (mm), on `volume`'s grid."""
-    everything = from_known_mask(volume.mask, np.ones(volume.shape, bool))
-    everything.description = "every voxel (representation ceiling)"
     config = SparseConfig(steps=steps, points_per_step=points_per_step, seed=seed, device=device)
-    return reconstruct_sparse(volume, everything, prior, config, reference=volume.mask)
+    return reconstruct_sparse(volume, every_voxel_known(volume), prior, config, reference=volume.mask)
 
 
 def mean_latent(prior: ShapePrior) -> tuple[torch.Tensor, str]:

@@ -32,6 +32,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from PatchSamplerLib.checkpoints import bundled_samplers  # noqa: E402
 from PatchSamplerLib.method.inr import ShapePrior  # noqa: E402
 from PatchSamplerLib.pipeline import RunConfig, reconstruct  # noqa: E402
 from PatchSamplerLib.sparse.ceiling import representation_ceiling  # noqa: E402
@@ -53,7 +54,7 @@ def organ_of(prior: str) -> str:
 
 
 def has_learned_sampler(prior: str, n: int, k: int) -> bool:
-    return (ROOT / "Resources/Models" / f"sampler_{prior}_n{n}_k{k}_t100.pt").exists()
+    return (prior, n, k, 100) in bundled_samplers()
 
 
 def measurements(prior_name: str, seeds: dict):

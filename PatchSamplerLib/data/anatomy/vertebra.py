@@ -525,17 +525,3 @@ def vertebra_shape(rng: np.random.Generator, level: str | None = None, spacing_m
     """One anatomical vertebra as a BinaryVolume (mask (X, Y, Z) bool, LPS axes, identity
     direction, origin 0), deterministic in the rng state. Options: `render_vertebra`."""
     return generate_vertebra(rng, level, spacing_mm, grid, **render_options).volume
-
-
-def scaled_grid(scale: float) -> tuple[tuple[int, int, int], float]:
-    """(grid, spacing_mm) of the 128 x 120 x 90 / 1 mm grid times `scale`, the rule of the
-    synthetic families (`synthetic._grid_mm`): scale 0.25 -> 32 x 30 x 22 at 4 mm."""
-    grid = tuple(max(4, int(round(n * scale))) for n in GRID)
-    spacing = GRID[0] / grid[0] if scale != 1.0 else 1.0
-    return grid, spacing
-
-
-def vertebra_family_mask(rng: np.random.Generator, scale: float = 1.0) -> BinaryVolume:
-    """Drop-in for the synthetic families' generator signature ``(rng, scale)``."""
-    grid, spacing = scaled_grid(scale)
-    return vertebra_shape(rng, None, spacing, grid)

@@ -4,6 +4,10 @@ A checkpoint is a dict {"format": "patchsampler", "kind": str, "version": int,
 "state_dict": {name: tensor}, "metadata": JSON text}. Kinds: "prior" (the INR decoder and
 its frame), "prior-training" (resumable training state). Loading always uses
 ``torch.load(..., weights_only=True)`` and refuses another format, kind or version.
+
+Bundled resources (`resources_dir`): the priors, learned samplers and sample labelmaps of the
+repository's Resources/ folder, found next to this package (the source tree, a built Slicer
+extension) or, after `pip install .`, inside it (PatchSamplerLib/_resources).
 """
 from __future__ import annotations
 
@@ -16,7 +20,24 @@ from pathlib import Path
 FORMAT = "patchsampler"
 FORMAT_VERSION = 1
 ROOT = Path(__file__).resolve().parent.parent
-MODELS_DIR = Path(os.environ.get("PATCHSAMPLER_MODELS", ROOT / "Resources" / "Models"))
+
+
+def resources_dir() -> Path:
+    """The folder of the bundled models (Models/) and sample data (SampleData/): Resources/ next
+    to this package when it holds Models/ (the repository, a built Slicer extension), else the
+    copy `pip install .` puts inside the package (`importlib.resources`: PatchSamplerLib/_resources);
+    Resources/ next to the package when neither exists."""
+    source = ROOT / "Resources"
+    if (source / "Models").is_dir():
+        return source
+    from importlib.resources import files
+    installed = Path(str(files("PatchSamplerLib") / "_resources"))
+    return installed if installed.is_dir() else source
+
+
+RESOURCES_DIR = resources_dir()
+MODELS_DIR = Path(os.environ.get("PATCHSAMPLER_MODELS", RESOURCES_DIR / "Models"))
+SAMPLE_DATA_DIR = RESOURCES_DIR / "SampleData"
 
 
 class CheckpointError(ValueError):
@@ -71,6 +92,23 @@ def bundled_models() -> dict[str, Path]:
     if not MODELS_DIR.is_dir():
         return {}
     return {p.stem[len("prior_"):]: p for p in sorted(MODELS_DIR.glob("prior_*.pt"))}
+
+
+def bundled_sample_data() -> dict[str, Path]:
+    """Bundled sample labelmaps by file name: Resources/SampleData/*.nii.gz -> {name: path}."""
+    if not SAMPLE_DATA_DIR.is_dir():
+        return {}
+    return {p.name: p for p in sorted(SAMPLE_DATA_DIR.glob("*.nii.gz"))}
+
+
+def sample_data_path(name: str) -> Path:
+    """The path of a bundled sample labelmap by file name, e.g. "kidney_left_1.5mm.nii.gz" (a
+    TotalSegmentator kidney resampled to 1.5 mm; Resources/SampleData/README.md). Raises
+    FileNotFoundError naming the bundled ones."""
+    bundled = bundled_sample_data()
+    if name not in bundled:
+        raise FileNotFoundError(f"no bundled sample labelmap {name!r}; bundled: {', '.join(bundled) or 'none installed'}")
+    return bundled[name]
 
 
 def resolve_prior_path(name_or_path: str | os.PathLike | None) -> Path:
@@ -132,3 +170,26 @@ def resolve_sampler_path(prior_path, n: int, k: int, t: int) -> tuple[Path, str 
     raise CheckpointError(f"no bundled learned sampler for N={n}, K={k} with the {name!r} prior. Bundled samplers: "
                           f"{listing}. Train one with `python -m PatchSamplerLib train-sampler --prior {name} "
                           f"--n {n} --k {k} ...` and pass it with --sampler-model FILE.")
+
+
+def weights_sha256(state_dict: dict) -> str:
+    """SHA-256 (hex) of a model's weights: every tensor's name, shape, dtype and bytes, in name
+    order. The same weights give the same value on any machine and after re-saving the file with
+    other metadata; used to check that a learned sampler belongs to the prior it is run with."""
+    import hashlib
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def file_sha256(path) -> str:
+    """SHA-256 (hex) of a file's bytes (recorded with a run: which model file it used)."""
+    import hashlib
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

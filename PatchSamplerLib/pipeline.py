@@ -96,20 +96,22 @@ class ReconstructionResult:
 
 
 def sample_centres(volume: BinaryVolume, config: RunConfig, prior: ShapePrior, learned=None,
-                   notes: list | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """-> (centres (N, 3), generated points (N, 3) or None) voxel index of `config.sampler`.
-    "learned" uses `learned` (a loaded SamplerModel), else `config.sampler_model` (a file), else
-    the bundled sampler of (prior, N, K); its notes (e.g. another T) are appended to `notes`."""
+                   notes: list | None = None) -> tuple[np.ndarray, np.ndarray | None, dict | None]:
+    """-> (centres (N, 3), generated points (N, 3) or None, the learned sampler's record or None),
+    voxel index of `config.sampler`. "learned" uses `learned` (a loaded SamplerModel), else
+    `config.sampler_model` (a file), else the bundled sampler of (prior, N, K); its notes (e.g.
+    another T) are appended to `notes`; the record (`SamplerModel.record`: file path and SHA-256)
+    says which sampler it was."""
     if config.sampler is None:
         raise ValueError("sampler None means the caller gives the centres; pass centres= or a sampler name")
     if config.sampler != "learned":
-        return baseline_centres(config.sampler, volume.mask, volume.spacing, config.n, config.seed), None
-    model, model_notes = load_learned_sampler(prior.metadata.get("path"), config.n, config.k, config.t,
+        return baseline_centres(config.sampler, volume.mask, volume.spacing, config.n, config.seed), None, None
+    model, model_notes = load_learned_sampler(prior, config.n, config.k, config.t,
                                               learned if learned is not None else config.sampler_model)
     if notes is not None:
         notes += model_notes
     generated, projected = learned_centres(model, volume.mask)
-    return projected, generated
+    return projected, generated, model.record()
 
 
 def reconstruct(volume: BinaryVolume, config: RunConfig | None = None, prior: ShapePrior | str = "vertebra", *,
@@ -167,18 +169,19 @@ def reconstruct_anatomical(volume: BinaryVolume, config: RunConfig, prior, given
 
     with monitor.stage("sampling", timings):
         centre_mm, lo, hi = place_frame(volume.mask, volume.spacing, prior.extent_mm, notes)
-        centres, generated = given if given is not None else sample_centres(volume, config, prior, learned, notes)
+        centres, generated, model_record = ((*given, _given_record(config, learned)) if given is not None
+                                            else sample_centres(volume, config, prior, learned, notes))
         centres = np.asarray(centres, np.float32).reshape(-1, 3)
     with monitor.stage("extraction", timings):
         coords_idx, values, coords_mm = extract_patches(volume.mask, volume.spacing, centres, config.k, centre_mm)
-    with monitor.stage("latent_fit", timings), precision_context(dev, config.precision):
+    with monitor.stage("latent_fit", timings, total=config.t, every=10) as tick, \
+            precision_context(dev, config.precision):
         latent = fit_latent(prior.decoder, coords_mm.reshape(1, -1, 3).to(dev), values.reshape(1, -1).to(dev),
-                            steps=config.t, lr=config.fit_lr, seed=config.seed,
-                            callback=lambda step: monitor("latent_fit", step / config.t) if step % 10 == 0 else None)
+                            steps=config.t, lr=config.fit_lr, seed=config.seed, callback=tick)
         sync_device(dev)
-    with monitor.stage("decode", timings), precision_context(dev, config.precision):
+    with monitor.stage("decode", timings, unit="points") as tick, precision_context(dev, config.precision):
         recon, evaluated = decode_in_frame(prior.decoder, latent, volume.shape, volume.spacing, centre_mm, lo, hi,
-                                           config.dense_decode, config.chunk)
+                                           config.dense_decode, config.chunk, progress=tick)
     with monitor.stage("metrics", timings):
         metrics = all_metrics(recon, volume.mask, volume.spacing)
         errors = error_labels(recon, volume.mask)
@@ -186,7 +189,7 @@ def reconstruct_anatomical(volume: BinaryVolume, config: RunConfig, prior, given
     monitor("metrics", 1.0)
 
     record = dict(asdict(config), sampler=config.sampler or "given", device=str(dev),
-                  sampler_model=_model_name(config, learned), prior=prior.metadata.get("path", "in memory"),
+                  sampler_model=model_record, prior=prior.metadata.get("path", "in memory"),
                   frame_centre_mm=centre_mm.tolist(), frame_extent_mm=list(prior.extent_mm),
                   decoded_box_index=[lo.tolist(), hi.tolist()],
                   decode="dense" if config.dense_decode else "coarse-to-fine", decoder_points=evaluated)
@@ -206,10 +209,11 @@ def result_on_input_grid(result: ReconstructionResult, orient: AxisReorientation
                    generated=None if result.generated is None else back(result.generated).astype(np.float32))
 
 
-def _model_name(config: RunConfig, learned) -> str | None:
-    """The learned sampler a run used, for its record: the file, "in memory", or None."""
+def _given_record(config: RunConfig, learned) -> dict | None:
+    """The learned sampler of a run whose centres were given (computed by the caller with
+    `learned` or `config.sampler_model`), for its record; None for other samplers."""
     if config.sampler != "learned":
         return None
-    if learned is not None:
-        return learned.metadata.get("path", "in memory") if hasattr(learned, "metadata") else "in memory"
-    return config.sampler_model
+    if learned is not None and hasattr(learned, "record"):
+        return learned.record()
+    return {"path": config.sampler_model or ("in memory" if learned is not None else None), "sha256": None}

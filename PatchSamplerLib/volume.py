@@ -128,6 +128,86 @@ def _describe_labels(labels, names) -> str:
     return ", ".join(f"{v} ({names[v]})" if v in names else str(v) for v in labels)
 
 
+NIFTI_HEADER = {348: ("<i", 40, "h", 72, 108, "f"), 540: ("<i", 16, "q", 14, 168, "q")}
+"""sizeof_hdr -> (its format, offset of dim[8], dim type, offset of bitpix, offset of vox_offset,
+vox_offset type) of a NIfTI-1 / NIfTI-2 header (the NIfTI-1 and NIfTI-2 standards)."""
+
+
+def _stored_byte_count(path: str) -> int:
+    """Bytes of a file's content: decompressed length of a .gz file. Raises VolumeError when the
+    gzip stream ends early or fails its checksum (a truncated or damaged download / copy)."""
+    import gzip
+    import zlib
+    if not path.endswith(".gz"):
+        return os.path.getsize(path)
+    count = 0
+    try:
+        with gzip.open(path, "rb") as stream:
+            while chunk := stream.read(1 << 22):
+                count += len(chunk)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise VolumeError(f"{path} is incomplete or damaged: its compressed data ends early or fails its "
+                          f"checksum ({exc}); copy or export the file again") from None
+    return count
+
+
+def _nifti_expected_bytes(path: str) -> int | None:
+    """Header + voxel bytes a single-file NIfTI-1 / -2 header promises; None for other files."""
+    import gzip
+    import struct
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as stream:
+            header = stream.read(540)
+    except (EOFError, OSError):
+        return None                   # _stored_byte_count names the fault
+    for order in "<>":
+        if len(header) < 348:
+            return None
+        size = struct.unpack(order + "i", header[:4])[0]
+        if size in NIFTI_HEADER and len(header) >= size:
+            _, dim_at, dim_type, bitpix_at, offset_at, offset_type = NIFTI_HEADER[size]
+            dims = struct.unpack(f"{order}8{dim_type}", header[dim_at:dim_at + 8 * struct.calcsize(dim_type)])
+            bitpix = struct.unpack(order + "h", header[bitpix_at:bitpix_at + 2])[0]
+            offset = struct.unpack(order + offset_type, header[offset_at:offset_at + struct.calcsize(offset_type)])[0]
+            if not 1 <= dims[0] <= 7 or bitpix <= 0:
+                return None
+            return int(offset) + int(np.prod([max(int(d), 1) for d in dims[1:dims[0] + 1]])) * bitpix // 8
+    return None
+
+
+def check_data_complete(path) -> None:
+    """Refuse a file whose voxel data is incomplete: a gzip stream that ends early or fails its
+    checksum (any .gz file), or a NIfTI file (.nii, .nii.gz) shorter than its header promises.
+    SimpleITK reads such NIfTI files without an error, zero-filling the missing voxels; NRRD and
+    MetaImage readers already fail on them. Raises VolumeError naming the file."""
+    path = os.fspath(path)
+    stored = _stored_byte_count(path)
+    expected = _nifti_expected_bytes(path) if path.endswith((".nii", ".nii.gz")) else None
+    if expected is not None and stored < expected:
+        raise VolumeError(f"{path} is incomplete: its header promises {expected} bytes but it holds {stored} "
+                          f"({100 * stored / expected:.0f} %); copy or export the file again")
+
+
+def read_image(path, what: str = "a labelmap"):
+    """SimpleITK image of a complete file (`check_data_complete`) -> (image, reader).
+    Raises FileNotFoundError / VolumeError naming the file and what it should have been."""
+    sitk = _sitk()
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"file not found: {path}")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+        image = reader.Execute()
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+        raise VolumeError(f"cannot read {path} as {what} (NIfTI or NRRD expected): {first}") from None
+    check_data_complete(path)
+    return image, reader
+
+
 def read_labelmap(path: str, label: int | None = None) -> BinaryVolume:
     """Read a NIfTI / NRRD labelmap and select one label as a binary mask.
 
@@ -136,17 +216,7 @@ def read_labelmap(path: str, label: int | None = None) -> BinaryVolume:
     Raises `VolumeError` (or FileNotFoundError) with a user-facing message.
     """
     sitk = _sitk()
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"input file not found: {path}")
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(path)
-    try:
-        reader.ReadImageInformation()
-        image = reader.Execute()
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-        raise VolumeError(f"cannot read {path} as a labelmap (NIfTI or NRRD expected): {first}") from None
+    image, reader = read_image(path)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise VolumeError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel "
                           "(an overlapping multi-layer segmentation?); export a single-layer labelmap")
@@ -179,13 +249,7 @@ def read_nonzero_mask(path) -> BinaryVolume:
     export or the product's own 0/1/2 `sparse_input.nii.gz` load too). Raises FileNotFoundError /
     VolumeError naming the file."""
     sitk = _sitk()
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"file not found: {path}")
-    try:
-        image = sitk.ReadImage(path)
-    except RuntimeError as exc:
-        raise VolumeError(f"cannot read {path} as a labelmap: {str(exc).strip().splitlines()[-1]}") from None
+    image, _ = read_image(path)
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise VolumeError(f"{path} is not a 3-D single-component labelmap")
     mask = sitk.GetArrayViewFromImage(image).transpose(2, 1, 0) != 0

@@ -59,7 +59,11 @@ def test_synth_then_run_writes_all_outputs_with_input_geometry(tmp_path):
 
 
 def _fails(args, capsys, message):
-    assert main(args) != 0
+    try:
+        status = main(args)
+    except SystemExit as stop:          # argparse: a number out of range, before any work
+        status = stop.code
+    assert status == 2
     assert message in capsys.readouterr().err
 
 
@@ -82,9 +86,9 @@ def test_bad_input_gives_a_message_and_writes_nothing(tmp_path, capsys):
     _fails(base + ["--input", str(good)], capsys, "no prior given")
     _fails(base + ["--input", str(good), "--prior", str(tmp_path / "multi.nrrd")], capsys, "not a readable")
     _fails(["run", "--n", "0", "--k", "3", "--t", "2", "--out", str(out), "--input", str(good), "--prior", prior],
-           capsys, "N must be")
+           capsys, "--n: must be an integer >= 1")
     _fails(["run", "--n", "2", "--k", "3", "--t", "-4", "--out", str(out), "--input", str(good), "--prior", prior],
-           capsys, "T must be")
+           capsys, "--t: must be an integer >= 0")
     _fails(["run", "--n", "50", "--k", "45", "--t", "2", "--out", str(out), "--input", str(good), "--prior", prior],
            capsys, "exceeds the budget")
     import torch

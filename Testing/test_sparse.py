@@ -201,7 +201,7 @@ def test_reconstruct_slices_cli_writes_outputs_and_leaves_the_input_alone(tmp_pa
     assert src.read_bytes() == before
     bad = subprocess.run(cmd[:-1] + [str(tmp_path / "bad")] + ["--axis", "3"], cwd=ROOT, capture_output=True,
                          text=True)
-    assert bad.returncode == 2 and "axis must be 0, 1 or 2" in bad.stderr and not (tmp_path / "bad").exists()
+    assert bad.returncode == 2 and "argument --axis: invalid choice: 3" in bad.stderr and not (tmp_path / "bad").exists()
 
 
 def test_reconstruct_slices_from_drawn_slices_has_no_metrics(tmp_path):

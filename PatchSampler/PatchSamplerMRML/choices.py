@@ -54,7 +54,7 @@ def find_learned_sampler(prior, n: int, k: int, t: int, sampler_model=None):
     prior for (N, K) (PatchSamplerLib.method.sampler.load_learned_sampler)."""
     from PatchSamplerLib.method.sampler import load_learned_sampler
     try:
-        return load_learned_sampler(prior.metadata.get("path"), n, k, t, sampler_model)
+        return load_learned_sampler(prior, n, k, t, sampler_model)
     except ValueError as exc:
         return None, f"{exc} Use FPS or random, or compare all to run the samplers that are available."
 

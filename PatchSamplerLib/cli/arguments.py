@@ -2,11 +2,49 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import tempfile
+from pathlib import Path
 
 from PatchSamplerLib.data.synthetic import FAMILIES
 from PatchSamplerLib.data.totalsegmentator import parse_levels
 from PatchSamplerLib.devices import DEVICE_CHOICES
 from PatchSamplerLib.method.samplers import SAMPLER_NAMES
+
+
+def _number(text: str, kind, lowest, inclusive: bool):
+    """`text` as a `kind` (int / float) that is finite and >= (or >) `lowest`; argparse's
+    ArgumentTypeError otherwise (argparse exits 2 naming the option, before any work)."""
+    import math
+    name = "an integer" if kind is int else "a number"
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {name}, got {text!r}") from None
+    if not math.isfinite(value) or (value < lowest if inclusive else value <= lowest):
+        raise argparse.ArgumentTypeError(f"must be {name} {'>=' if inclusive else '>'} {lowest}, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (counts, sizes, steps, epochs)."""
+    return _number(text, int, 1, True)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (seeds, indices, counts where 0 means none or all)."""
+    return _number(text, int, 0, True)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (scales, spacings in mm, learning rates, minutes)."""
+    return _number(text, float, 0.0, False)
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (weights, shares, mm that may be 0)."""
+    return _number(text, float, 0.0, True)
 
 
 def parse_configs(text: str) -> tuple[tuple[int, int], ...]:
@@ -73,3 +111,60 @@ def dataset_options(args) -> dict:
             raise ValueError("--levels needs --structure vertebra")
         parse_levels(given["levels"])
     return given
+
+
+def check_output_location(path, kind: str = "folder") -> None:
+    """Refuse an output `path` that cannot be written, before any work or side effect: an
+    existing file where a folder is needed (kind "folder") or a folder where a file is needed
+    (kind "file"), a path under a file, or a location on a read-only file system / without write
+    permission (probed with a temporary file in the nearest existing folder, removed at once).
+    Creates nothing. Raises ValueError naming the option and the reason."""
+    target = Path(path).expanduser().absolute()
+    if kind == "folder" and target.exists() and not target.is_dir():
+        raise ValueError(f"--out {path} is an existing file; an output folder is needed")
+    if kind == "file" and target.is_dir():
+        raise ValueError(f"--out {path} is a folder; an output file name is needed (e.g. mean.nii.gz)")
+    existing = target if kind == "folder" else target.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"--out {path} cannot be created: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--out {path} cannot be written: {existing}: {exc.strerror or exc}") from None
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ValueError(f"--out {path} cannot be written: no write permission")
+
+
+THREADS_HELP = ("CPU threads of this command's computation: torch's intra-op threads and SimpleITK's (default: "
+                "their own, about one per core). On a shared machine give each job its share: two jobs side by "
+                "side on 2 cores run far faster with --threads 1 each than with both competing for all cores")
+
+
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    """--threads N (an integer >= 1; argparse exits 2 for anything else, before any work), for
+    every command that computes; applied by `cli.main` through `threads_applied`."""
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N", help=THREADS_HELP)
+
+
+@contextlib.contextmanager
+def threads_applied(args):
+    """Inside the block torch (torch.set_num_threads) and SimpleITK (its global default) use
+    `args.threads` CPU threads; both are restored afterwards. Nothing changes when the command
+    has no --threads or it was not given (None). Yields the thread count torch uses."""
+    import SimpleITK as sitk
+    import torch
+    threads = getattr(args, "threads", None)
+    if threads is None:
+        yield torch.get_num_threads()
+        return
+    saved = torch.get_num_threads(), sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    torch.set_num_threads(int(threads))
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(saved[0])
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(saved[1])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PatchSamplerLib.cli.arguments import (FAMILIES, add_dataset_arguments, add_device_argument, dataset_options,
-                                           parse_configs, parse_ints, parse_samplers)
+from PatchSamplerLib.cli.arguments import (FAMILIES, add_dataset_arguments, add_device_argument, add_threads_argument,
+                                           dataset_options, non_negative_float,
+                                           non_negative_int, parse_configs, parse_ints, parse_samplers, positive_float,
+                                           positive_int)
 
 # What --preset fills in (options given on the command line win). full: the thesis protocol
 # [T §4.1, §5]: N 4, 8, 12 x K 9, 11, 13 x T 33, 66, 100; 30 runs; 100 shapes in 5 folds.
@@ -30,22 +32,22 @@ def add_commands(sub) -> None:
                         "30 runs; 100 shapes in 5 folds, the missing per-fold samplers trained); cpu: 4x9, 8x9, "
                         "4x13 x T 33, 100, 5 runs, 8 held-out shapes, the bundled samplers, no folds. "
                         "Options given explicitly override it")
-    p.add_argument("--count", type=int, help="number of shapes (default 20)")
-    p.add_argument("--data-seed", type=int, default=1,
+    p.add_argument("--count", type=positive_int, help="number of shapes (default 20)")
+    p.add_argument("--data-seed", type=non_negative_int, default=1,
                    help="synthetic: family seed (default 1; the bundled priors were trained on seed 0)")
-    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--scale", type=positive_float, default=1.0, help="synthetic: grid scale (1 = full resolution)")
     p.add_argument("--configs", help="N x K list (default 4x9,8x11,12x13)")
     p.add_argument("--t", help="T list, e.g. 33,66,100 (default 100)")
     p.add_argument("--samplers",
                    help="comma list of fps, random, learned (learned: the bundled sampler of the prior per (N, K); "
                         "default fps,random)")
-    p.add_argument("--runs", type=int,
+    p.add_argument("--runs", type=positive_int,
                    help="runs (seeds) per case for fps and random (learned is deterministic: one run; default 1)")
     p.add_argument("--figures", action="store_true",
                    help="also draw dice_surface.png (mean Dice over N, K per T), and errors_<sampler>.png and "
                         "placement.png for the first shape at the first (N, K) and the largest T")
     add_dataset_arguments(p)
-    p.add_argument("--folds", type=int,
+    p.add_argument("--folds", type=positive_int,
                    help="cross-validation folds (grouped by subject; 5: 70/10/20 train/val/test): every shape is "
                         "scored in its fold's test split with that fold's learned samplers (default 0: no folds, "
                         "the bundled samplers on all shapes)")
@@ -57,13 +59,31 @@ def add_commands(sub) -> None:
     p.add_argument("--train-missing", action="store_true", default=None,
                    help="--folds: train the missing per-fold samplers on the fold's train/validation split")
     p.add_argument("--train-mode", choices=["fast", "faithful"], default="fast", help="--train-missing: fidelity mode")
-    p.add_argument("--train-epochs", type=int, default=400, help="--train-missing: epochs (the thesis: 400)")
-    p.add_argument("--train-minutes", type=float, help="--train-missing: wall-clock budget per sampler")
-    p.add_argument("--prior", required=True)
-    p.add_argument("--fit-lr", type=float, default=1e-2)
+    p.add_argument("--train-epochs", type=positive_int, default=400, help="--train-missing: epochs (the thesis: 400)")
+    p.add_argument("--train-minutes", type=positive_float, help="--train-missing: wall-clock budget per sampler")
+    p.add_argument("--prior", required=True, help="bundled prior name (vertebra, kidney) or a prior file")
+    p.add_argument("--fit-lr", type=positive_float, default=1e-2, help="Adam learning rate of the latent fit (default 0.01)")
     add_device_argument(p)
+    add_threads_argument(p)
+    add_executor_arguments(p)
     p.add_argument("--out", required=True, help="output folder (cases.csv, table.md); resumable")
     p.set_defaults(func=evaluate_main)
+
+
+def add_executor_arguments(p) -> None:
+    """--executor local|ray and the Ray options (`experiments.executors`)."""
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local: the runs one after another in this process; ray: each run (and each missing "
+                        "per-fold sampler training) a Ray task, on a local Ray instance or the cluster at --address "
+                        "(needs `pip install -r requirements-cluster.txt`). Same cases.csv rows either way")
+    p.add_argument("--address", help="--executor ray: the running Ray cluster to use (auto: the one started on "
+                                     "this node with `ray start`, or HEAD:6379; default: start a local instance "
+                                     "with every CPU of this machine)")
+    p.add_argument("--cpus-per-task", type=positive_int, default=1,
+                   help="--executor ray: CPUs of each task, and torch's threads in it (default 1)")
+    p.add_argument("--gpus-per-task", type=non_negative_float, default=0.0,
+                   help="--executor ray: GPUs of each task (e.g. 0.25: four runs share a GPU; default 0). With "
+                        "--device auto, > 0 runs on CUDA and 0 on the CPU")
 
 
 def apply_preset(args) -> None:
@@ -96,9 +116,10 @@ def evaluation_items(args):
     return ShapeDataset(items[:args.count], items.dropped)
 
 
-def evaluate_folds(args, grid, prior) -> tuple:
+def evaluate_folds(args, grid, prior, executor) -> tuple:
     """--folds F: cross-validation -> (cases.csv, the test cases of all folds, the first
-    evaluated fold's learned samplers {(N, K, T): SamplerModel})."""
+    evaluated fold's learned samplers {(N, K, T): SamplerModel}); the trainings and runs go
+    through `executor`."""
     from PatchSamplerLib.experiments.crossval import run_cross_validation, split_folds
     folds = split_folds(evaluation_items(args), args.folds)
     if args.only_folds:
@@ -108,35 +129,74 @@ def evaluate_folds(args, grid, prior) -> tuple:
     if args.train_missing:
         train = dict(mode=args.train_mode, epochs=args.train_epochs, max_minutes=args.train_minutes)
     sampler_dir = args.sampler_dir or str(Path(args.out) / "samplers")
-    path, models = run_cross_validation(folds, grid, prior, args.out, sampler_dir, train)
+    path, models = run_cross_validation(folds, grid, prior, args.out, sampler_dir, train, executor=executor)
     return path, [case for f in folds for case in f.test], models[0] if models else {}
 
 
-def evaluate_main(args) -> int:
+def run_device(args) -> str:
+    """Where the runs compute: --device resolved here for the local executor; for Ray, on the
+    workers (auto: CUDA when --gpus-per-task > 0, else the CPU), so this machine needs no GPU."""
     from PatchSamplerLib.devices import resolve_device
-    from PatchSamplerLib.experiments.crossval import folder_samplers
-    from PatchSamplerLib.experiments.evaluation import EvaluationGrid, evaluation_figures, run_cases
-    from PatchSamplerLib.experiments.tables import evaluation_report
+    if args.executor == "local":
+        return str(resolve_device(args.device))
+    if args.device == "auto":
+        return "cuda" if args.gpus_per_task > 0 else "cpu"
+    return args.device
+
+
+def evaluate_main(args) -> int:
+    from PatchSamplerLib.experiments.evaluation import EvaluationGrid, evaluation_figures
+    from PatchSamplerLib.experiments.executors import make_executor
     from PatchSamplerLib.method.inr import ShapePrior
     apply_preset(args)
     dataset_options(args)                            # bad --structure / --levels: fail before loading anything
-    device = resolve_device(args.device)             # once: every run uses the prior where it is loaded
+    device = run_device(args)                        # once: every run uses the prior where it is loaded
     grid = EvaluationGrid(parse_configs(args.configs), parse_ints(args.t), parse_samplers(args.samplers), args.runs,
-                          args.fit_lr, str(device))
-    prior = ShapePrior.load(args.prior, device=device)
-    learned_models = None                       # the bundled samplers
+                          args.fit_lr, device)
+    prior = ShapePrior.load(args.prior, device=device if args.executor == "local" else "cpu")
+    executor = make_executor(args.executor, args.address, args.cpus_per_task, args.gpus_per_task)
+    try:
+        path, cases, learned_models = evaluate_grid(args, grid, prior, executor)
+    finally:
+        executor.close()
+    write_report(args, grid, path)
+    if args.figures:
+        evaluation_figures(path, cases[0], grid, prior, args.out, learned_models)
+    return failure_status(args.out)
+
+
+def evaluate_grid(args, grid, prior, executor) -> tuple:
+    """The runs of the grid (folds or not) -> (cases.csv, the cases, the learned samplers of the
+    figures: None for the bundled ones)."""
+    from PatchSamplerLib.experiments.crossval import folder_samplers
+    from PatchSamplerLib.experiments.evaluation import run_cases
     if args.folds:
-        path, cases, learned_models = evaluate_folds(args, grid, prior)
-    else:
-        if args.sampler_dir and "learned" in grid.samplers:
-            learned_models = folder_samplers(args.sampler_dir, grid.configs, grid.ts)
-        cases = evaluation_cases(args)
-        path = run_cases(cases, grid, prior, args.out, learned_models=learned_models)
+        return evaluate_folds(args, grid, prior, executor)
+    learned_models = None                       # the bundled samplers
+    if args.sampler_dir and "learned" in grid.samplers:
+        learned_models = folder_samplers(args.sampler_dir, grid.configs, grid.ts)
+    cases = evaluation_cases(args)
+    return run_cases(cases, grid, prior, args.out, learned_models=learned_models, executor=executor), cases, \
+        learned_models
+
+
+def write_report(args, grid, path) -> None:
+    """table.md (with the command line) from cases.csv, printed too."""
+    from PatchSamplerLib.experiments.tables import evaluation_report
     shown = "".join(f", {key} {value}" for key, value in dataset_options(args).items())
     title = f"{args.family or args.data}{shown}, prior {args.prior}, T = {', '.join(map(str, grid.ts))}"
     table = evaluation_report(path, title)
     (Path(args.out) / "table.md").write_text(table + f"\nCommand: `{args.command_line}`\n")
     print(table)
-    if args.figures:
-        evaluation_figures(path, cases[0], grid, prior, args.out, learned_models)
-    return 0
+
+
+def failure_status(out) -> int:
+    """0, or 1 with a message on stderr when runs failed on the workers and are not in cases.csv."""
+    import sys
+    from PatchSamplerLib.experiments.evaluation import unresolved_failures
+    failed = unresolved_failures(out)
+    if not failed:
+        return 0
+    print(f"error: {len(failed)} runs failed twice and are missing from cases.csv and table.md (their errors: "
+          f"{Path(out) / 'failures.csv'}); run the same command again to retry them", file=sys.stderr)
+    return 1

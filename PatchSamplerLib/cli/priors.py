@@ -6,7 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from PatchSamplerLib.cli.arguments import add_device_argument
+from PatchSamplerLib.cli.arguments import (add_device_argument, add_threads_argument, non_negative_int, positive_float,
+                                           positive_int)
 
 
 def add_commands(sub) -> None:
@@ -18,18 +19,20 @@ def add_commands(sub) -> None:
     p.add_argument("--input", required=True, help="labelmap (.nii, .nii.gz, .nrrd, .seg.nrrd)")
     p.add_argument("--label", type=int, default=None, help="label value to use in a multi-label file")
     p.add_argument("--prior", required=True, help="bundled prior name (vertebra, kidney) or a prior file")
-    p.add_argument("--steps", type=int, default=300, help="latent-fit steps (default 300)")
-    p.add_argument("--points-per-step", type=int, default=16384, help="voxels drawn per step (0: all; default 16384)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=positive_int, default=300, help="latent-fit steps (default 300)")
+    p.add_argument("--points-per-step", type=positive_int, default=16384, help="voxels drawn per step (0: all; default 16384)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the latent start and the point draws")
     add_device_argument(p)
+    add_threads_argument(p)
     p.add_argument("--out", default=None, help="optional folder: reconstruction.nii.gz, errors.nii.gz, metrics.json")
     p.set_defaults(func=ceiling_main)
 
     p = sub.add_parser("mean-shape", help="decode a prior's mean training latent ([A] App. C)")
     p.add_argument("--prior", required=True, help="bundled prior name or a prior file")
-    p.add_argument("--spacing", type=float, default=1.0, help="isotropic voxel size of the output in mm")
+    p.add_argument("--spacing", type=positive_float, default=1.0, help="isotropic voxel size of the output in mm")
+    add_threads_argument(p)
     p.add_argument("--out", required=True, help="output labelmap (.nii.gz, .nrrd)")
-    p.set_defaults(func=mean_shape_main)
+    p.set_defaults(func=mean_shape_main, out_kind="file")
 
 
 def ceiling_main(args) -> int:

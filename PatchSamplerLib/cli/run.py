@@ -5,26 +5,31 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from PatchSamplerLib.cli.arguments import FAMILIES, add_device_argument
+from PatchSamplerLib.cli.arguments import (FAMILIES, add_device_argument, add_threads_argument, non_negative_int,
+                                           positive_float, positive_int)
 from PatchSamplerLib.method.samplers import SAMPLER_NAMES
 
 
 def add_commands(sub) -> None:
     """Register `synth` and `run` on the subparsers `sub`."""
     p = sub.add_parser("synth", help="write synthetic shapes as NIfTI files")
-    p.add_argument("--family", choices=FAMILIES, required=True)
-    p.add_argument("--count", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scale", type=float, default=1.0, help="grid scale; 0.25 gives small volumes for tests")
-    p.add_argument("--out", required=True)
+    p.add_argument("--family", choices=FAMILIES, required=True,
+                   help="shape family: hand-made solids (vertebra, kidney) or anatomical (vertebra-anatomical T10-L5, "
+                        "kidney-anatomical left and right)")
+    p.add_argument("--count", type=positive_int, default=10, help="number of shapes (default 10)")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="family seed: the same (family, seed, index) is always the same shape")
+    p.add_argument("--scale", type=positive_float, default=1.0, help="grid scale; 0.25 gives small volumes for tests")
+    add_threads_argument(p)
+    p.add_argument("--out", required=True, help="output folder (<family>_<seed>_<index>.nii.gz)")
     p.set_defaults(func=synth_main)
 
     p = sub.add_parser("run", help="choose patches, reconstruct the shape from them, score it")
     p.add_argument("--input", required=True, help="binary or multi-label labelmap (.nii, .nii.gz, .nrrd, .seg.nrrd)")
     p.add_argument("--label", type=int, default=None, help="label value to use in a multi-label file")
-    p.add_argument("--n", type=int, default=8, help="number of patches N (default 8)")
-    p.add_argument("--k", type=int, default=11, help="patch size K in voxels (default 11)")
-    p.add_argument("--t", type=int, default=100, help="latent-fit steps T (default 100)")
+    p.add_argument("--n", type=positive_int, default=8, help="number of patches N (default 8)")
+    p.add_argument("--k", type=positive_int, default=11, help="patch size K in voxels (default 11)")
+    p.add_argument("--t", type=non_negative_int, default=100, help="latent-fit steps T (default 100)")
     p.add_argument("--sampler", choices=SAMPLER_NAMES, default="fps",
                    help="fps, random, or learned (the bundled sampler for the prior and (N, K), or --sampler-model)")
     p.add_argument("--sampler-model", default=None, help="a learned sampler file (from train-sampler)")
@@ -33,8 +38,8 @@ def add_commands(sub) -> None:
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32",
                    help="matmul precision of the fit and decode; tf32 / bf16 on CUDA only (default fp32; "
                         "results/gpu/README.md: on one H200 they keep the Dice within 0.003 and are no faster)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fit-lr", type=float, default=1e-2, help="Adam learning rate of the latent fit")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of random sampling and of the latent start")
+    p.add_argument("--fit-lr", type=positive_float, default=1e-2, help="Adam learning rate of the latent fit")
     p.add_argument("--dense-decode", action="store_true",
                    help="decode every voxel (the reference) instead of coarse-to-fine")
     p.add_argument("--largest-component", action="store_true",
@@ -43,6 +48,7 @@ def add_commands(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="run even when the estimate is above the limits (10 minutes of latent fit, half of the "
                         "device's memory)")
+    add_threads_argument(p)
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=run_main)
 
@@ -64,6 +70,7 @@ def run_main(args) -> int:
     from PatchSamplerLib.devices import check_precision, resolve_device
     from PatchSamplerLib.method.cost import check_affordable, estimate_run
     from PatchSamplerLib.method.inr import ShapePrior
+    from PatchSamplerLib.method.sampler import load_learned_sampler
     from PatchSamplerLib.pipeline import RunConfig, reconstruct
     from PatchSamplerLib.reporting.outputs import write_run_outputs
     from PatchSamplerLib.volume import read_labelmap
@@ -78,11 +85,13 @@ def run_main(args) -> int:
     estimate = estimate_run(config.n, config.k, config.t, device)
     print(f"N={config.n} K={config.k} T={config.t}: {estimate.describe()} (estimated)")
     check_affordable(estimate, config.force)
+    learned, _ = load_learned_sampler(prior, config.n, config.k, config.t, config.sampler_model) \
+        if config.sampler == "learned" else (None, [])          # a sampler of another prior: refused here
     volume = read_labelmap(args.input, args.label)
     print(f"input {args.input}: {volume.shape} voxels at {volume.spacing} mm, {volume.voxel_count} foreground")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # the result carries them; printed below
-        result = reconstruct(volume, config, prior)
+        result = reconstruct(volume, config, prior, learned=learned)
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
     m = result.metrics

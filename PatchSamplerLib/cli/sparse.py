@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from PatchSamplerLib.cli.arguments import FAMILIES, add_device_argument
+from PatchSamplerLib.cli.arguments import (FAMILIES, add_device_argument, add_threads_argument, non_negative_int,
+                                           positive_float, positive_int)
 from PatchSamplerLib.sparse.inputs import AXIS_HELP
 from PatchSamplerLib.sparse.reconstruction import (DEFAULT_CHECK_EVERY, DEFAULT_POINTS_PER_STEP, DEFAULT_SPARSE_LR,
                                                    DEFAULT_SPARSE_STEPS)
@@ -37,32 +38,33 @@ def add_reconstruct_slices_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, help="labelmap (.nii, .nii.gz, .nrrd, .seg.nrrd)")
     p.add_argument("--label", type=int, default=None, help="label value to use in a multi-label file")
     mode = p.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--step", type=int, help="keep every STEP-th slice along --axis (simulation)")
+    mode.add_argument("--step", type=positive_int, help="keep every STEP-th slice along --axis (simulation)")
     mode.add_argument("--orthogonal", action="store_true",
                       help="keep three orthogonal slices through the foreground centroid (simulation)")
     mode.add_argument("--known-mask", help="labelmap of the observed voxels (nonzero = known)")
-    mode.add_argument("--labelled-slices", type=int, metavar="A",
+    mode.add_argument("--labelled-slices", type=int, choices=(0, 1, 2), metavar="A",
                       help="the input is drawn on some slices along axis A; unlabelled slices are unknown")
-    p.add_argument("--axis", type=int, default=0, help=f"slice axis for --step ({AXIS_HELP}; default 0)")
+    p.add_argument("--axis", type=int, choices=(0, 1, 2), default=0, help=f"slice axis for --step ({AXIS_HELP}; default 0)")
     p.add_argument("--thick", action="store_true",
                    help="with --step: thick slices (mean over each STEP-slice window, threshold 0.5)")
-    p.add_argument("--start", type=int, default=None, help="with --step: first kept slice (default random by --seed)")
+    p.add_argument("--start", type=non_negative_int, default=None, help="with --step: first kept slice (default random by --seed)")
     p.add_argument("--reference", default=None,
                    help="full segmentation to score against (default: the input, for --step / --orthogonal)")
     p.add_argument("--prior", default="vertebra", help="bundled prior name (vertebra, kidney) or a prior file")
-    p.add_argument("--steps", type=int, default=DEFAULT_SPARSE_STEPS,
+    p.add_argument("--steps", type=positive_int, default=DEFAULT_SPARSE_STEPS,
                    help=f"latent-fit steps (default {DEFAULT_SPARSE_STEPS})")
-    p.add_argument("--fit-lr", type=float, default=DEFAULT_SPARSE_LR, help="Adam learning rate of the latent fit")
-    p.add_argument("--points-per-step", type=int, default=DEFAULT_POINTS_PER_STEP,
+    p.add_argument("--fit-lr", type=positive_float, default=DEFAULT_SPARSE_LR, help="Adam learning rate of the latent fit")
+    p.add_argument("--points-per-step", type=non_negative_int, default=DEFAULT_POINTS_PER_STEP,
                    help=f"known voxels per fit step, drawn at random (default {DEFAULT_POINTS_PER_STEP}; "
                         "0 = all, as the paper)")
-    p.add_argument("--check-every", type=int, default=DEFAULT_CHECK_EVERY,
+    p.add_argument("--check-every", type=positive_int, default=DEFAULT_CHECK_EVERY,
                    help="steps between training-Dice checks (early stop)")
-    p.add_argument("--patience", type=int, default=None,
+    p.add_argument("--patience", type=positive_int, default=None,
                    help="stop when the rounded training Dice has not risen for this many checks (default: never)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the first slice, point draws and latent start")
     add_device_argument(p)
     p.add_argument("--dense-decode", action="store_true", help="decode every voxel instead of coarse-to-fine")
+    add_threads_argument(p)
     p.add_argument("--out", required=True, help="output folder")
 
 
@@ -139,31 +141,29 @@ def reconstruct_slices_main(args) -> int:
 def add_evaluate_slices_arguments(p: argparse.ArgumentParser) -> None:
     from PatchSamplerLib.experiments.slice_evaluation import INPUTS, METHODS
     p.add_argument("--family", choices=FAMILIES, required=True, help="synthetic family")
-    p.add_argument("--count", type=int, default=20, help="held-out shapes (default 20)")
-    p.add_argument("--data-seed", type=int, default=1, help="family seed (default 1; the priors saw seed 0)")
-    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--count", type=positive_int, default=20, help="held-out shapes (default 20)")
+    p.add_argument("--data-seed", type=non_negative_int, default=1, help="family seed (default 1; the priors saw seed 0)")
+    p.add_argument("--scale", type=positive_float, default=1.0, help="grid scale (1 = full resolution)")
     p.add_argument("--inputs", default=",".join(INPUTS), help=f"comma list of {', '.join(INPUTS)} (default all)")
     p.add_argument("--methods", default="linear,bspline,fill,inr",
                    help=f"comma list of {', '.join(METHODS)} (default linear,bspline,fill,inr)")
-    p.add_argument("--step", type=int, default=8, help="keep every STEP-th slice (default 8)")
-    p.add_argument("--thick-axis", type=int, default=0, help=f"axis of the thick slices ({AXIS_HELP}; default 0)")
+    p.add_argument("--step", type=positive_int, default=8, help="keep every STEP-th slice (default 8)")
+    p.add_argument("--thick-axis", type=int, choices=(0, 1, 2), default=0, help=f"axis of the thick slices ({AXIS_HELP}; default 0)")
     p.add_argument("--prior", required=True, help="full-resolution prior (bundled name or file) for method inr")
     p.add_argument("--sparse-prior", default=None, help="prior trained from sparse slices, for method inr-sparse")
-    p.add_argument("--steps", type=int, default=DEFAULT_SPARSE_STEPS)
-    p.add_argument("--fit-lr", type=float, default=DEFAULT_SPARSE_LR)
-    p.add_argument("--points-per-step", type=int, default=DEFAULT_POINTS_PER_STEP, help="0 = all known voxels")
+    p.add_argument("--steps", type=positive_int, default=DEFAULT_SPARSE_STEPS,
+                   help=f"latent-fit steps (default {DEFAULT_SPARSE_STEPS})")
+    p.add_argument("--fit-lr", type=positive_float, default=DEFAULT_SPARSE_LR, help="Adam learning rate of the latent fit")
+    p.add_argument("--points-per-step", type=non_negative_int, default=DEFAULT_POINTS_PER_STEP, help="0 = all known voxels")
     add_device_argument(p)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    add_threads_argument(p)
     p.add_argument("--out", required=True, help="output folder (cases.csv, table.md); resumable")
 
 
 def evaluate_slices_main(args) -> int:
-    import torch
     from PatchSamplerLib.data.synthetic import make_shape
     from PatchSamplerLib.devices import resolve_device
     from PatchSamplerLib.experiments.slice_evaluation import check_names, evaluate_slices, slice_priors
-    if args.threads:
-        torch.set_num_threads(args.threads)
     inputs = [i for i in args.inputs.split(",") if i]
     methods = [m for m in args.methods.split(",") if m]
     check_names(inputs, methods)

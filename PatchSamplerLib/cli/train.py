@@ -21,6 +21,8 @@ if __package__ in (None, ""):   # run as a file, not as part of the package: mak
 SLICER_FLAGS = {"--no-main-window", "--no-splash", "--testing", "--disable-cli-modules",
                 "--disable-loadable-modules", "--disable-scripted-loadable-modules", "--python-script"}
 SUBCOMMANDS = {"prior": "train-prior", "sampler": "train-sampler"}
+USAGE = (f"usage: train.py {{{','.join(SUBCOMMANDS)}}} [options]   (train.py prior --help, train.py sampler --help "
+         "for the options)")
 
 
 def script_arguments(argv: list[str]) -> list[str]:
@@ -44,9 +46,11 @@ def running_in_slicer() -> bool:
 def run(argv: list[str]) -> int:
     """Dispatch `prior ...` / `sampler ...` to the package CLI; returns the exit status."""
     from PatchSamplerLib.cli.main import main
+    if argv[:1] in (["--help"], ["-h"]):
+        print(f"{USAGE}\n\n{__doc__.strip()}")
+        return 0
     if not argv or argv[0] not in SUBCOMMANDS:
-        print(f"usage: train.py {{{','.join(SUBCOMMANDS)}}} [options]   (train.py prior --help for the options)",
-              file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     try:
         return main([SUBCOMMANDS[argv[0]]] + argv[1:])

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from PatchSamplerLib.cli.arguments import FAMILIES, add_dataset_arguments, dataset_options
+from PatchSamplerLib.cli.arguments import (FAMILIES, add_dataset_arguments, add_threads_argument, dataset_options,
+                                           non_negative_float, non_negative_int, positive_float, positive_int)
 from PatchSamplerLib.data.augment import AugmentConfig, augment_shapes
 from PatchSamplerLib.data.loaders import load_usable_dataset
-from PatchSamplerLib.training.prior import PriorConfig, PriorTrainer
+from PatchSamplerLib.devices import resolve_device
+from PatchSamplerLib.training.loop import prepare_run_folder
+from PatchSamplerLib.training.prior import LR_SCHEDULES, PriorConfig, PriorTrainer
+from PatchSamplerLib.training.sampler import ANCHORS, INITS, MODES
 
 
 class Tee:
@@ -55,24 +60,109 @@ def add_data_arguments(p: argparse.ArgumentParser, count: int) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="folder of binary labelmaps (NIfTI / NRRD), one shape per file")
     src.add_argument("--family", choices=FAMILIES, help="train on a synthetic shape family")
-    p.add_argument("--count", type=int, default=count, help=f"synthetic: number of training shapes (default {count})")
-    p.add_argument("--scale", type=float, default=1.0, help="synthetic: grid scale (1 = full resolution)")
-    p.add_argument("--data-seed", type=int, default=0, help="synthetic: seed of the shape family")
+    p.add_argument("--count", type=positive_int, default=count, help=f"synthetic: number of training shapes (default {count})")
+    p.add_argument("--scale", type=positive_float, default=1.0, help="synthetic: grid scale (1 = full resolution)")
+    p.add_argument("--data-seed", type=non_negative_int, default=0, help="synthetic: seed of the shape family")
     add_dataset_arguments(p)
-    p.add_argument("--fold", type=int, default=None,
+    p.add_argument("--fold", type=non_negative_int, default=None,
                    help="--data: train / validate on the train / val split of this cross-validation fold "
                         "(0-4; grouped by subject, 70/10/20). Default: the last --val-count shapes validate")
-    p.add_argument("--val-count", type=int, default=8,
+    p.add_argument("--val-count", type=non_negative_int, default=8,
                    help="validation shapes (synthetic: extra shapes; folder: taken from the end)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from OUT/last.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in --out (its models, last.pt, logs, curves); without it or "
+                        "--resume a folder holding a run is refused before any work")
+    add_threads_argument(p)
 
 
-FLAG_HELP = {"thick": "with --sparse-step: thick slices (mean over each window, threshold 0.5)"}
+CONFIG_HELP = {
+    # both trainers
+    "epochs": "epochs in all (a resumed run continues up to it)",
+    "batch_size": "shapes per optimiser step",
+    "surface_fraction": "share of the drawn points that lie within --surface-band-mm of the surface",
+    "surface_band_mm": "width of the surface band in mm",
+    "val_every": "epochs between validations (the last epoch is always validated)",
+    "max_minutes": "wall-clock budget in minutes of training, resumes added up (stops after the epoch that "
+                   "exceeds it; default: none)",
+    "seed": "seed of the latent initialisation, point draws and batch order",
+    "fit_lr": "Adam learning rate of the latent fit (as at inference)",
+    # prior [A App. A]
+    "points_per_shape": "points drawn per shape and step (the paper: 64^3)",
+    "lr_net": "Adam learning rate of the decoder",
+    "lr_latent": "Adam learning rate of the training latents",
+    "latent_init_std": "standard deviation of the initial latents",
+    "latent_reg": "weight of the latent L2 penalty",
+    "reg_ramp_epochs": "epochs over which the latent penalty ramps in linearly (0: at once)",
+    "lr_schedule": "constant (the paper) or cosine (decay to 10 %% over --epochs)",
+    "patience": "validations without improvement before early stopping",
+    "val_n": "validation: FPS patches N per held-out shape",
+    "val_k": "validation: patch size K in voxels",
+    "val_t": "validation: latent-fit steps T",
+    "val_fit_lr": "validation: Adam learning rate of the latent fit",
+    "sparse_step": "> 0: train from every STEP-th slice only, no full-resolution voxel [A §3.2] (0: full volumes)",
+    "sparse_axis": "slice axis of --sparse-step: 0 1 2 = i j k",
+    "sparse_val_share": "sparse: share of training shapes validated on held-out slices",
+    "step_memory_gb": "GB of autograd graph one backward pass may hold: a step is backpropagated in parts "
+                      "of at most this many (same gradient; the expected peak is printed at the start)",
+    # sampler [T §3.6, §4.4]
+    "n": "patches N the sampler places", "k": "patch size K in voxels", "t": "latent-fit steps T it trains through",
+    "mode": "faithful: the thesis (every patch voxel in the fit, loss on every voxel of the grid); fast: fit on "
+            "every --patch-stride-th patch voxel, loss on --loss-voxels boundary-weighted voxels (practical on a CPU)",
+    "init": "random: the thesis's start; fps: first fit the generator to FPS points; file: start from --init-from",
+    "init_from": "with --init file: the sampler file whose weights start the training",
+    "anchor": "none: the thesis's free generator; fps: the generator learns offsets from the cloud's FPS points",
+    "init_steps": "--init fps: generator steps of the FPS fit",
+    "init_lr": "--init fps: Adam learning rate of the FPS fit (cosine decay to 0)",
+    "init_count": "--init fps with --family: extra synthetic shapes seen only by the FPS fit",
+    "lr": "Adam learning rate of the generator",
+    "lr_step_epoch": "StepLR: the learning rate is multiplied by --lr-gamma after this many epochs",
+    "lr_gamma": "StepLR factor",
+    "neighbours": "soft projection: neighbours k of each generated point",
+    "initial_temperature": "soft projection: temperature t at the start (the learned t is saved)",
+    "repulsion_weight": "weight of the repulsion term of the sampler loss",
+    "patch_stride": "fast mode: fit on every s-th patch voxel per axis",
+    "loss_voxels": "fast mode: voxels of the reconstruction loss per shape and step",
+    "chunk": "voxels per decoder call (memory vs speed)",
+    # augmentation
+    "augment_copies": "augmented copies added per training shape (0: off)",
+    "augment_rotation_deg": "augmentation: rotation uniform in +- this many degrees about each anatomical axis",
+    "augment_scale": "augmentation: per-axis scale factor uniform in 1 +- this",
+    "augment_deform_mm": "augmentation: standard deviation of the B-spline deformation in mm",
+    "augment_deform_spacing_mm": "augmentation: control-point spacing of the deformation in mm",
+    "augment_seed": "augmentation: seed of the random transforms",
+}
+"""What each config field does, for --help (the configs' own comments say the same, with sources)."""
+
+CONFIG_CHOICES = {"mode": MODES, "init": INITS, "anchor": ANCHORS, "lr_schedule": LR_SCHEDULES}
+
+FLAG_HELP = {"thick": "with --sparse-step: thick slices (mean over each window, threshold 0.5)",
+             "proximity_max": "ablation: add SampleNet's max term to the proximity loss",
+             "coverage": "ablation: SampleNet's coverage term instead of repulsion",
+             "projection_loss": "ablation: add t^2 to the sampler loss",
+             "soft_labels": "trilinear patch labels, differentiable in the centres (not in the thesis)"}
+
+
+ZERO_ALLOWED = {"init_steps", "reg_ramp_epochs"}      # integer settings where 0 is meaningful despite a default >= 1
+POSITIVE_FLOATS = {"max_minutes", "initial_temperature", "augment_deform_spacing_mm", "step_memory_gb"}   # besides learning rates
+
+
+def config_value_type(name: str, default):
+    """The argparse type of a config field: integers >= 1 (>= 0 when the default is 0, for seeds
+    and axes, and for ZERO_ALLOWED), learning rates and POSITIVE_FLOATS > 0, other numbers >= 0,
+    strings as they are (the config's `check()` validates names)."""
+    if isinstance(default, str):
+        return str
+    if isinstance(default, int):
+        return positive_int if default >= 1 and name not in ZERO_ALLOWED else non_negative_int
+    if name in POSITIVE_FLOATS or "lr" in name.split("_"):
+        return positive_float
+    return non_negative_float
 
 
 def add_config_arguments(p: argparse.ArgumentParser, config_class) -> None:
-    """One --option per field of a config dataclass, with its default (booleans: flags)."""
+    """One --option per field of a config dataclass, with its default (booleans: flags) and a
+    type that refuses out-of-range numbers at parse time (`config_value_type`)."""
     defaults = config_class()
     for f in fields(config_class):
         flag = "--" + f.name.replace("_", "-")
@@ -80,13 +170,19 @@ def add_config_arguments(p: argparse.ArgumentParser, config_class) -> None:
         if isinstance(default, bool):
             p.add_argument(flag, action="store_true", help=FLAG_HELP.get(f.name, "(ablation switch; default off)"))
             continue
-        kind = float if f.name == "max_minutes" else type(default)
-        p.add_argument(flag, type=kind, default=default, help=f"(default {default})")
+        kind = positive_float if f.name == "max_minutes" else config_value_type(f.name, default)
+        help_text = CONFIG_HELP.get(f.name, "")
+        p.add_argument(flag, type=kind, default=default, choices=CONFIG_CHOICES.get(f.name),
+                       help=f"{help_text} (default {default})".strip())
 
 
 def add_prior_arguments(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p, count=220)
     p.add_argument("--out", required=True, help="output folder (prior.pt, last.pt, logs, curves.png)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default), cuda or auto: where the decoder, the latents and each step's points are. "
+                        "Under torchrun --nproc-per-node G: G processes with DistributedDataParallel (cuda: one GPU "
+                        "each, NCCL; cpu: gloo), --batch-size shapes per step in all, rank 0 writes")
     add_config_arguments(p, PriorConfig)
     add_config_arguments(p, AugmentConfig)
 
@@ -147,9 +243,6 @@ def _config(args, config_class):
 
 
 def _load_data(args):
-    import torch
-    if args.threads:
-        torch.set_num_threads(args.threads)
     t0 = time.time()
     train, val, desc = load_training_data(args)
     print(f"{len(train)} training and {len(val)} validation shapes loaded in {time.time() - t0:.1f} s")
@@ -170,17 +263,53 @@ def _augmented(train: list, cfg: AugmentConfig, desc: dict) -> list:
 
 
 def train_prior_main(args) -> int:
+    """train-prior, in one process or as one rank of a torchrun process group."""
+    from PatchSamplerLib.training.distributed import finish, from_environment
+    distributed = from_environment(args.device)
+    try:
+        with quiet_unless_main(distributed):
+            return _train_prior(args, distributed)
+    finally:
+        finish(distributed)
+
+
+def _train_prior(args, distributed) -> int:
     out = Path(args.out)
-    with console_log(out):
+    if distributed:
+        distributed.on_main(lambda: prepare_run_folder(out, args.resume, args.overwrite))
+    else:
+        prepare_run_folder(out, args.resume, args.overwrite)
+    with console_log(out) if distributed is None or distributed.main else contextlib.nullcontext():
         cfg = _config(args, PriorConfig)
         train, val, desc = _load_data(args)
         train = _augmented(train, _config(args, AugmentConfig), desc)
-        trainer = PriorTrainer(train, val, out, cfg, provenance=desc)
+        device = distributed.device if distributed else resolve_device(args.device)
+        if distributed:
+            desc["processes"] = distributed.world
+            print(f"{distributed.world} processes (DistributedDataParallel, {device.type}): {cfg.batch_size} shapes "
+                  f"per step in all")
+        trainer = PriorTrainer(train, val, out, cfg, provenance=desc, device=device, distributed=distributed,
+                               log=print if distributed is None or distributed.main else _silent)
         if args.resume:
             trainer.resume()
         prior = trainer.run()
         print(f"best prior: {out / 'prior.pt'} (validation Dice {prior.metadata.get('val_dice')})")
     return 0
+
+
+def _silent(*_args, **_kwargs) -> None:
+    """The log of the processes other than rank 0."""
+
+
+@contextlib.contextmanager
+def quiet_unless_main(distributed):
+    """Ranks other than 0 print nothing and show no progress (their errors still go to stderr)."""
+    if distributed is None or distributed.main:
+        yield
+        return
+    from PatchSamplerLib.progress import console_progress
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), console_progress(sink, bars=False):
+        yield
 
 
 def imitation_shapes(args) -> list:
@@ -205,6 +334,7 @@ def train_sampler_main(args) -> int:
         raise ValueError("--init-count needs synthetic data (--family); "
                          "with --data the FPS fit uses the training shapes")
     prior = ShapePrior.load(args.prior, device=resolve_device(args.device))
+    prepare_run_folder(out, args.resume, args.overwrite)
     with console_log(out):
         train, val, desc = _load_data(args)
         extra = imitation_shapes(args)

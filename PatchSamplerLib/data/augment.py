@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from PatchSamplerLib.data.anatomy.rendering import rotation_xyz
+from PatchSamplerLib.progress import tracked
 from PatchSamplerLib.volume import BinaryVolume, bbox_centre_mm, to_sitk_image
 
 MAX_DRAWS = 5
@@ -94,7 +95,7 @@ def augment_shapes(volumes: list[BinaryVolume], cfg: AugmentConfig) -> tuple[lis
     skipped because every draw left the grid). Copy c of shape i uses the random stream
     (augment_seed, i, c), so the result does not depend on the order of processing."""
     copies, skipped = [], 0
-    for i, volume in enumerate(volumes):
+    for i, volume in enumerate(tracked(volumes, "augmentation", unit="shapes")):
         for c in range(cfg.augment_copies):
             rng = np.random.default_rng([cfg.augment_seed, i, c])
             for _ in range(MAX_DRAWS):

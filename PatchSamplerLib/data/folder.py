@@ -32,6 +32,7 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 
 from PatchSamplerLib.orientation import to_anatomical
+from PatchSamplerLib.progress import tracked
 from PatchSamplerLib.volume import (LABELMAP_SUFFIXES, BinaryVolume, VolumeError, foreground_bbox, index_to_world,
                                     read_labelmap, resample_isotropic)
 
@@ -205,7 +206,7 @@ def load_folder(root, *, label: int | None = None, crop_size: Sequence[int] | No
     """
     root = check_dataset_root(root)
     items, dropped = [], []
-    for path in find_labelmaps(root, recursive):
+    for path in tracked(find_labelmaps(root, recursive), "reading labelmaps", unit="files"):
         try:
             volume = read_labelmap(path, label)
             if reorient:

@@ -7,6 +7,7 @@ from PatchSamplerLib.data.folder import ShapeDataset, ShapeItem, load_folder
 from PatchSamplerLib.data.synthetic import make_shape
 from PatchSamplerLib.data.totalsegmentator import load_totalsegmentator
 from PatchSamplerLib.data.verse import load_verse
+from PatchSamplerLib.progress import tracked
 
 DATASET_KINDS = ("verse", "totalsegmentator", "folder", "synthetic-vertebra", "synthetic-kidney")
 
@@ -19,7 +20,7 @@ def load_synthetic(family: str, count: int, seed: int = 0, scale: float = 1.0) -
     if int(count) < 1:
         raise ValueError(f"count must be at least 1, got {count}")
     items = []
-    for index in range(int(count)):
+    for index in tracked(range(int(count)), "synthetic shapes", unit="shapes"):
         name = f"synthetic-{family}-s{seed}-{index:05d}"
         items.append(ShapeItem(make_shape(family, seed, index, scale), name, name))
     return ShapeDataset(items)

@@ -30,6 +30,7 @@ import numpy as np
 from PatchSamplerLib.data.anatomy.kidney import KIDNEY_FAMILY_VERSION, kidney_shape
 from PatchSamplerLib.data.anatomy.rendering import rotation_xyz
 from PatchSamplerLib.data.anatomy.vertebra import VERTEBRA_FAMILY_VERSION, vertebra_shape
+from PatchSamplerLib.progress import tracked
 from PatchSamplerLib.volume import BinaryVolume
 
 FAMILIES = ("vertebra", "kidney", "vertebra-anatomical", "kidney-anatomical")
@@ -191,5 +192,7 @@ def make_shape(family: str, seed: int, index: int, scale: float = 1.0) -> Binary
 
 def make_shapes(family: str, count: int, seed: int = 0, scale: float = 1.0,
                 start: int = 0) -> list[BinaryVolume]:
-    """`count` shapes of a family: indices start .. start + count - 1."""
-    return [make_shape(family, seed, start + i, scale) for i in range(count)]
+    """`count` shapes of a family: indices start .. start + count - 1 (progress: the task
+    "synthetic shapes")."""
+    indices = tracked(range(start, start + count), "synthetic shapes", unit="shapes")
+    return [make_shape(family, seed, index, scale) for index in indices]

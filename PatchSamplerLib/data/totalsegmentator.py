@@ -63,6 +63,7 @@ from PatchSamplerLib.data.filters import (CONNECTIVITY, EMPTY, KIDNEY_MIN_VOXELS
 from PatchSamplerLib.data.folder import (Dropped, ShapeDataset, ShapeItem, check_crop_size, check_dataset_root,
                                          crop_centred, reorient_volume)
 from PatchSamplerLib.data.verse import read_label_grid
+from PatchSamplerLib.progress import tracked
 from PatchSamplerLib.volume import (BinaryVolume, VolumeError, foreground_bbox, index_to_world, read_nonzero_mask,
                                     to_sitk_image)
 
@@ -346,7 +347,7 @@ def load_totalsegmentator(root, *, structure: str = "kidney", levels: str | Sequ
                             crop_size=crop_size, reorient=reorient)
     names, numbers = structure_names(structure, levels, structures), class_numbers(class_map)
     items, dropped = [], []
-    for subject in find_subjects(root):
+    for subject in tracked(find_subjects(root), "reading subjects", unit="subjects"):
         for candidate in subject_masks(subject, names, numbers):
             result = _item_or_dropped(candidate, subject.name, rules)
             (dropped if isinstance(result, Dropped) else items).append(result)

@@ -62,7 +62,8 @@ from PatchSamplerLib.data.filters import CONNECTIVITY, VERTEBRA_MIN_VOXELS, chec
 from PatchSamplerLib.data.folder import (Dropped, ShapeDataset, ShapeItem, bbox_touches_border, centred_window_start,
                                          check_crop_size, check_dataset_root, check_fits, copy_window)
 from PatchSamplerLib.orientation import reorient_to_lps
-from PatchSamplerLib.volume import BinaryVolume, VolumeError
+from PatchSamplerLib.progress import tracked
+from PatchSamplerLib.volume import BinaryVolume, VolumeError, read_image
 
 CROP_SIZE = (128, 120, 90)
 SPACING_MM = 1.0
@@ -176,10 +177,7 @@ def read_label_grid(path, reorient: bool = True) -> LabelGrid:
     reorient: reorder the axes to LPS (`orientation.reorient_to_lps`). Raises VolumeError for
     files that are not 3-D single-component integer labelmaps."""
     import SimpleITK as sitk
-    try:
-        image = sitk.ReadImage(os.fspath(path))
-    except RuntimeError as exc:
-        raise VolumeError(f"cannot read {path}: {str(exc).strip().splitlines()[-1]}") from None
+    image, _ = read_image(path)
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise VolumeError(f"{path} is not a 3-D single-component labelmap")
     array = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
@@ -287,7 +285,7 @@ def load_verse(root, *, labels: Sequence[int] = VERTEBRA_LABELS,
                           check_connectivity(connectivity), drop_border_touching)
     scans, dropped = find_verse_scans(root)
     items = []
-    for scan in scans:
+    for scan in tracked(scans, "reading scans", unit="scans"):
         grid = read_isotropic_scan(scan, spacing_mm, spacing_tolerance_mm, reorient)
         if isinstance(grid, Dropped):
             dropped.append(grid)

@@ -32,6 +32,7 @@ from PatchSamplerLib.method.cost import decoder_macs_per_point, flop_floor, matm
 from PatchSamplerLib.method.inr import ShapePrior
 from PatchSamplerLib.method.sampler import SamplerModel, learned_centres
 from PatchSamplerLib.pipeline import RunConfig, reconstruct
+from PatchSamplerLib.progress import tracked
 
 def benchmark_sampler(prior_path, n: int, k: int, t: int, mask: np.ndarray, device: torch.device,
                       repeats: int) -> dict:
@@ -167,17 +168,18 @@ def machine_name(device: torch.device) -> str:
 
 def reconstruction_rows(volumes: dict, priors: dict, settings: BenchmarkSettings, device: torch.device,
                         gflops: float) -> tuple[list[dict], list[dict]]:
-    """(`benchmark_reconstruction` rows, `benchmark_precision` rows (CUDA only)) per volume and (N, K)."""
+    """(`benchmark_reconstruction` rows, `benchmark_precision` rows (CUDA only)) per volume and (N, K).
+    Progress: the task "reconstruction benchmark"."""
     recon_rows, precision_rows = [], []
-    for name, vol in volumes.items():
-        for n, k in settings.configs:
-            row = benchmark_reconstruction(vol, name, n, k, settings.t, priors[name], device, settings.repeats, gflops)
-            recon_rows.append(row)
-            print(f"{name} N={n} K={k}: fit {row['fit_s']:.2f} s, decode {row['decode_s']:.2f} s, "
-                  f"floor ratio {row['floor_ratio']:.2f}", flush=True)
-            if device.type == "cuda":
-                precision_rows += [benchmark_precision(vol, name, n, k, settings.t, priors[name], device,
-                                                       settings.repeats, row, p) for p in ("tf32", "bf16")]
+    cases = [(name, vol, n, k) for name, vol in volumes.items() for n, k in settings.configs]
+    for name, vol, n, k in tracked(cases, "reconstruction benchmark", unit="configurations"):
+        row = benchmark_reconstruction(vol, name, n, k, settings.t, priors[name], device, settings.repeats, gflops)
+        recon_rows.append(row)
+        print(f"{name} N={n} K={k}: fit {row['fit_s']:.2f} s, decode {row['decode_s']:.2f} s, "
+              f"floor ratio {row['floor_ratio']:.2f}", flush=True)
+        if device.type == "cuda":
+            precision_rows += [benchmark_precision(vol, name, n, k, settings.t, priors[name], device,
+                                                   settings.repeats, row, p) for p in ("tf32", "bf16")]
     return recon_rows, precision_rows
 
 
@@ -190,7 +192,8 @@ def run_benchmark(settings: BenchmarkSettings, device: torch.device, command: st
               "vertebra": ShapePrior.load(settings.vertebra_prior, device=device)}
     sampler_rows = [benchmark_sampler(priors[name].metadata["path"], n, k, settings.t, volumes[name].mask, device,
                                       settings.repeats)
-                    for name in volumes for n, k in settings.sampler_configs]
+                    for name, n, k in tracked([(name, n, k) for name in volumes for n, k in settings.sampler_configs],
+                                              "sampler benchmark", unit="samplers")]
     recon_rows, precision_rows = reconstruction_rows(volumes, priors, settings, device, gflops)
     return {"machine": machine_name(device), "torch": torch.__version__, "gflops": gflops,
             "matmul_shape": "(8788 x 128) @ (128 x 128)",

@@ -30,6 +30,7 @@ import torch
 from PatchSamplerLib.data.synthetic import make_shapes
 from PatchSamplerLib.experiments.memory import call_peak_mb, quartiles
 from PatchSamplerLib.method.inr import ShapePrior
+from PatchSamplerLib.progress import tracked
 from PatchSamplerLib.training.sampler import SamplerConfig, SamplerTrainer
 
 
@@ -86,7 +87,7 @@ def measure_mode(case: TrainingCase, mode: str, threads: int) -> dict:
 def compare_modes(case: TrainingCase, threads: int) -> list[dict]:
     """One fresh spawned process per mode (faithful, fast) -> their `measure_mode` rows."""
     rows = []
-    for mode in ("faithful", "fast"):        # the executor's shutdown waits for its worker to exit
+    for mode in tracked(("faithful", "fast"), "training benchmark", unit="modes"):   # shutdown waits for the worker
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             rows.append(pool.submit(measure_mode, case, mode, threads).result())
         print(f"{mode}: step {rows[-1]['step_seconds']['median']:.2f} s, first-step peak "

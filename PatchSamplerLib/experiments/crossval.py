@@ -7,18 +7,21 @@ test shapes only (case names ``f<f>/<shape>``), and the learned sampler for each
 fold's own: ``<sampler-dir>/fold<f>/sampler_n<N>_k<K>_t<T>.pt``, trained on the fold's training
 shapes and validated on its validation shapes when missing and `train` settings are given
 (`SamplerTrainer`, the run folder next to it), else skipped with a note. FPS and RS need no
-training. The prior is the given one for every fold (it is not retrained per fold).
+training. The prior is the given one for every fold (it is not retrained per fold). The missing
+samplers of all folds are trained first, each a job of the executor (`executors`: in this
+process, or one Ray task each), then the folds are scored.
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from PatchSamplerLib.checkpoints import sampler_file_name
 from PatchSamplerLib.data.splits import cross_validation_folds
 from PatchSamplerLib.experiments.evaluation import EvaluationGrid, run_cases
+from PatchSamplerLib.experiments.executors import Failure, Job, LocalExecutor
 from PatchSamplerLib.method.sampler import SamplerModel
+from PatchSamplerLib.progress import task, tracked
 from PatchSamplerLib.training.sampler import SamplerConfig, SamplerTrainer
 from PatchSamplerLib.volume import BinaryVolume
 
@@ -59,45 +62,98 @@ def folder_samplers(sampler_dir, configs, ts, log=print) -> dict:
     return models
 
 
-def fold_sampler(fold: FoldData, prior, n: int, k: int, t: int, sampler_dir, train: dict | None, log=print):
-    """The fold's learned sampler for (N, K, T): loaded, trained (with `train`: SamplerConfig
-    overrides) or None (missing, no training asked for)."""
-    path = fold_sampler_path(sampler_dir, fold.index, n, k, t)
-    if path.exists():
-        return SamplerModel.load(path)
-    if train is None:
-        log(f"fold {fold.index}: no learned sampler {path} (N={n}, K={k}, T={t}): skipped there "
-            f"(--train-missing trains it)")
-        return None
-    if not fold.val:
-        log(f"fold {fold.index}: no validation shapes; the epoch with the lowest training loss is kept")
-    run_dir = path.parent / f"run_n{n}_k{k}_t{t}"
-    log(f"fold {fold.index}: training the learned sampler N={n}, K={k}, T={t} on {len(fold.train)} shapes "
-        f"({len(fold.val)} validation) into {run_dir}")
+def train_fold_sampler(data: FoldData, test_names: list[str], prior, n: int, k: int, t: int, sampler_dir,
+                       train: dict, device: str, log=print) -> bytes:
+    """Train the learned sampler (N, K, T) of fold `data.index` on its train / validation shapes
+    (`train`: SamplerConfig overrides) in its own run folder next to the sampler's file
+    (<sampler-dir>/fold<f>/run_n<N>_k<K>_t<T>: last.pt after every epoch, so a run that was
+    stopped continues from there) -> the bytes of the best sampler.pt. The prior runs on
+    `device` (resolved here: on a Ray worker, that worker's device). The job of every executor."""
+    from PatchSamplerLib.devices import resolve_device
+    run_dir = fold_sampler_path(sampler_dir, data.index, n, k, t).parent / f"run_n{n}_k{k}_t{t}"
+    if not data.val:
+        log(f"fold {data.index}: no validation shapes; the epoch with the lowest training loss is kept")
+    log(f"fold {data.index}: training the learned sampler N={n}, K={k}, T={t} on {len(data.train)} shapes "
+        f"({len(data.val)} validation) into {run_dir}")
     cfg = SamplerConfig(**dict(train, n=n, k=k, t=t))
-    provenance = {"data": f"cross-validation fold {fold.index}", "test": [name for name, _ in fold.test]}
-    trainer = SamplerTrainer(fold.train, fold.val, prior, run_dir, cfg, provenance=provenance, log=log)
+    provenance = {"data": f"cross-validation fold {data.index}", "test": list(test_names)}
+    trainer = SamplerTrainer(data.train, data.val, prior.on(resolve_device(device)), run_dir, cfg,
+                             provenance=provenance, log=log)
     if (run_dir / "last.pt").exists():
         trainer.resume()
     trainer.run()
-    shutil.copyfile(run_dir / "sampler.pt", path)
-    return SamplerModel.load(path)
+    return (run_dir / "sampler.pt").read_bytes()
+
+
+def fold_samplers(folds: list[FoldData], grid: EvaluationGrid, prior, sampler_dir, train: dict | None, executor,
+                  log=print) -> dict[int, dict]:
+    """Each fold's learned samplers {fold index: {(N, K, T): SamplerModel}}: the files there are
+    loaded; the missing ones are trained through `executor` when `train` (SamplerConfig
+    overrides) is given, else skipped with a note. A training that failed (a Ray worker's
+    `Failure`) is noted and its learned rows skipped."""
+    models, jobs = {fold.index: {} for fold in folds}, []
+    shared_prior = executor.share(prior) if train is not None else None
+    for fold in folds:
+        missing = [key for key in _sampler_keys(grid) if _needs_training(fold, key, sampler_dir, models, train, log)]
+        if missing:
+            data = executor.share(FoldData(fold.index, fold.train, fold.val, []))
+            names = [name for name, _ in fold.test]
+            jobs += [Job((fold.index, *key), (data, names, shared_prior, *key, str(sampler_dir), train, grid.device,
+                                              log)) for key in missing]
+    with task("sampler training", len(jobs), "samplers") as progress:
+        for job, result in executor.map(train_fold_sampler, jobs):
+            fold, key = job.key[0], job.key[1:]
+            if isinstance(result, Failure):
+                log(f"fold {fold}: training the sampler N={key[0]}, K={key[1]}, T={key[2]} failed "
+                    f"{result.attempts} times ({result.error}); its learned rows are skipped")
+            else:
+                models[fold][key] = SamplerModel.load(_write_atomically(fold_sampler_path(sampler_dir, fold, *key),
+                                                                        result))
+            progress.advance()
+    return models
+
+
+def _sampler_keys(grid: EvaluationGrid) -> list[tuple[int, int, int]]:
+    """(N, K, T) of the learned samplers the grid needs (none without the learned sampler)."""
+    if "learned" not in grid.samplers:
+        return []
+    return [(n, k, t) for t in grid.ts for n, k in grid.configs]
+
+
+def _needs_training(fold: FoldData, key: tuple, sampler_dir, models: dict, train: dict | None, log) -> bool:
+    """Whether the fold's sampler `key` (N, K, T) is to be trained: its file, when it exists, is
+    loaded into models[fold.index] (False); a missing one is trained when `train` is given
+    (True), else noted as skipped (False)."""
+    path = fold_sampler_path(sampler_dir, fold.index, *key)
+    if path.exists():
+        models[fold.index][key] = SamplerModel.load(path)
+        return False
+    if train is None:
+        n, k, t = key
+        log(f"fold {fold.index}: no learned sampler {path} (N={n}, K={k}, T={t}): skipped there "
+            f"(--train-missing trains it)")
+    return train is not None
+
+
+def _write_atomically(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
 
 
 def run_cross_validation(folds: list[FoldData], grid: EvaluationGrid, prior, out_dir, sampler_dir,
-                         train: dict | None, log=print) -> tuple[Path, list[dict]]:
+                         train: dict | None, log=print, executor=None) -> tuple[Path, list[dict]]:
     """Every fold's test cases into out_dir/cases.csv (resumable), each fold with its own learned
-    samplers; returns the CSV path and each fold's samplers {(N, K, T): SamplerModel}."""
+    samplers (the missing ones trained first, all folds' at once: `fold_samplers`); returns the
+    CSV path and each fold's samplers {(N, K, T): SamplerModel}. executor: where the trainings
+    and the runs go (`executors`; default: this process)."""
+    executor = executor or LocalExecutor()
+    models = fold_samplers(folds, grid, prior, sampler_dir, train, executor, log)
     path, per_fold = Path(out_dir) / "cases.csv", []
-    for fold in folds:
-        models = {}
-        if "learned" in grid.samplers:
-            for t in grid.ts:
-                for n, k in grid.configs:
-                    model = fold_sampler(fold, prior, n, k, t, sampler_dir, train, log)
-                    if model is not None:
-                        models[(n, k, t)] = model
+    for fold in tracked(folds, "cross-validation", unit="folds"):
         log(f"fold {fold.index}: {len(fold.test)} test shapes")
-        path = run_cases(fold.test, grid, prior, out_dir, log, learned_models=models)
-        per_fold.append(models)
+        path = run_cases(fold.test, grid, prior, out_dir, log, learned_models=models[fold.index], executor=executor)
+        per_fold.append(models[fold.index])
     return path, per_fold

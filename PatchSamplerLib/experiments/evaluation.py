@@ -10,6 +10,12 @@ deterministic: it is run once per case whatever `runs` is; an (N, K) with no bun
 is skipped for it (with a note). Figures (`evaluation_figures`): mean Dice over (N, K) per T
 (Figs 5.2-5.4), error slices and the patches of every sampler on one case (Figs 5.5, 5.10).
 
+Where the runs go (`experiments.executors`): one after another in this process, or as tasks on
+a Ray cluster; the rows are written by this process only and put in the same order either way,
+so cases.csv holds the same rows whatever the executor (only the timing columns differ between
+any two evaluations). A run that failed twice on a worker goes to `failures.csv` (and is retried
+by the next evaluation); the others go on.
+
 Cross-validation (`experiments.crossval`): each shape is scored in its fold's test split with
 that fold's own learned samplers (trained when missing). Tables and tests: `experiments.tables`.
 The command line (`cli.evaluate`) adds the presets: the thesis protocol and a reduced one.
@@ -17,19 +23,22 @@ The command line (`cli.evaluate`) adds the presets: the thesis protocol and a re
 from __future__ import annotations
 
 import csv
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from PatchSamplerLib.checkpoints import CheckpointError, resolve_sampler_path
-from PatchSamplerLib.experiments.tables import case_log, mean_dice_grid
+from PatchSamplerLib.experiments.executors import Failure, Job, LocalExecutor, Rate
+from PatchSamplerLib.experiments.tables import case_log, mean_dice_grid, sort_case_log
 from PatchSamplerLib.method.inr import DEFAULT_FIT_LR, ShapePrior
+from PatchSamplerLib.method.sampler import load_learned_sampler
 from PatchSamplerLib.method.samplers import sampler_label
 from PatchSamplerLib.pipeline import RunConfig, reconstruct
+from PatchSamplerLib.progress import task
 from PatchSamplerLib.reporting.figures import dice_surface_figure, overview_figure, placement_figure
 from PatchSamplerLib.volume import BinaryVolume
 
 FIELDS = ["case", "n", "k", "t", "sampler", "run", "dice", "asd_mm", "hd95_mm", "fit_s", "decode_s"]
+FAILURE_FIELDS = ["case", "n", "k", "t", "sampler", "run", "attempts", "error"]
 
 
 @dataclass(frozen=True)
@@ -85,23 +94,121 @@ def case_row(name: str, n: int, k: int, t: int, sampler: str, run: int, res) -> 
             "fit_s": f"{res.timings['latent_fit']:.3f}", "decode_s": f"{res.timings['decode']:.3f}"}
 
 
+def _runs_of(plan, runs: int):
+    """(N, K, T, sampler, run) of every run of `plan` (the learned sampler: one run)."""
+    return [(n, k, t, sampler, run) for n, k, t, sampler in plan for run in range(1 if sampler == "learned" else runs)]
+
+
+def evaluate_run(volume: BinaryVolume, name: str, grid: EvaluationGrid, n: int, k: int, t: int, sampler: str,
+                 run: int, prior: ShapePrior, model) -> dict:
+    """One run of the grid (the job every executor runs) -> its cases.csv row. model: the
+    learned sampler (a SamplerModel) for sampler "learned", else None."""
+    res = reconstruct(volume, grid.run_config(n, k, t, sampler, run), prior, learned=model)
+    return case_row(name, n, k, t, sampler, run, res)
+
+
+def grid_samplers(prior: ShapePrior, runs, learned_models: dict | None) -> dict:
+    """{(N, K, T): SamplerModel} for the learned runs among `runs` ((N, K, T, sampler, run)):
+    `learned_models` when given, else the bundled samplers of `prior`, each loaded once here
+    (so a job needs no file of this machine)."""
+    if learned_models is not None:
+        return learned_models
+    wanted = sorted({(n, k, t) for n, k, t, sampler, _ in runs if sampler == "learned"})
+    return {key: load_learned_sampler(prior, *key)[0] for key in wanted}
+
+
+def grid_jobs(cases, runs, done: set, grid: EvaluationGrid, prior: ShapePrior, models: dict, executor) -> list[Job]:
+    """The Jobs of `evaluate_run` for every (case, run) not in `done`, case by case in the order
+    of `cases` and `runs`; the prior, each shape and each sampler shared once (`executor.share`)."""
+    shared_prior, shared_models, jobs = executor.share(prior), {}, []
+    for name, volume in cases:
+        todo = [r for r in runs if (name, *r) not in done]
+        shared_volume = executor.share(volume) if todo else None
+        for n, k, t, sampler, run in todo:
+            model = None
+            if sampler == "learned":
+                if (n, k, t) not in shared_models:
+                    shared_models[(n, k, t)] = executor.share(models[(n, k, t)])
+                model = shared_models[(n, k, t)]
+            jobs.append(Job((name, n, k, t, sampler, run),
+                            (shared_volume, name, grid, n, k, t, sampler, run, shared_prior, model)))
+    return jobs
+
+
 def run_cases(cases: list[tuple[str, BinaryVolume]], grid: EvaluationGrid, prior: ShapePrior, out_dir,
-              log=print, learned_models: dict | None = None) -> Path:
+              log=print, learned_models: dict | None = None, executor=None) -> Path:
     """Evaluate every (case, config, T, sampler, run) of `grid` not yet in out_dir/cases.csv;
     returns the CSV path. cases: [(name, volume)]. The learned sampler: the bundled one per
-    (N, K), or `learned_models[(N, K, T)]` when that dict is given (cross-validation folds)."""
-    plan = run_plan(grid.configs, grid.ts, grid.samplers, prior, log, learned_models)
+    (N, K), or `learned_models[(N, K, T)]` when that dict is given (cross-validation folds).
+    executor: where the runs go (`executors`; default: this process, one after another). The
+    rows are written here as the runs finish, then put in the order of one process (cases in
+    order, runs in the grid's order; earlier rows of other grids first). A run that failed on a
+    worker (`executors.Failure`) is appended to out_dir/failures.csv instead and retried by the
+    next evaluation (`unresolved_failures`). Progress: the task "evaluation" over the runs still to do."""
+    executor = executor or LocalExecutor()
+    runs = _runs_of(run_plan(grid.configs, grid.ts, grid.samplers, prior, log, learned_models), grid.runs)
     with case_log(out_dir, FIELDS, _run_key) as (write, done, path):
-        for ci, (name, vol) in enumerate(cases):
-            start = time.time()
-            for n, k, t, sampler in plan:
-                for run in range(1 if sampler == "learned" else grid.runs):
-                    if (name, n, k, t, sampler, run) not in done:
-                        model = learned_models.get((n, k, t)) if learned_models and sampler == "learned" else None
-                        res = reconstruct(vol, grid.run_config(n, k, t, sampler, run), prior, learned=model)
-                        write(case_row(name, n, k, t, sampler, run, res))
-            log(f"case {ci + 1}/{len(cases)} {name}: {time.time() - start:.1f} s")
+        jobs = grid_jobs(cases, runs, done, grid, prior, grid_samplers(prior, runs, learned_models), executor)
+        _gather(executor.map(evaluate_run, jobs), jobs, cases, write, out_dir, log)
+    positions = {name: i for i, (name, _) in enumerate(cases)}
+    order = {run: i for i, run in enumerate(runs)}
+    sort_case_log(path, lambda r: _grid_rank(r, positions, order))
     return path
+
+
+def _grid_rank(row: dict, positions: dict, order: dict):
+    """(case position, run position) of a cases.csv row of this grid; None for another grid's row."""
+    name, *run = _run_key(row)
+    if name not in positions or tuple(run) not in order:
+        return None
+    return positions[name], order[tuple(run)]
+
+
+def _gather(results, jobs: list[Job], cases, write, out_dir, log) -> None:
+    """Write each finished run's row (a Failure to failures.csv), with progress, and a line when
+    the last run of a case is in."""
+    left = {}
+    for job in jobs:
+        left[job.key[0]] = left.get(job.key[0], 0) + 1
+    positions, rate = {name: i for i, (name, _) in enumerate(cases)}, Rate()
+    with task("evaluation", len(jobs), "runs") as progress:
+        for job, result in results:
+            if isinstance(result, Failure):
+                failures = record_failure(out_dir, job.key, result)
+                log(f"{' '.join(map(str, job.key))}: failed {result.attempts} times ({result.error}); "
+                    f"recorded in {failures}")
+            else:
+                write(result)
+            progress.advance()
+            rate.add()
+            name = job.key[0]
+            left[name] -= 1
+            if not left[name]:
+                log(f"case {positions[name] + 1}/{len(cases)} {name}: done ({progress.done}/{len(jobs)} runs, "
+                    f"{rate.describe()})")
+
+
+def record_failure(out_dir, key: tuple, failure: Failure) -> Path:
+    """Append the run `key` (case, N, K, T, sampler, run) and its Failure to out_dir/failures.csv
+    (made with a header by the first failure) -> the file's path."""
+    with case_log(out_dir, FAILURE_FIELDS, _run_key, "failures.csv") as (write, _, path):
+        write(dict(zip(FIELDS, key), attempts=failure.attempts, error=failure.error))
+    return path
+
+
+def unresolved_failures(out_dir) -> list[dict]:
+    """The rows of out_dir/failures.csv whose run is not (or no longer: a later evaluation
+    finished it) in out_dir/cases.csv."""
+    out = Path(out_dir)
+    if not (out / "failures.csv").exists():
+        return []
+    with open(out / "failures.csv") as f:
+        failed = list(csv.DictReader(f))
+    done = set()
+    if (out / "cases.csv").exists():
+        with open(out / "cases.csv") as f:
+            done = {_run_key(r) for r in csv.DictReader(f)}
+    return [r for r in failed if _run_key(r) not in done]
 
 
 def figure_sampler_model(sampler: str, prior: ShapePrior, n: int, k: int, t: int, learned_models: dict | None):

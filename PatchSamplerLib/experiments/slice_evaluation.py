@@ -22,6 +22,7 @@ import numpy as np
 from PatchSamplerLib.experiments.tables import case_log, mean_std
 from PatchSamplerLib.method.inr import ShapePrior
 from PatchSamplerLib.method.metrics import all_metrics
+from PatchSamplerLib.progress import task
 from PatchSamplerLib.sparse.inputs import sparse_input
 from PatchSamplerLib.sparse.reconstruction import SparseConfig, reconstruct_sparse
 from PatchSamplerLib.sparse.slice_baselines import slice_baseline
@@ -57,25 +58,38 @@ def reconstruct_with(method: str, vol, sparse, priors: dict, fit: SparseConfig) 
 def run_slice_cases(cases, inputs, methods, priors: dict, out_dir, step: int = 8, thick_axis: int = 0,
                     fit: SparseConfig | None = None, log=print) -> Path:
     """Every (case, input, method) not yet in out_dir/cases.csv. cases: [(name, BinaryVolume)];
-    priors: method -> ShapePrior for the INR methods; fit: the INR methods' settings."""
+    priors: method -> ShapePrior for the INR methods; fit: the INR methods' settings. Progress:
+    the task "slice evaluation" over the (case, input) pairs still to do."""
     fit = fit or SparseConfig()
     with case_log(out_dir, FIELDS, lambda r: (r["case"], r["input"], r["method"])) as (write, done, path):
-        for ci, (name, vol) in enumerate(cases):
-            start = time.time()
-            for inp in inputs:
-                sparse = make_input(vol.mask, inp, step, ci, thick_axis)
-                for method in methods:
-                    if (name, inp, method) in done or not applicable(method, sparse):
+        pending = sum(any((name, inp, m) not in done for m in methods) for name, _ in cases for inp in inputs)
+        with task("slice evaluation", pending, "inputs") as progress:
+            for ci, (name, vol) in enumerate(cases):
+                start = time.time()
+                for inp in inputs:
+                    if all((name, inp, m) in done for m in methods):
                         continue
-                    clock = time.perf_counter()
-                    recon = reconstruct_with(method, vol, sparse, priors, fit)
-                    seconds = time.perf_counter() - clock
-                    m = all_metrics(recon, vol.mask, vol.spacing)
-                    write({"case": name, "input": inp, "method": method,
-                           **{k: f"{m[k]:.6f}" for k in ("dice", "asd_mm", "hd95_mm")},
-                           "seconds": f"{seconds:.3f}", "known_voxels": sparse.known_count})
-            log(f"case {ci + 1}/{len(cases)} {name}: {time.time() - start:.1f} s")
+                    run_slice_input(name, vol, ci, inp, methods, priors, done, write, step, thick_axis, fit)
+                    progress.advance()
+                log(f"case {ci + 1}/{len(cases)} {name}: {time.time() - start:.1f} s")
     return path
+
+
+def run_slice_input(name: str, vol, case_index: int, inp: str, methods, priors: dict, done: set, write, step: int,
+                    thick_axis: int, fit: SparseConfig) -> None:
+    """Every method not yet `done` on the sparse input `inp` of case `name` (`vol`), one
+    cases.csv row each through `write`."""
+    sparse = make_input(vol.mask, inp, step, case_index, thick_axis)
+    for method in methods:
+        if (name, inp, method) in done or not applicable(method, sparse):
+            continue
+        clock = time.perf_counter()
+        recon = reconstruct_with(method, vol, sparse, priors, fit)
+        seconds = time.perf_counter() - clock
+        m = all_metrics(recon, vol.mask, vol.spacing)
+        write({"case": name, "input": inp, "method": method,
+               **{k: f"{m[k]:.6f}" for k in ("dice", "asd_mm", "hd95_mm")},
+               "seconds": f"{seconds:.3f}", "known_voxels": sparse.known_count})
 
 
 def slice_tables(csv_path, step: int, title: str = "") -> str:

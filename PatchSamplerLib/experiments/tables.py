@@ -15,13 +15,13 @@ from PatchSamplerLib.method.samplers import SAMPLER_NAMES, SAMPLERS
 
 
 @contextmanager
-def case_log(out_dir, fields: list[str], key):
-    """Append to out_dir/cases.csv (created with a header if new). Yields (write(row dict),
+def case_log(out_dir, fields: list[str], key, name: str = "cases.csv"):
+    """Append to out_dir/`name` (created with a header if new). Yields (write(row dict),
     done: the set of `key(row)` of the rows already there, path); each row is flushed at once,
     so an interrupted evaluation resumes where it stopped."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "cases.csv"
+    path = out / name
     done = set()
     if path.exists():
         with open(path) as f:
@@ -36,6 +36,28 @@ def case_log(out_dir, fields: list[str], key):
             writer.writerow(row)
             f.flush()
         yield write, done, path
+
+
+def sort_case_log(path, rank) -> bool:
+    """Rewrite the CSV at `path` with its rows stably sorted by `rank(row)` (rows with rank None
+    first, in their order; then the others by rank), atomically; nothing is written when the
+    order is already that. Returns whether the file was rewritten. Rows come back from parallel
+    workers in the order they finish; this gives the order of a run in one process."""
+    path = Path(path)
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows, fields = list(reader), reader.fieldnames
+    ranks = [rank(r) for r in rows]
+    order = sorted(range(len(rows)), key=lambda i: (0, i, ()) if ranks[i] is None else (1, 0, ranks[i]))
+    if order == list(range(len(rows))):
+        return False
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        writer.writerows(rows[i] for i in order)
+    tmp.replace(path)
+    return True
 
 
 def column_name(sampler: str) -> str:

@@ -83,7 +83,9 @@ class RunEstimate:
     max_mb: float
 
     def describe(self) -> str:
-        return f"about {_duration(self.fit_seconds)} of latent fit and {self.peak_mb / 1024:.1f} GB of memory"
+        """One line; a cheap run (below CHEAP_FLOP, not timed: fit_seconds 0) is "under a minute"."""
+        fit = f"about {_duration(self.fit_seconds)}" if self.fit_seconds > 0 else "under a minute"
+        return f"{fit} of latent fit and {self.peak_mb / 1024:.1f} GB of memory"
 
     def excess(self) -> str | None:
         """Why the run is over a limit (one line), or None."""

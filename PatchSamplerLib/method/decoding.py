@@ -21,14 +21,36 @@ COARSE_GROW = 0       # blocks added around the refined ones (results/decode: no
 
 
 def logits_in_chunks(decoder: OccupancyDecoder, feats: torch.Tensor, coords: torch.Tensor,
-                     chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+                     chunk: int = DEFAULT_CHUNK, advance=None) -> torch.Tensor:
     """coords (M, 3) mm, feats (1, W) from `decoder.latent_features` -> (M,) float32 logits,
     `chunk` points at a time (float32 also under a bf16 autocast). Keeps the autograd graph
-    when one is being recorded."""
+    when one is being recorded. `advance(count)`, when given, is called after each chunk with
+    its number of points (progress)."""
     if not len(coords):
         return coords.new_zeros(0)
-    return torch.cat([decoder.forward_features(coords[None, s:s + chunk], feats)[0].float()
-                      for s in range(0, len(coords), chunk)])
+    parts = []
+    for s in range(0, len(coords), chunk):
+        parts.append(decoder.forward_features(coords[None, s:s + chunk], feats)[0].float())
+        if advance is not None:
+            advance(len(parts[-1]))
+    return torch.cat(parts)
+
+
+class PointCount:
+    """Points decoded so far of a decode's `total` (which may grow), reported to
+    `progress(done, total)` after every chunk (`advance`, for `logits_in_chunks`)."""
+
+    def __init__(self, progress, total: int = 0):
+        self.progress, self.total, self.done = progress, int(total), 0
+
+    def advance(self, count: int) -> None:
+        self.done += int(count)
+        self.progress(self.done, self.total)
+
+    @classmethod
+    def hook(cls, progress, total: int = 0) -> "PointCount | None":
+        """A PointCount, or None without a `progress` callable (then nothing is counted)."""
+        return None if progress is None else cls(progress, total)
 
 
 def _per_axis(stride) -> tuple[int, int, int]:
@@ -62,13 +84,13 @@ def block_strides(spacing, stride: int = COARSE_STRIDE) -> tuple[int, int, int]:
 
 @torch.no_grad()
 def decode_grid(decoder: OccupancyDecoder, latent: torch.Tensor, shape, spacing, centre_mm,
-                offset=(0, 0, 0), stride: int = 1, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+                offset=(0, 0, 0), stride: int = 1, chunk: int = DEFAULT_CHUNK, progress=None) -> torch.Tensor:
     """Occupancy probabilities at voxel centres of a grid [T eq. 3.11], in chunks.
 
     latent: (D,) or (1, D). shape: (X, Y, Z) voxels of the (sub)grid to decode, whose voxel
     (0, 0, 0) is voxel `offset` of the image; every `stride`-th voxel along each axis.
     Coordinates: (offset + stride * idx + 0.5) * spacing - centre_mm. Returns (x, y, z) float32
-    with x = ceil(X / stride) etc."""
+    with x = ceil(X / stride) etc. `progress(done, total)` (points), when given, after every chunk."""
     device = latent.device
     latent = latent.reshape(1, -1)
     axes = _grid_axes(shape, offset, spacing, centre_mm, device, stride)
@@ -77,11 +99,13 @@ def decode_grid(decoder: OccupancyDecoder, latent: torch.Tensor, shape, spacing,
     feats = decoder.latent_features(latent)
     out = torch.empty(total, device=device)
     yz = sizes[1] * sizes[2]
+    count = PointCount.hook(progress, total)
     for start in range(0, total, chunk):
         flat = torch.arange(start, min(start + chunk, total), device=device)
         i, rem = flat // yz, flat % yz
         coords = torch.stack([axes[0][i], axes[1][rem // sizes[2]], axes[2][rem % sizes[2]]], dim=-1)
-        out[start:start + len(flat)] = torch.sigmoid(logits_in_chunks(decoder, feats, coords, chunk))
+        out[start:start + len(flat)] = torch.sigmoid(logits_in_chunks(decoder, feats, coords, chunk,
+                                                                      count and count.advance))
     return out.reshape(sizes)
 
 
@@ -104,7 +128,8 @@ def _to_voxels(per_block: torch.Tensor, strides, shape) -> torch.Tensor:
 @torch.no_grad()
 def decode_grid_coarse_to_fine(decoder: OccupancyDecoder, latent: torch.Tensor, shape, spacing, centre_mm,
                                offset=(0, 0, 0), stride=COARSE_STRIDE, margin: float = COARSE_MARGIN,
-                               chunk: int = DEFAULT_CHUNK, grow: int = COARSE_GROW) -> tuple[torch.Tensor, int]:
+                               chunk: int = DEFAULT_CHUNK, grow: int = COARSE_GROW,
+                               progress=None) -> tuple[torch.Tensor, int]:
     """The `decode_grid` result (stride 1) with far fewer MLP evaluations.
 
     shape: (X, Y, Z) voxels of the (sub)grid whose voxel (0, 0, 0) is voxel `offset` of the
@@ -116,7 +141,9 @@ def decode_grid_coarse_to_fine(decoder: OccupancyDecoder, latent: torch.Tensor, 
     of the strides, continuing past the grid's end). A block is filled with its corners' class
     when all 8 agree and each |logit| >= `margin`; the others, grown by `grow` blocks on every
     side (safety band), are evaluated voxel by voxel. Returns ((X, Y, Z) float32 probabilities,
-    exact where evaluated and 0 / 1 where filled; number of points evaluated)."""
+    exact where evaluated and 0 / 1 where filled; number of points evaluated). `progress(done,
+    total)` (points; the total grows once the blocks to refine are known), when given, after
+    every chunk."""
     device = latent.device
     feats = decoder.latent_features(latent.reshape(1, -1))
     strides = block_strides(spacing, stride) if np.ndim(stride) == 0 else _per_axis(stride)
@@ -124,7 +151,8 @@ def decode_grid_coarse_to_fine(decoder: OccupancyDecoder, latent: torch.Tensor, 
     corner_axes = _grid_axes([(b + 1) * s for b, s in zip(blocks, strides)], offset, spacing, centre_mm, device,
                              strides)
     corners = torch.stack(torch.meshgrid(*corner_axes, indexing="ij"), dim=-1).reshape(-1, 3)
-    logit = logits_in_chunks(decoder, feats, corners, chunk).reshape([b + 1 for b in blocks])
+    count = PointCount.hook(progress, len(corners))
+    logit = logits_in_chunks(decoder, feats, corners, chunk, count and count.advance).reshape([b + 1 for b in blocks])
     vote = _block_corners(logit >= 0, blocks).sum(0)                            # corners inside, 0..8
     refine = (vote > 0) & (vote < 8) | _block_corners(logit.abs() < margin, blocks).any(0)
     if grow > 0:
@@ -134,23 +162,27 @@ def decode_grid_coarse_to_fine(decoder: OccupancyDecoder, latent: torch.Tensor, 
     idx = torch.nonzero(_to_voxels(refine, strides, shape))
     axes = _grid_axes(shape, offset, spacing, centre_mm, device)
     coords = torch.stack([axes[0][idx[:, 0]], axes[1][idx[:, 1]], axes[2][idx[:, 2]]], dim=-1)
-    out[idx[:, 0], idx[:, 1], idx[:, 2]] = torch.sigmoid(logits_in_chunks(decoder, feats, coords, chunk))
+    if count is not None:
+        count.total += len(idx)
+    out[idx[:, 0], idx[:, 1], idx[:, 2]] = torch.sigmoid(logits_in_chunks(decoder, feats, coords, chunk,
+                                                                          count and count.advance))
     return out, len(corners) + len(idx)
 
 
 def decode_in_frame(decoder: OccupancyDecoder, latent: torch.Tensor, shape, spacing, centre_mm: np.ndarray,
                     lo: np.ndarray, hi: np.ndarray, dense: bool = False,
-                    chunk: int = DEFAULT_CHUNK) -> tuple[np.ndarray, int]:
+                    chunk: int = DEFAULT_CHUNK, progress=None) -> tuple[np.ndarray, int]:
     """Decode the inclusive voxel box [lo, hi] of a grid of `shape` (X, Y, Z) voxels at `spacing`
     (3,) mm (coarse-to-fine unless `dense`) and threshold at 0.5. Returns ((X, Y, Z) bool
-    reconstruction, background outside the box; number of INR evaluations)."""
+    reconstruction, background outside the box; number of INR evaluations). `progress(done,
+    total)`: points decoded, as in `decode_grid` / `decode_grid_coarse_to_fine`."""
     box = tuple(int(v) for v in np.asarray(hi) - np.asarray(lo) + 1)
     if dense:
-        prob = decode_grid(decoder, latent, box, spacing, centre_mm, offset=lo, chunk=chunk)
+        prob = decode_grid(decoder, latent, box, spacing, centre_mm, offset=lo, chunk=chunk, progress=progress)
         evaluated = int(np.prod(box))
     else:
         prob, evaluated = decode_grid_coarse_to_fine(decoder, latent, box, spacing, centre_mm, offset=lo,
-                                                     chunk=chunk)
+                                                     chunk=chunk, progress=progress)
     recon = np.zeros(tuple(shape), bool)
     recon[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] = prob.cpu().numpy() >= 0.5
     return recon, evaluated

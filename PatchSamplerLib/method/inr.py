@@ -187,6 +187,12 @@ class ShapePrior:
             return self
         return ShapePrior(copy.deepcopy(self.decoder).to(device), self.extent_mm, self.spacing_mm, self.metadata)
 
+    def fingerprint(self) -> str:
+        """SHA-256 of the decoder's weights (`checkpoints.weights_sha256`): which prior this is,
+        whatever its file name or path; a learned sampler records it at training."""
+        from PatchSamplerLib.checkpoints import weights_sha256
+        return weights_sha256(self.decoder.state_dict())
+
     def save(self, path) -> None:
         from PatchSamplerLib.checkpoints import save_checkpoint
         meta = dict(self.metadata, extent_mm=self.extent_mm, spacing_mm=self.spacing_mm,

@@ -18,6 +18,8 @@
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -126,6 +128,7 @@ class SamplerModel:
     def __init__(self, sampler: LearnedSampler, k: int, t: int, metadata: dict | None = None):
         self.sampler, self.k, self.t = sampler, int(k), int(t)
         self.metadata = dict(metadata or {})
+        self.file_sha256: str | None = None       # SHA-256 of the file it was loaded from (recorded by runs)
 
     @property
     def n(self) -> int:
@@ -144,7 +147,7 @@ class SamplerModel:
 
     @classmethod
     def load(cls, path) -> "SamplerModel":
-        from PatchSamplerLib.checkpoints import CheckpointError, load_checkpoint
+        from PatchSamplerLib.checkpoints import CheckpointError, file_sha256, load_checkpoint
         state, meta = load_checkpoint(path, cls.KIND)
         model = cls.new(meta["n"], meta["k"], meta["t"], meta.get("neighbours", DEFAULT_NEIGHBOURS),
                         anchor=meta.get("anchor", "none"))
@@ -154,7 +157,12 @@ class SamplerModel:
             raise CheckpointError(f"{path}: weights do not fit the sampler architecture ({exc})") from None
         model.sampler.eval()
         model.metadata = dict(meta, path=str(path))
+        model.file_sha256 = file_sha256(path)
         return model
+
+    def record(self) -> dict:
+        """Which sampler a run used: {"path", "sha256", "n", "k", "t"} (path None: in memory)."""
+        return {"path": self.metadata.get("path"), "sha256": self.file_sha256, "n": self.n, "k": self.k, "t": self.t}
 
 
 def learned_centres(model: SamplerModel, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -168,10 +176,12 @@ def learned_centres(model: SamplerModel, mask: np.ndarray) -> tuple[np.ndarray, 
             norm.inverse(projected[0].numpy()).astype(np.float32))
 
 
-def load_learned_sampler(prior_path, n: int, k: int, t: int, sampler_model=None) -> tuple[SamplerModel, list[str]]:
-    """The sampler for a run -> (model, notes). `sampler_model`: a SamplerModel, a file, or None
-    for the bundled one of (prior, N, K) (`checkpoints.resolve_sampler_path`). Raises
-    ValueError (CheckpointError) with a user message when there is none or N does not match."""
+def load_learned_sampler(prior, n: int, k: int, t: int, sampler_model=None) -> tuple[SamplerModel, list[str]]:
+    """The sampler for a run with `prior` (a ShapePrior) -> (model, notes). `sampler_model`: a
+    SamplerModel, a file, or None for the bundled one of (prior, N, K)
+    (`checkpoints.resolve_sampler_path`). Raises ValueError (CheckpointError) with a user message
+    when there is none, N does not match, or the sampler was trained with another prior
+    (`check_sampler_prior`)."""
     from PatchSamplerLib.checkpoints import resolve_sampler_path
     t_note = None                      # the bundled lookup words its own note for another T
     if isinstance(sampler_model, SamplerModel):
@@ -179,14 +189,47 @@ def load_learned_sampler(prior_path, n: int, k: int, t: int, sampler_model=None)
     else:
         path = sampler_model
         if path is None:
-            path, t_note = resolve_sampler_path(prior_path, n, k, t)
+            path, t_note = resolve_sampler_path(prior.metadata.get("path"), n, k, t)
         model = SamplerModel.load(path)
     if model.n != n:
         raise ValueError(f"the learned sampler {model.metadata.get('path', '')} places N={model.n} patches; "
                          f"N={n} was requested")
+    notes = check_sampler_prior(model, prior)
     if model.t != t and t_note is None:
         t_note = f"the learned sampler was trained for T={model.t}, used here with T={t}"
-    notes = [t_note] if t_note else []
+    notes += [t_note] if t_note else []
     if model.k != k:
         notes.append(f"the learned sampler was trained for K={model.k}, used here with K={k}")
     return model, notes
+
+
+def trained_prior_sha256(model: SamplerModel) -> str | None:
+    """The weights SHA-256 of the prior `model` was trained through: recorded in its metadata
+    (samplers from this version on), else computed from its recorded prior file when that file
+    still exists, else None."""
+    from PatchSamplerLib.checkpoints import CheckpointError, load_checkpoint, weights_sha256
+    if model.metadata.get("prior_weights_sha256"):
+        return model.metadata["prior_weights_sha256"]
+    recorded = model.metadata.get("prior")
+    if not recorded or not os.path.isfile(recorded):
+        return None
+    try:
+        return weights_sha256(load_checkpoint(recorded, "prior")[0])
+    except CheckpointError:
+        return None
+
+
+def check_sampler_prior(model: SamplerModel, prior) -> list[str]:
+    """Refuse a learned sampler trained through another prior than `prior` (a ShapePrior): its
+    centres were learned for what that prior needs. -> notes ([] when it matches; one note when
+    the sampler does not say which prior it had). Raises ValueError naming both priors."""
+    trained = trained_prior_sha256(model)
+    name = model.metadata.get("path", "in memory")
+    if trained is None:
+        return [f"the learned sampler {name} does not record its prior; make sure it was trained with "
+                f"{prior.metadata.get('path', 'this prior')}"]
+    if trained != prior.fingerprint():
+        raise ValueError(f"the learned sampler {name} was trained with the prior {model.metadata.get('prior', '?')}, "
+                         f"not with the prior of this run ({prior.metadata.get('path', 'in memory')}); use a sampler "
+                         "trained with this prior (train-sampler --prior ...) or run with the sampler's prior")
+    return []

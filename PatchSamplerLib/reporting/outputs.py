@@ -47,7 +47,7 @@ def patches_record(result: ReconstructionResult, volume: BinaryVolume) -> dict:
         for patch, gen in zip(patches, result.generated):
             patch["generated_index_ijk"] = [round(float(v), 4) for v in gen]
             patch["projected_index_ijk"] = patch["centre_index_ijk"]
-    keys = ("n", "k", "t", "sampler", "seed", "prior", "fit_lr", "largest_component")
+    keys = ("n", "k", "t", "sampler", "sampler_model", "seed", "prior", "fit_lr", "largest_component")
     return {**{key: result.settings[key] for key in keys},
             "coordinates": "voxel index (i, j, k) of the input image; world = ITK/NIfTI LPS millimetres",
             "anatomical_frame": result.settings["anatomical_frame"], "patches": patches}
@@ -57,6 +57,7 @@ def metrics_record(result: ReconstructionResult) -> dict:
     return {**{k: _json_number(float(v)) for k, v in result.metrics.items()},
             "seconds": {k: round(v, 4) for k, v in result.timings.items()},
             "device": result.settings["device"], "warnings": result.warnings,
+            "sampler": result.settings["sampler"], "sampler_model": result.settings.get("sampler_model"),
             "frame": {k: result.settings[k] for k in ("frame_centre_mm", "frame_extent_mm", "decoded_box_index",
                                                       "decode", "decoder_points", "anatomical_frame")}}
 

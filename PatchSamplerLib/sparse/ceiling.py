@@ -13,6 +13,7 @@ import torch
 
 from PatchSamplerLib.method.decoding import decode_grid
 from PatchSamplerLib.method.inr import ShapePrior
+from PatchSamplerLib.progress import task
 from PatchSamplerLib.sparse.inputs import SparseInput, from_known_mask
 from PatchSamplerLib.sparse.reconstruction import SparseConfig, SparseResult, reconstruct_sparse
 from PatchSamplerLib.volume import BinaryVolume
@@ -57,5 +58,6 @@ def mean_shape(prior: ShapePrior, spacing_mm: float) -> tuple[BinaryVolume, str]
     latent, what = mean_latent(prior)
     device = next(prior.decoder.parameters()).device
     centre_mm = np.array(shape) * spacing_mm / 2.0          # the grid's centre, in local mm of voxel 0's corner
-    prob = decode_grid(prior.decoder, latent.to(device), shape, spacing, centre_mm)
+    with task("decode", unit="points") as decoding:
+        prob = decode_grid(prior.decoder, latent.to(device), shape, spacing, centre_mm, progress=decoding.update)
     return BinaryVolume(prob.cpu().numpy() >= 0.5, spacing, -centre_mm + np.array(spacing) / 2), what

@@ -152,19 +152,17 @@ def reconstruct_sparse_anatomical(volume: BinaryVolume, sparse: SparseInput, pri
         coords, labels = coords.to(dev), labels.to(dev)
         plateau = DicePlateau(decoder, coords, labels, config.check_every, config.patience)
     steps_run = [0]
+    with report.stage("latent_fit", timings, total=config.steps, every=10) as tick:
+        def on_step(step: int) -> None:
+            steps_run[0] = step
+            tick(step)
 
-    def on_step(step: int) -> None:
-        steps_run[0] = step
-        if step % 10 == 0:
-            report("latent_fit", step / config.steps)
-
-    with report.stage("latent_fit", timings):
         latent = fit_latent(decoder, coords[None], labels[None], steps=config.steps, lr=config.fit_lr,
                             seed=config.seed, points_per_step=config.points_per_step, stop=plateau, callback=on_step)
         sync_device(dev)
-    with report.stage("decode", timings):
+    with report.stage("decode", timings, unit="points") as tick:
         recon, evaluated = decode_in_frame(decoder, latent, volume.shape, volume.spacing, centre_mm, lo, hi,
-                                           config.dense_decode, config.chunk)
+                                           config.dense_decode, config.chunk, progress=tick)
     report("metrics", 0.0)
     metrics, errors = {}, None
     if reference is not None:

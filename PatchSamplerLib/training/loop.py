@@ -26,6 +26,35 @@ from PatchSamplerLib.checkpoints import load_checkpoint, save_checkpoint
 from PatchSamplerLib.progress import Progress
 
 
+RUN_FILES = ("last.pt", "prior.pt", "sampler.pt", "train_log.jsonl", "train.log", "curves.png")
+"""What a training run writes into its output folder (and metadata.json of a bundled copy is not among them)."""
+
+
+def earlier_run_files(out_dir, names=RUN_FILES) -> list[str]:
+    """The files of `names` an earlier training run left in `out_dir` (a missing folder: [])."""
+    return [name for name in names if (Path(out_dir) / name).exists()]
+
+
+def prepare_run_folder(out_dir, resume: bool, overwrite: bool) -> None:
+    """Before any work of a training command: a fresh run never replaces an earlier run's models
+    or logs. With `resume`, out_dir/last.pt must exist; with `overwrite`, the earlier run's files
+    (RUN_FILES only; nothing else in the folder) are deleted; with neither, a folder holding any
+    of them is refused. Raises ValueError naming the files and the options."""
+    out = Path(out_dir)
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in --out and --overwrite replaces it: choose one")
+    found = earlier_run_files(out)
+    if resume:
+        if "last.pt" not in found:
+            raise ValueError(f"--resume: {out / 'last.pt'} not found (nothing to continue; drop --resume)")
+        return
+    if found and not overwrite:
+        raise ValueError(f"{out} already holds a training run ({', '.join(found)}); continue it with --resume, "
+                         "replace it with --overwrite, or choose another --out")
+    for name in found:
+        (out / name).unlink()
+
+
 @dataclass
 class LoopSettings:
     """When the loop validates and stops."""
@@ -40,7 +69,9 @@ class TrainingLoop:
     checkpoints, resume and curves, around a trainer's hooks.
 
     A subclass sets the class attributes, `self.shapes` (the training items: the progress bar
-    counts them) and implements the hooks. State (in last.pt): `epoch` (epochs done),
+    counts them) and implements the hooks. In a run of several processes (`distributed`) only
+    the one with `writes` True writes files, and a trainer's `agreed` makes every decision to stop
+    that of that process. State (in last.pt): `epoch` (epochs done),
     `best_val` (best validation score so far), `bad_validations` (validations without
     improvement since it; a trainer without patience need not list it in SCALARS), `elapsed`
     (seconds of training) and `history` (the train_log.jsonl rows)."""
@@ -55,6 +86,8 @@ class TrainingLoop:
         self.out.mkdir(parents=True, exist_ok=True)
         self.epoch, self.best_val, self.bad_validations, self.elapsed = 0, -math.inf, 0, 0.0
         self.history: list[dict] = []
+        self.resumed = False
+        self.writes = True                  # this process writes the run's files (rank 0 of several)
         self._clock = time.time()
 
     # ---------------------------------------------------------- hooks
@@ -90,14 +123,25 @@ class TrainingLoop:
     def before_epochs(self) -> None:
         """Called by `run_epochs` before the first epoch (the clock is running)."""
 
+    def agreed(self, value):
+        """`value` as every process of the run sees it (one process: itself; several: the
+        writing process's), for decisions all must take together."""
+        return value
+
     # ---------------------------------------------------------- the loop
     def run_epochs(self) -> Path:
-        """Train until `settings.epochs`, early stopping or the time budget -> the best model's path."""
+        """Train until `settings.epochs`, early stopping or the time budget -> the best model's path.
+        Raises ValueError, before the first epoch, when a fresh (not resumed) run would write over
+        an earlier run's model, last.pt or train_log.jsonl in the output folder."""
+        found = [] if self.resumed else earlier_run_files(self.out, ("last.pt", self.MODEL_FILE, "train_log.jsonl"))
+        if found:
+            raise ValueError(f"{self.out} already holds a training run ({', '.join(found)}): call resume() to "
+                             "continue it, or use another folder")
         self._clock = time.time() - self.elapsed
         self.before_epochs()
         while self.epoch < self.settings.epochs:
             stop = self._one_epoch()
-            reason = "early stopping" if stop else self._over_budget()
+            reason = "early stopping" if stop else self.agreed(self._over_budget())
             if reason and self.epoch < self.settings.epochs:
                 self.log(reason)
                 break
@@ -122,9 +166,10 @@ class TrainingLoop:
 
     def _finish(self) -> Path:
         best = self.out / self.MODEL_FILE
-        if not best.exists():
-            self.best_model({}).save(best)
-        self.plot(self.out / "curves.png")
+        if self.writes:
+            if not best.exists():
+                self.best_model({}).save(best)
+            self.plot(self.out / "curves.png")
         return best
 
     def _tick(self) -> None:
@@ -140,17 +185,21 @@ class TrainingLoop:
         if score > self.best_val:
             self.best_val, self.bad_validations = score, 0
             self._tick()
-            self.best_model(row).save(self.out / self.MODEL_FILE)
+            if self.writes:
+                self.best_model(row).save(self.out / self.MODEL_FILE)
             row["saved"] = True
         else:
             self.bad_validations += 1
         return cfg.patience is not None and self.bad_validations >= cfg.patience
 
     def record(self, row: dict) -> None:
-        """Append `row` (with the minutes so far) to the history and train_log.jsonl; write last.pt."""
+        """Append `row` (with the minutes so far) to the history and (the writing process only)
+        train_log.jsonl; write last.pt."""
         self._tick()
         row["elapsed_min"] = round(self.elapsed / 60, 2)
         self.history.append(row)
+        if not self.writes:
+            return
         with open(self.out / "train_log.jsonl", "a") as jsonl:
             jsonl.write(json.dumps(row) + "\n")
         self.save_last()
@@ -171,6 +220,7 @@ class TrainingLoop:
         for name, value in zip(self.SCALARS, state["scalars"].tolist()):
             setattr(self, name, value)
         self.epoch, self.bad_validations, self.history = int(self.epoch), int(self.bad_validations), meta["history"]
+        self.resumed = True
         self.log(f"resumed at epoch {self.epoch} (best validation Dice {self.best_val:.4f})")
 
 

@@ -15,6 +15,14 @@ way (`sparse_prior`).
 
 Outputs in `out_dir`: prior.pt (best), last.pt (resumable state, atomic), train_log.jsonl,
 train.log (the command line's), curves.png; the epoch loop is `loop.TrainingLoop`.
+
+Processes: with `distributed` (`training.distributed`, launched by torchrun) the global batch is
+split over the processes and DistributedDataParallel averages the gradients; the latent table is
+replicated (why: that module); rank 0 writes and validates.
+
+Memory: a step is backpropagated in passes of at most `step_memory_gb` GB of autograd graph
+(`budget`: the same gradient; the paper's batch in one pass peaked at 14.5 GB); the trainer logs
+its expected peak when it is made (`expected_peak_gb`).
 """
 from __future__ import annotations
 
@@ -27,13 +35,19 @@ import torch
 
 from PatchSamplerLib.method.baselines import fps_centres
 from PatchSamplerLib.method.inr import LATENT_DIM, OccupancyDecoder, ShapePrior
-from PatchSamplerLib.method.losses import latent_regulariser, occupancy_loss
-from PatchSamplerLib.progress import Progress
+from PatchSamplerLib.method.losses import latent_regulariser
+from PatchSamplerLib.progress import Progress, tracked
+from PatchSamplerLib.training.budget import (DEFAULT_STEP_MEMORY_GB, backward_in_passes, expected_peak_gb,
+                                             largest_pass, points_per_pass, resident_bytes)
+from PatchSamplerLib.training.distributed import Distributed, LatentDecoder, average_gradients, without_sync
 from PatchSamplerLib.training.loop import LoopSettings, TrainingLoop, curves_figure
 from PatchSamplerLib.training.points import prepare_shape, sample_points
 from PatchSamplerLib.training.scores import dice_at_stride, patch_dice
 from PatchSamplerLib.training.sparse_prior import held_out_dice, known_slice_dice, sparse_training_set
 from PatchSamplerLib.volume import BinaryVolume, bbox_centre_mm
+
+
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -62,6 +76,7 @@ class PriorConfig:
     sparse_axis: int = 0                # slice axis, 0 1 2 = x y z (i j k)
     thick: bool = False                 # sparse: thick slices (window mean, threshold 0.5)
     sparse_val_share: float = 0.1       # sparse: share of training shapes with half their slices held out
+    step_memory_gb: float = DEFAULT_STEP_MEMORY_GB   # GB of autograd graph per backward pass (not in [A]; `budget`)
 
 
 def frame_of(volumes: list[BinaryVolume]) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -72,25 +87,31 @@ def frame_of(volumes: list[BinaryVolume]) -> tuple[tuple[float, ...], tuple[floa
 
 def validation_dice(decoder: OccupancyDecoder, volumes: list[BinaryVolume], cfg: PriorConfig) -> float:
     """Mean Dice of reconstructions of `volumes` from cfg.val_n FPS patches of cfg.val_k^3
-    voxels, cfg.val_t latent-fit steps (decoded at stride 2)."""
+    voxels, cfg.val_t latent-fit steps (decoded at stride 2). Progress: the task "validation"."""
     return float(np.mean([patch_dice(decoder, vol, bbox_centre_mm(vol.mask, vol.spacing),
                                      fps_centres(vol.mask, cfg.val_n, seed=i), cfg.val_k, cfg.val_t, cfg.val_fit_lr,
                                      seed=i)
-                          for i, vol in enumerate(volumes)]))
+                          for i, vol in enumerate(tracked(volumes, "validation", unit="shapes"))]))
 
 
 class PriorTrainer(TrainingLoop):
     """Holds model, latents, optimiser and history; `run()` trains with checkpoints and logs
-    (`resume()` first to continue from out_dir/last.pt). Runs on the CPU."""
+    (`resume()` first to continue from out_dir/last.pt). The decoder, the latents and each
+    step's points are on `device` (the shapes' tables and the random draws stay on the CPU;
+    sparse training: CPU only, ValueError otherwise). `distributed`: this process's place in a
+    torchrun process group (`training.distributed`; None: one process)."""
 
     CHECKPOINT_KIND, MODEL_FILE = "prior-training", "prior.pt"
     SCALARS = ("epoch", "best_val", "bad_validations", "elapsed")
     SUMMARY = ("loss", "train_dice", "val_dice")
 
     def __init__(self, train: list[BinaryVolume], val: list[BinaryVolume], out_dir, cfg: PriorConfig,
-                 provenance: dict | None = None, log=print):
+                 provenance: dict | None = None, log=print, device="cpu", distributed: Distributed | None = None):
         if not train:
             raise ValueError("no training shapes")
+        self.device, self.dist = torch.device(device), distributed
+        if cfg.sparse_step and self.device.type != "cpu":
+            raise ValueError("sparse prior training (--sparse-step) runs on the CPU only")
         super().__init__(out_dir, LoopSettings(cfg.epochs, cfg.val_every, cfg.max_minutes, cfg.patience), log)
         self.cfg = cfg
         self.train_volumes, self.val_volumes = train, val
@@ -98,11 +119,35 @@ class PriorTrainer(TrainingLoop):
         self.extent_mm, self.spacing_mm = frame_of(train)
         self.provenance = provenance or {}
         torch.manual_seed(cfg.seed)
-        self.decoder = OccupancyDecoder()
-        self.latents = torch.nn.Parameter(torch.randn(len(train), LATENT_DIM) * cfg.latent_init_std)
+        self.decoder = OccupancyDecoder().to(self.device)
+        self.latents = torch.nn.Parameter((torch.randn(len(train), LATENT_DIM) * cfg.latent_init_std).to(self.device))
+        self.ddp = distributed.wrap(LatentDecoder(self.decoder, self.latents)) if distributed else None
+        self.writes = distributed is None or distributed.main
         self.opt = torch.optim.Adam([{"params": self.decoder.parameters(), "lr": cfg.lr_net},
                                      {"params": [self.latents], "lr": cfg.lr_latent}])
         self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.pass_points = points_per_pass(cfg.step_memory_gb)
+        self.log(self.memory_line())
+
+    def expected_peak_gb(self) -> float:
+        """The expected peak resident memory of this training, GB (`budget.expected_peak_gb`): the
+        process, the shapes' tables, the largest backward pass (training or validation fit)."""
+        cfg = self.cfg
+        graph = max(largest_pass(cfg.batch_size, cfg.points_per_shape, self.pass_points),
+                    cfg.val_n * cfg.val_k ** 3 if self.val_volumes else 0)
+        return expected_peak_gb(graph, self.table_bytes(), cfg.batch_size * cfg.points_per_shape)
+
+    def table_bytes(self) -> int:
+        """Bytes held by the training and validation shapes: masks, sampling tables, held-out slices."""
+        tensors = [t for s in self.shapes for t in (s.mask, s.band, s.known)]
+        tensors += [t for h in self.held_out for t in (h.coords, h.labels)]
+        return resident_bytes(tensors + [v.mask for v in self.train_volumes + self.val_volumes])
+
+    def memory_line(self) -> str:
+        """The log line of the expected peak memory and the setting that bounds it."""
+        return (f"expected peak memory ~{self.expected_peak_gb():.1f} GB (at most {self.pass_points:,} points per "
+                f"backward pass: --step-memory-gb {self.cfg.step_memory_gb:g}; {len(self.shapes)} training shapes "
+                f"hold {self.table_bytes() / 1e9:.2f} GB)")
 
     def _training_set(self, train: list[BinaryVolume], val: list[BinaryVolume]) -> tuple[list, list]:
         """Sampling tables of the training shapes; with sparse_step, of their kept slices only,
@@ -152,26 +197,50 @@ class PriorTrainer(TrainingLoop):
         return {"loss": float(np.mean(losses)), "lr_net": self.opt.param_groups[0]["lr"]}
 
     def train_step(self, ids: torch.Tensor) -> float:
-        """One Adam step on the shapes `ids` (B,) -> the batch loss."""
-        cfg = self.cfg
-        reg_weight = cfg.latent_reg * min(1.0, (self.epoch + 1) / max(cfg.reg_ramp_epochs, 1))
-        pts = [sample_points(self.shapes[i], cfg.points_per_shape, cfg.surface_fraction, self.gen)
-               for i in ids.tolist()]
-        coords, labels = torch.stack([p[0] for p in pts]), torch.stack([p[1] for p in pts])
-        z = self.latents[ids]
-        loss = occupancy_loss(self.decoder(coords, z), labels) + reg_weight * latent_regulariser(z)
+        """One Adam step on the shapes `ids` (B,) -> the batch loss. With several processes each
+        backpropagates its share of the batch and DDP averages the gradients (`distributed`)."""
+        share = self.dist.share(len(ids)) if self.dist else range(len(ids))
+        coords, labels = self._draw(ids, share)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = self._backward(ids[share.start:share.stop], coords, labels)
+        if self.dist:
+            average_gradients(self.ddp, [*self.decoder.parameters(), self.latents],
+                              len(share) * self.dist.world / len(ids), self.device)
+            loss = self.dist.total(loss * len(share) / len(ids))
         self.opt.step()
-        if not torch.isfinite(loss):
+        if not math.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss at epoch {self.epoch}")
-        return float(loss.detach())
+        return loss
+
+    def _draw(self, ids: torch.Tensor, share: range) -> tuple[torch.Tensor, torch.Tensor]:
+        """The points of every shape of `ids` drawn in order (the generator advances as in one
+        process) -> those of the batch positions `share`: coords (S, P, 3) mm, labels (S, P), on
+        the trainer's device (None, None for an empty share)."""
+        cfg, kept = self.cfg, []
+        for position, i in enumerate(ids.tolist()):
+            points = sample_points(self.shapes[i], cfg.points_per_shape, cfg.surface_fraction, self.gen)
+            if position in share:
+                kept.append(points)
+        if not kept:
+            return None, None
+        return (torch.stack([p[0] for p in kept]).to(self.device), torch.stack([p[1] for p in kept]).to(self.device))
+
+    def _backward(self, ids: torch.Tensor, coords, labels) -> float:
+        """Accumulate the gradient of the mean loss over the shapes `ids` (+ the latent penalty)
+        in budget passes, without DDP's all-reduce -> the loss (0 for no shapes)."""
+        if not len(ids):
+            return 0.0
+        reg_weight = self.cfg.latent_reg * min(1.0, (self.epoch + 1) / max(self.cfg.reg_ramp_epochs, 1))
+        with without_sync(self.ddp):
+            return backward_in_passes(self.decoder, self.latents, ids, coords, labels, self.pass_points,
+                                      extra=reg_weight * latent_regulariser(self.latents[ids]))
 
     # ---------------------------------------------------------- validation (loop hooks)
     def train_dice(self, count: int = 8) -> float:
         """Mean Dice of the training latents' reconstructions (first `count` shapes, stride 2)."""
+        pairs = list(zip(self.train_volumes[:count], self.shapes))
         return float(np.mean([dice_at_stride(self.decoder, self.latents[i].detach(), v, shape.centre_mm)
-                              for i, (v, shape) in enumerate(zip(self.train_volumes[:count], self.shapes))]))
+                              for i, (v, shape) in enumerate(tracked(pairs, "training Dice", unit="shapes"))]))
 
     def validate(self) -> dict:
         """{"train_dice": .., "val_dice": .. (when there is something to validate on)}."""
@@ -188,8 +257,13 @@ class PriorTrainer(TrainingLoop):
         return row
 
     def validation(self, row: dict) -> float:
-        row.update(self.validate())
+        """Validate (rank 0 of several; the others get its scores) -> the score to maximise."""
+        scores = self.validate() if self.writes else None
+        row.update(self.agreed(scores))
         return row.get("val_dice", row["train_dice"])
+
+    def agreed(self, value):
+        return self.dist.broadcast(value) if self.dist else value
 
     def prior(self, val_dice: float | None) -> ShapePrior:
         """A copy of the current decoder as a ShapePrior, with its training metadata."""
@@ -206,8 +280,12 @@ class PriorTrainer(TrainingLoop):
         plot_curves(self.history, path)
 
     def run(self) -> ShapePrior:
-        """Train (from `self.epoch`) -> the best prior, loaded from out_dir/prior.pt."""
-        return ShapePrior.load(self.run_epochs())
+        """Train (from `self.epoch`) -> the best prior, loaded from out_dir/prior.pt (on every
+        process, once rank 0 has written it)."""
+        path = self.run_epochs()
+        if self.dist:
+            self.dist.barrier()
+        return ShapePrior.load(path)
 
 
 def plot_curves(history: list[dict], path) -> None:

@@ -49,7 +49,7 @@ from PatchSamplerLib.method.inr import ShapePrior, fit_latent_unrolled
 from PatchSamplerLib.method.losses import SOFT_DICE_EPS, coverage_loss, proximity_loss, repulsion_loss
 from PatchSamplerLib.method.patches import patch_labels, patch_offsets, soft_patch_labels
 from PatchSamplerLib.method.sampler import ANCHORS, SamplerModel, learned_centres
-from PatchSamplerLib.progress import Progress
+from PatchSamplerLib.progress import Progress, tracked
 from PatchSamplerLib.training.loop import LoopSettings, TrainingLoop, curves_figure
 from PatchSamplerLib.training.points import SamplerShape, full_grid_points, prepare_sampler_shape, sample_points
 from PatchSamplerLib.training.sampler_init import initialise
@@ -187,6 +187,7 @@ class SamplerTrainer(TrainingLoop):
         self.cfg, self.prior = cfg, prior
         self.device = next(prior.decoder.parameters()).device
         self.decoder = copy.deepcopy(prior.decoder).eval().requires_grad_(False)
+        self.prior_fingerprint = prior.fingerprint()
         self.shapes = [prepare_sampler_shape(v, cfg.surface_band_mm, self.device) for v in train]
         self.val_shapes = [prepare_sampler_shape(v, cfg.surface_band_mm, self.device) for v in val]
         self.provenance = dict(provenance or {}, device=str(self.device))
@@ -299,16 +300,17 @@ class SamplerTrainer(TrainingLoop):
 
     def validation_dice(self) -> float:
         """Mean Dice over the validation shapes of the real task (all patch voxels, T steps)."""
-        return self._mean_patch_dice(lambda s: learned_centres(self.model, s.volume.mask)[1])
+        return self._mean_patch_dice(lambda s: learned_centres(self.model, s.volume.mask)[1], "validation")
 
     def fps_validation_dice(self) -> float:
         """The same score for FPS centres (seed 0): the baseline to beat, logged once."""
-        return self._mean_patch_dice(lambda s: fps_centres(s.volume.mask, self.cfg.n, seed=0))
+        return self._mean_patch_dice(lambda s: fps_centres(s.volume.mask, self.cfg.n, seed=0), "FPS validation")
 
-    def _mean_patch_dice(self, centres_of) -> float:
+    def _mean_patch_dice(self, centres_of, name: str) -> float:
+        """Mean `patch_dice` of the validation shapes at `centres_of(shape)`; progress: task `name`."""
         cfg = self.cfg
         return float(np.mean([patch_dice(self.decoder, s.volume, s.centre_mm, centres_of(s), cfg.k, cfg.t, cfg.fit_lr)
-                              for s in self.val_shapes]))
+                              for s in tracked(self.val_shapes, name, unit="shapes")]))
 
     def validation(self, row: dict) -> float:
         """The validation Dice; without validation shapes, -L_r (the lowest training loss is kept)."""
@@ -319,7 +321,8 @@ class SamplerTrainer(TrainingLoop):
         """The sampler with its training metadata (the same object, updated)."""
         meta = dict(self.provenance, config=asdict(self.cfg), epochs=self.epoch, val_dice=val_dice,
                     fps_val_dice=self.baseline, n_train=len(self.shapes), n_val=len(self.val_shapes),
-                    prior=self.prior.metadata.get("path", "in memory"), training_minutes=round(self.elapsed / 60, 2))
+                    prior=self.prior.metadata.get("path", "in memory"), prior_weights_sha256=self.prior_fingerprint,
+                    training_minutes=round(self.elapsed / 60, 2))
         self.model.metadata.update(meta)
         return self.model
 

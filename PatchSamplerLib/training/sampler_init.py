@@ -23,6 +23,7 @@ from scipy.optimize import linear_sum_assignment
 from PatchSamplerLib.method.baselines import extreme_fps_centres
 from PatchSamplerLib.method.pointcloud import simplified_cloud
 from PatchSamplerLib.method.sampler import LearnedSampler, SamplerModel
+from PatchSamplerLib.progress import tracked
 from PatchSamplerLib.training.points import SamplerShape
 from PatchSamplerLib.volume import BinaryVolume
 
@@ -61,7 +62,7 @@ def imitate_fps(sampler: LearnedSampler, clouds: torch.Tensor, targets: torch.Te
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.init_steps)
     sampler.train()
     loss = torch.zeros(())
-    for _ in range(cfg.init_steps):
+    for _ in tracked(range(cfg.init_steps), "FPS imitation", unit="steps"):
         ids = torch.randperm(len(clouds), generator=gen)[:cfg.batch_size]
         loss = matched_squared_distance(sampler.generator(clouds[ids]), targets[ids])
         opt.zero_grad(set_to_none=True)

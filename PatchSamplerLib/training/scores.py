@@ -13,6 +13,7 @@ from PatchSamplerLib.method.decoding import decode_grid
 from PatchSamplerLib.method.inr import OccupancyDecoder, fit_latent
 from PatchSamplerLib.method.metrics import dice
 from PatchSamplerLib.method.patches import extract_patches
+from PatchSamplerLib.progress import task
 from PatchSamplerLib.volume import BinaryVolume
 
 
@@ -24,8 +25,9 @@ def patch_dice(decoder: OccupancyDecoder, vol: BinaryVolume, centre_mm, centres:
     run on the decoder's device."""
     _, labels, coords = extract_patches(vol.mask, vol.spacing, centres, k, centre_mm)
     device = next(decoder.parameters()).device
-    z = fit_latent(decoder, coords.reshape(1, -1, 3).to(device), labels.reshape(1, -1).to(device), t, lr=fit_lr,
-                   seed=seed)
+    with task("latent fit", t) as fit:
+        z = fit_latent(decoder, coords.reshape(1, -1, 3).to(device), labels.reshape(1, -1).to(device), t,
+                       lr=fit_lr, seed=seed, callback=fit.update)
     return dice_at_stride(decoder, z, vol, centre_mm)
 
 

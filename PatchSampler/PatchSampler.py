@@ -51,7 +51,9 @@ sees N&middot;K&sup3; voxels of the segment and nothing else.</li>
 the shape; <i>Random</i> picks segment voxels at random; <i>Learned</i> uses a sampler network
 trained for this N and K (when such a model is installed); <i>Compare all</i> runs every available
 sampler and fills one table row per sampler.</li>
-<li><b>Prior</b>: the shape prior (bundled kidney or vertebra, or a prior file).</li>
+<li><b>Prior</b>: the shape prior: bundled kidney or vertebra (trained on hand-made solids), their
+<i>anatomical family</i> versions (trained on anatomically modelled vertebrae T10-L5 and kidneys;
+better on real vertebrae), or a prior file.</li>
 </ul>
 Results: per sampler a segmentation "&lt;segment&gt; - &lt;sampler&gt; patches" with the patch boxes,
 the reconstruction and its errors (<span style="color:#1f78d8">extra</span> = reconstruction only,
@@ -97,12 +99,20 @@ class Sampler(enum.Enum):
 
 
 class Prior(enum.Enum):
+    """The bundled priors (Resources/Models/prior_<value>.pt) and a prior file. The anatomical
+    ones were trained on the anatomical shape families (issue #17; their numbers on real
+    TotalSegmentator shapes: results/real/README.md)."""
     KIDNEY = "kidney"
     VERTEBRA = "vertebra"
+    KIDNEY_ANATOMICAL = "kidney-anatomical"
+    VERTEBRA_ANATOMICAL = "vertebra-anatomical"
     FILE = "file"
 
     def label(self):
-        return {"kidney": "Kidney (bundled)", "vertebra": "Vertebra (bundled)", "file": "Prior file ..."}[self.value]
+        return {"kidney": "Kidney (bundled)", "vertebra": "Vertebra (bundled)",
+                "kidney-anatomical": "Kidney, anatomical family (bundled)",
+                "vertebra-anatomical": "Vertebra, anatomical family (bundled)",
+                "file": "Prior file ..."}[self.value]
 
 
 class Device(enum.Enum):

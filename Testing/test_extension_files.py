@@ -199,6 +199,9 @@ def test_the_module_loads_without_torch():
         "assert M.PatchSamplerParameterNode.t == 100 and M.PatchSamplerParameterNode.sampler is M.Sampler.FPS\n"
         "assert M.chosenFile(M.pathlib.Path()) is None and M.chosenFile(M.pathlib.Path('p.pt')) == 'p.pt'\n"
         "assert not M.cudaAvailable()\n"
+        "bundled = {f.stem[len('prior_'):] for f in M.pathlib.Path('Resources/Models').glob('prior_*.pt')}\n"
+        "assert {p.value for p in M.Prior if p is not M.Prior.FILE} <= bundled, bundled\n"
+        "assert 'vertebra-anatomical' in [p.value for p in M.Prior] and len({p.label() for p in M.Prior}) == len(M.Prior)\n"
         "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
         "print('loaded')\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

@@ -1,4 +1,5 @@
 """Soft Dice and BCE [A §2; T §3.5]."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -24,3 +25,18 @@ def test_occupancy_loss_is_per_volume_bce_plus_one_minus_dice():
 def test_latent_regulariser_mean_squared_norm():
     z = torch.tensor([[3.0, 4.0], [0.0, 1.0]])
     assert torch.isclose(latent_regulariser(z), torch.tensor(13.0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_the_closed_form_logit_gradient_is_autograd_of_the_occupancy_loss(dtype):
+    from PatchSamplerLib.method.losses import occupancy_loss_and_logit_gradient
+    g = torch.Generator().manual_seed(3)
+    logits = (torch.randn(500, generator=g, dtype=torch.float64) * 3).to(dtype)
+    target = (torch.rand(500, generator=g) < 0.3).double()
+    value, d_logit = occupancy_loss_and_logit_gradient(logits, target)
+    wide = logits.double().requires_grad_(True)
+    expected = occupancy_loss(wide, target)
+    expected.backward()
+    assert value == pytest.approx(expected.detach().item(), rel=1e-6)
+    torch.testing.assert_close(d_logit.double(), wide.grad, rtol=1e-6, atol=1e-9)
+    assert d_logit.dtype == (torch.float32 if dtype == torch.bfloat16 else torch.float64)

@@ -231,6 +231,14 @@ def test_evaluate_slices_tables_and_resume(tmp_path, capsys):
     first = (out / "cases.csv").read_text()
     assert main(args) == 0
     assert (out / "cases.csv").read_text() == first                 # resumed: nothing recomputed
+    last = first.splitlines()[-1]
+    (out / "cases.csv").write_text(first[:first.rindex(last)] + last[:len(",".join(last.split(",")[:3])) + 4])
+    # killed while writing the last row: its case, input and method are there, its numbers not
+    assert main(args) == 0
+    again = (out / "cases.csv").read_text().splitlines()
+    untimed = [line.split(",")[:6] for line in first.splitlines()]   # all but `seconds` and `known_voxels`
+    assert again[:-1] == first.splitlines()[:-1]                     # the finished cases kept as they were
+    assert [line.split(",")[:6] for line in again] == untimed       # the cut one run again, same values
     table = (out / "table.md").read_text()
     assert (out / "dice.png").read_bytes()[:4] == b"\x89PNG"
     assert "## sagittal 4x" in table and "## orthogonal" in table and "INR, full-resolution prior | 2 |" in table
@@ -244,3 +252,22 @@ def test_evaluate_slices_tables_and_resume(tmp_path, capsys):
     assert float(got[0]["dice"]) == pytest.approx(expected, abs=1e-6)
     assert main(args[:-2] + ["--methods", "inr-sparse", "--out", str(tmp_path / "x")]) == 2
     assert "needs --sparse-prior" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_a_case_log_drops_a_row_left_unfinished_and_keeps_the_finished_ones(tmp_path):
+    from PatchSamplerLib.experiments.tables import case_log
+    fields = ["case", "dice"]
+    with case_log(tmp_path, fields, key=lambda r: r["case"]) as (write, done, path):
+        assert done == set()
+        write({"case": "a", "dice": 0.9})
+        write({"case": "b", "dice": 0.8})
+    path.write_bytes(path.read_bytes() + b"c,0.")                      # a row cut by a kill
+    with case_log(tmp_path, fields, key=lambda r: r["case"]) as (write, done, _):
+        assert done == {"a", "b"}                                     # "c" is not taken as finished
+        write({"case": "c", "dice": 0.75})
+    assert path.read_text().splitlines() == ["case,dice", "a,0.9", "b,0.8", "c,0.75"]
+    path.write_bytes(b"cas")                                          # even the header cut
+    with case_log(tmp_path, fields, key=lambda r: r["case"]) as (write, done, _):
+        assert done == set()
+        write({"case": "a", "dice": 0.9})
+    assert path.read_text().splitlines() == ["case,dice", "a,0.9"]

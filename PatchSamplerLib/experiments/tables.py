@@ -18,15 +18,17 @@ from PatchSamplerLib.method.samplers import SAMPLER_NAMES, SAMPLERS
 def case_log(out_dir, fields: list[str], key, name: str = "cases.csv"):
     """Append to out_dir/`name` (created with a header if new). Yields (write(row dict),
     done: the set of `key(row)` of the rows already there, path); each row is flushed at once,
-    so an interrupted evaluation resumes where it stopped."""
+    so an interrupted evaluation resumes where it stopped. A last row that a killed run left
+    unfinished (no line end) is removed first, so that its case is run again."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
     done = set()
     if path.exists():
+        drop_unfinished_row(path)
         with open(path) as f:
             done = {key(r) for r in csv.DictReader(f)}
-    new_file = not path.exists()
+    new_file = not path.exists() or path.stat().st_size == 0
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, fields)
         if new_file:
@@ -36,6 +38,20 @@ def case_log(out_dir, fields: list[str], key, name: str = "cases.csv"):
             writer.writerow(row)
             f.flush()
         yield write, done, path
+
+
+def drop_unfinished_row(path) -> bool:
+    """Cut the CSV at `path` after its last line end: a row written only in part (the process was
+    killed while writing it) would otherwise read as a finished case with wrong or empty values.
+    Returns whether anything was cut."""
+    path = Path(path)
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep == len(data):
+        return False
+    with open(path, "r+b") as f:
+        f.truncate(keep)
+    return True
 
 
 def sort_case_log(path, rank) -> bool:

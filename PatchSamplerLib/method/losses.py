@@ -30,6 +30,24 @@ def occupancy_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (bce + 1.0 - dice).mean()
 
 
+def occupancy_loss_and_logit_gradient(logits: torch.Tensor, target: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """One volume's `occupancy_loss` (BCE + 1 - soft Dice) and its gradient dL/dlogit, in closed
+    form and without a graph: the soft Dice couples every point through its sums, so a loss over
+    more points than fit in one graph is backpropagated chunk by chunk as sum(dL/dlogit . logit)
+    once these are known.
+
+    logits, target: (P,). Returns (loss value, (P,) dL/dlogit in float32 or wider)."""
+    logits = logits.detach()
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))       # half precision summed in fp32
+    target = target.to(logits.dtype)
+    p = torch.sigmoid(logits)
+    inter, total = (p * target).sum(), p.sum() + target.sum() + SOFT_DICE_EPS
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    d_dice_dp = (2 * target * total - (2 * inter + SOFT_DICE_EPS)) / total ** 2
+    d_logit = (p - target) / len(target) - d_dice_dp * p * (1 - p)
+    return float(bce + 1 - (2 * inter + SOFT_DICE_EPS) / total), d_logit
+
+
 def latent_regulariser(latents: torch.Tensor) -> torch.Tensor:
     """mean over latents of ||z||^2; latents (..., D) -> scalar."""
     return latents.pow(2).sum(-1).mean()

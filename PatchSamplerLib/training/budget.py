@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from PatchSamplerLib.method.losses import SOFT_DICE_EPS, occupancy_loss
+from PatchSamplerLib.method.losses import occupancy_loss, occupancy_loss_and_logit_gradient
 
 BYTES_PER_POINT = 7000         # peak of one pass per point: the graph's 6.3 KB + the backward's (measured 6.8 KB)
 BATCH_BYTES_PER_POINT = 48     # a step's drawn points: flat indices, coordinates, labels and their stacks
@@ -102,18 +102,12 @@ def _chunked_backward(decoder, latents: torch.Tensor, row: int, coords: torch.Te
     """`weight` x (BCE + 1 - soft Dice) of one shape, coords (P, 3), labels (P,), backpropagated
     `chunk` points at a time: pass 1 (no graph) gives the soft Dice's sums and so dL/dlogit;
     pass 2 backpropagates each chunk's dL/dlogit . logit. Returns the weighted loss value."""
-    labels = labels.to(coords.dtype)
     with torch.no_grad():
         feats = decoder.latent_features(latents[row:row + 1])
         logits = torch.cat([decoder.forward_features(coords[None, s:s + chunk], feats)[0]
                             for s in range(0, len(coords), chunk)])
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))     # half precision summed in fp32
-        p = torch.sigmoid(logits)
-        inter, total = (p * labels).sum(), p.sum() + labels.sum() + SOFT_DICE_EPS
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
-        d_dice = (2 * labels * total - (2 * inter + SOFT_DICE_EPS)) / total ** 2
-        d_logit = weight * ((p - labels) / len(labels) - d_dice * p * (1 - p))
+    loss, d_logit = occupancy_loss_and_logit_gradient(logits, labels)
     for s in range(0, len(coords), chunk):
         part = decoder.forward_features(coords[None, s:s + chunk], decoder.latent_features(latents[row:row + 1]))[0]
-        (part * d_logit[s:s + chunk]).sum().backward()
-    return weight * float(bce + 1 - (2 * inter + SOFT_DICE_EPS) / total)
+        (part * (weight * d_logit[s:s + chunk])).sum().backward()
+    return weight * loss

@@ -46,7 +46,8 @@ import torch
 from PatchSamplerLib.method.baselines import fps_centres
 from PatchSamplerLib.method.decoding import logits_in_chunks
 from PatchSamplerLib.method.inr import ShapePrior, fit_latent_unrolled
-from PatchSamplerLib.method.losses import SOFT_DICE_EPS, coverage_loss, proximity_loss, repulsion_loss
+from PatchSamplerLib.method.losses import (coverage_loss, occupancy_loss_and_logit_gradient, proximity_loss,
+                                           repulsion_loss)
 from PatchSamplerLib.method.patches import patch_labels, patch_offsets, soft_patch_labels
 from PatchSamplerLib.method.sampler import ANCHORS, SamplerModel, learned_centres
 from PatchSamplerLib.progress import Progress, tracked
@@ -140,17 +141,11 @@ def reconstruction_loss_and_grad(decoder, latent: torch.Tensor, coords: torch.Te
     z = latent.detach().requires_grad_(True)
     with torch.no_grad():
         logits = logits_in_chunks(decoder, decoder.latent_features(z), coords, chunk)
-        p = torch.sigmoid(logits)
-        m = float(len(labels))
-        inter, total = (p * labels).sum(), p.sum() + labels.sum() + SOFT_DICE_EPS
-        dice = (2 * inter + SOFT_DICE_EPS) / total
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
-        d_dice_dp = (2 * labels * total - (2 * inter + SOFT_DICE_EPS)) / total ** 2
-        d_logit = (p - labels) / m - d_dice_dp * p * (1 - p)
+    loss, d_logit = occupancy_loss_and_logit_gradient(logits, labels)
     for s in range(0, len(coords), chunk):
         part = decoder.forward_features(coords[None, s:s + chunk], decoder.latent_features(z))[0]
         (part * d_logit[s:s + chunk]).sum().backward()
-    return float(bce + 1 - dice), z.grad
+    return loss, z.grad
 
 
 def unrolled_latent(decoder, shape: SamplerShape, projected: torch.Tensor, k: int, subset: torch.Tensor, t: int,

@@ -11,6 +11,14 @@ to every voxel, 300 steps) and FPS (10 seeds), random (3 seeds) and the bundled 
 (the two kidneys got 5 FPS and 2 random seeds to fit the session's CPU time; the seeds column of the
 table says how many each row has).
 
+Sparse slices (`--slices-only`): the shape known only on every 8th sagittal slice (every 8th x slice
+of the anatomical LPS frame, whatever the file's storage; first slice drawn by the seed, 3 seeds),
+the latent fitted to those slices (300 steps, 8,192 known voxels per step, `reconstruct_sparse`)
+and scored against the whole shape; the method column says `slices-x8`. Run for the full-volume
+priors and for the priors trained on sparse slices only:
+
+    python results/real/measure.py --slices-only --priors vertebra,vertebra-anatomical,vertebra_sparse8_x,vertebra-anatomical_sparse8_x,kidney,kidney-anatomical,kidney_sparse8_x,kidney-anatomical_sparse8_x --threads 1 --out results/real/rows_slices.csv
+
 Each shape is resampled (linear, threshold 0.5, `volume.resample_isotropic`) to the spacing its
 prior was trained at (kidneys 3 mm -> 1.5 mm, the T12 1.5 mm -> 1 mm); nothing else is changed:
 the run itself reorients to the anatomical frame and maps back. The kidney prior reconstructs
@@ -35,7 +43,10 @@ sys.path.insert(0, str(ROOT))
 from PatchSamplerLib.checkpoints import bundled_samplers  # noqa: E402
 from PatchSamplerLib.method.inr import ShapePrior  # noqa: E402
 from PatchSamplerLib.pipeline import RunConfig, reconstruct  # noqa: E402
+from PatchSamplerLib.orientation import to_anatomical  # noqa: E402
 from PatchSamplerLib.sparse.ceiling import representation_ceiling  # noqa: E402
+from PatchSamplerLib.sparse.inputs import every_nth_slice  # noqa: E402
+from PatchSamplerLib.sparse.reconstruction import reconstruct_sparse  # noqa: E402
 from PatchSamplerLib.volume import read_labelmap, resample_isotropic  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -46,6 +57,8 @@ SHAPES = {  # name: (file, organ)
 }
 CONFIGS = ((4, 9), (8, 9), (8, 11), (12, 13))
 SEEDS = {"fps": 10, "random": 3, "learned": 1}
+SLICE_STEP, SLICE_SEEDS = 8, 3
+SLICES = f"slices-x{SLICE_STEP}"
 FIELDS = ("shape", "prior", "method", "n", "k", "seed", "dice", "asd_mm", "hd95_mm", "seconds")
 
 
@@ -57,10 +70,13 @@ def has_learned_sampler(prior: str, n: int, k: int) -> bool:
     return (prior, n, k, 100) in bundled_samplers()
 
 
-def measurements(prior_name: str, seeds: dict):
+def measurements(prior_name: str, seeds: dict, slices_only: bool = False):
     """(shape, method, n, k, seed) of every measurement of one prior."""
     for shape, (path, organ) in SHAPES.items():
         if organ != organ_of(prior_name):
+            continue
+        if slices_only:
+            yield from ((shape, SLICES, 0, 0, seed) for seed in range(SLICE_SEEDS))
             continue
         yield shape, "ceiling", 0, 0, 0
         for n, k in CONFIGS:
@@ -74,10 +90,20 @@ def measurements(prior_name: str, seeds: dict):
 def measure(volume, prior: ShapePrior, method: str, n: int, k: int, seed: int) -> dict:
     if method == "ceiling":
         return representation_ceiling(volume, prior, seed=seed, device="cpu").metrics
+    if method == SLICES:
+        return sagittal_slices_reconstruction(volume, prior, seed)
     return reconstruct(volume, RunConfig(n=n, k=k, t=100, sampler=method, seed=seed, device="cpu"), prior).metrics
 
 
-def run(priors: list[str], out: Path, seeds: dict) -> None:
+def sagittal_slices_reconstruction(volume, prior: ShapePrior, seed: int) -> dict:
+    """Metrics of the shape reconstructed from every SLICE_STEP-th x slice of the anatomical
+    frame (sagittal slices; first slice drawn by `seed`)."""
+    anatomical, _ = to_anatomical(volume)
+    sparse = every_nth_slice(anatomical.mask, SLICE_STEP, axis=0, seed=seed)
+    return reconstruct_sparse(anatomical, sparse, prior, seed=seed, device="cpu", reference=anatomical.mask).metrics
+
+
+def run(priors: list[str], out: Path, seeds: dict, slices_only: bool = False) -> None:
     done = set()
     if out.exists():
         with out.open() as f:
@@ -90,7 +116,7 @@ def run(priors: list[str], out: Path, seeds: dict) -> None:
         for prior_name in priors:
             prior = ShapePrior.load(prior_name, device="cpu")
             volumes = {}
-            for shape, method, n, k, seed in measurements(prior_name, seeds):
+            for shape, method, n, k, seed in measurements(prior_name, seeds, slices_only):
                 if (shape, prior_name, method, str(n), str(k), str(seed)) in done:
                     continue
                 if shape not in volumes:
@@ -112,7 +138,7 @@ def table(paths: list[str]) -> str:
     lines = ["| shape | prior | method | N | K | Dice (mean ± SD over seeds) | seeds |", "|---|---|---|---|---|---|---|"]
     for (shape, prior, method, n, k), d in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1], g[0][3],
                                                                                g[0][4], g[0][2])):
-        size = "—" if method == "ceiling" else f"{n}"
+        size = f"{n}" if n else "—"
         lines.append(f"| {shape} | {prior} | {method} | {size} | {k if k else '—'} | "
                      f"{np.mean(d):.3f} ± {np.std(d):.3f} | {len(d)} |")
     return "\n".join(lines)
@@ -125,6 +151,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--fps-seeds", type=int, default=SEEDS["fps"])
     parser.add_argument("--random-seeds", type=int, default=SEEDS["random"])
+    parser.add_argument("--slices-only", action="store_true", help=f"only the {SLICES} rows (module docstring)")
     parser.add_argument("--table", nargs="*", help="print the Markdown table of these CSV files and stop")
     args = parser.parse_args()
     if args.table:
@@ -132,7 +159,8 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
-    run(args.priors.split(","), Path(args.out), dict(SEEDS, fps=args.fps_seeds, random=args.random_seeds))
+    run(args.priors.split(","), Path(args.out), dict(SEEDS, fps=args.fps_seeds, random=args.random_seeds),
+        args.slices_only)
 
 
 if __name__ == "__main__":

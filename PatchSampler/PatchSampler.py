@@ -53,7 +53,7 @@ trained for this N and K (when such a model is installed); <i>Compare all</i> ru
 sampler and fills one table row per sampler.</li>
 <li><b>Prior</b>: the shape prior: bundled kidney or vertebra (trained on hand-made solids), their
 <i>anatomical family</i> versions (trained on anatomically modelled vertebrae T10-L5 and kidneys;
-better on real vertebrae), or a prior file.</li>
+the vertebra one was better on the real vertebra tested), or a prior file.</li>
 </ul>
 Results: per sampler a segmentation "&lt;segment&gt; - &lt;sampler&gt; patches" with the patch boxes,
 the reconstruction and its errors (<span style="color:#1f78d8">extra</span> = reconstruction only,

@@ -42,10 +42,9 @@ def occupancy_loss_and_logit_gradient(logits: torch.Tensor, target: torch.Tensor
     target = target.to(logits.dtype)
     p = torch.sigmoid(logits)
     inter, total = (p * target).sum(), p.sum() + target.sum() + SOFT_DICE_EPS
-    bce = F.binary_cross_entropy_with_logits(logits, target)
     d_dice_dp = (2 * target * total - (2 * inter + SOFT_DICE_EPS)) / total ** 2
     d_logit = (p - target) / len(target) - d_dice_dp * p * (1 - p)
-    return float(bce + 1 - (2 * inter + SOFT_DICE_EPS) / total), d_logit
+    return float(occupancy_loss(logits, target)), d_logit
 
 
 def latent_regulariser(latents: torch.Tensor) -> torch.Tensor:

@@ -46,7 +46,9 @@ reconstruction is wrong.
 <ul>
 <li><b>N</b>: number of patches (1-64). <b>K</b>: patch edge in voxels (odd, 3-31); the prior
 sees N&middot;K&sup3; voxels of the segment and nothing else.</li>
-<li><b>T</b>: optimisation steps that fit the prior's shape code to the patch voxels (0-2000).</li>
+<li><b>T</b>: optimisation steps that fit the prior's shape code to the patch voxels (0-2000). By
+default each step looks at a fixed random subset of the patch voxels (fast, about the same Dice);
+<i>Thesis fit</i> (Advanced) makes every step look at all of them, as the thesis does.</li>
 <li><b>Sampler</b>: where the patches go. <i>FPS</i> (farthest point sampling) spreads them over
 the shape; <i>Random</i> picks segment voxels at random; <i>Learned</i> uses a sampler network
 trained for this N and K (when such a model is installed); <i>Compare all</i> runs every available
@@ -162,6 +164,7 @@ class PatchSamplerParameterNode:
     sliceFitSteps: Annotated[int, WithinRange(1, 5000)] = 600
     largestComponent: bool = True
     force: bool = False
+    thesisFit: bool = False
 
 
 def parameterNode() -> PatchSamplerParameterNode:
@@ -169,6 +172,11 @@ def parameterNode() -> PatchSamplerParameterNode:
     logic = ScriptedLoadableModuleLogic()
     logic.moduleName = "PatchSampler"
     return PatchSamplerParameterNode(logic.getParameterNode())
+
+
+def fitChoice(p) -> str:
+    """The library's latent fit of the module's settings: "adam" with Thesis fit ticked, else "fast"."""
+    return "adam" if p.thesisFit else "fast"
 
 
 def chosenFile(path) -> Optional[str]:
@@ -195,7 +203,7 @@ class PatchSamplerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                          "priorComboBox", "priorFileLineEdit", "samplerModelLineEdit", "deviceComboBox",
                          "seedSpinBox", "sliceModeCheckBox", "sliceOrientationComboBox", "sliceStepSpinBox",
                          "sliceFitStepsSpinBox", "referenceSegmentComboBox", "largestComponentCheckBox",
-                         "forceCheckBox")
+                         "forceCheckBox", "thesisFitCheckBox")
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -297,7 +305,8 @@ class PatchSamplerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def showEstimate(self, p):
         """The library's estimate of a patch run with the current N, K, T and device, under the
         parameters and in Apply's tooltip (nothing before PyTorch is installed, or in slice mode)."""
-        estimate = None if p.sliceMode else run_estimate_text(p.n, p.k, p.t, p.device.value)
+        estimate = None if p.sliceMode else run_estimate_text(p.n, p.k, p.t, p.device.value,
+                                                                     fitChoice(p))
         self.ui.estimateLabel.text = estimate or ""
         self.ui.estimateLabel.setVisible(bool(estimate))
         if estimate and self.ui.applyButton.enabled:
@@ -369,7 +378,7 @@ class PatchSamplerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             output = self.logic.process(
                 p.inputSegmentation, p.segmentId, p.n, p.k, p.t, sampler=p.sampler.value, prior=prior,
                 device=p.device.value, seed=p.seed, sampler_model=chosenFile(p.samplerModelFile),
-                largest_component=p.largestComponent, force=p.force, progress=self.onProgress,
+                largest_component=p.largestComponent, force=p.force, fit=fitChoice(p), progress=self.onProgress,
                 should_cancel=lambda: self._cancelRequested)
         except Cancelled:
             self.showStatus(_("Cancelled: the scene is unchanged."))

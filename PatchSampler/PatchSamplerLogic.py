@@ -126,8 +126,8 @@ class PatchSamplerLogic:
 
     def process(self, segmentationNode, segmentId: str, n: int = 8, k: int = 11, t: int = 100,
                 sampler: str = "fps", prior="kidney", device: str = "auto", seed: int = 0, sampler_model=None,
-                fit_lr: float | None = None, largest_component: bool = True, force: bool = False, progress=None,
-                should_cancel=None) -> ProcessResult:
+                fit_lr: float | None = None, largest_component: bool = True, force: bool = False, fit: str = "fast",
+                progress=None, should_cancel=None) -> ProcessResult:
         """Run the sampler(s) on one segment and write the results as MRML nodes.
 
         segmentationNode, segmentId: the input segment (never modified).
@@ -136,7 +136,9 @@ class PatchSamplerLogic:
         prior: "kidney", "vertebra", a prior file or a loaded ShapePrior. device: "auto" | "cpu" |
         "cuda". seed: reproducibility of the samplers and the latent initialisation.
         sampler_model: a learned sampler file (None: the bundled one of the prior and (N, K)).
-        fit_lr: the latent fit's learning rate (None: the library's).
+        fit_lr: the learning rate of the thesis fit (None: the library's).
+        fit: "fast" (each of the T steps on a fixed number of patch voxels) or "adam" (the thesis:
+        each step on every patch voxel); `method.fitting`.
         largest_component: reconstruct (and score against) only the segment's largest connected
         component; a segment of several components gets a warning naming their sizes either way
         (in the run's warnings, ProcessResult.notes() and the table's "Note").
@@ -155,8 +157,9 @@ class PatchSamplerLogic:
         check_request(n, k, t, sampler)
         scene, shape_prior = self.scene_and_prior(segmentationNode, prior, device, progress)
         samplers, skipped, learned = samplers_to_run(sampler, n, k, t, shape_prior, sampler_model)
-        check_run_cost(n, k, t, shape_prior, force)
+        check_run_cost(n, k, t, shape_prior, force, fit)
         config = RunConfig(n=n, k=k, t=t, seed=seed, device=device, largest_component=largest_component, force=force,
+                           fit=fit,
                            **_given(fit_lr=fit_lr))
         configs = {name: replace(config, sampler=name) for name in [*samplers, *skipped]}
         steps = _Progress(progress, should_cancel, len(samplers))

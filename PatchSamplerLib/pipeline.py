@@ -22,7 +22,8 @@ from PatchSamplerLib.method.components import component_note, largest_component
 from PatchSamplerLib.method.cost import check_affordable, decoder_macs_per_point, estimate_run
 from PatchSamplerLib.method.decoding import DEFAULT_CHUNK, decode_in_frame
 from PatchSamplerLib.method.frame import place_frame
-from PatchSamplerLib.method.inr import DEFAULT_FIT_LR, ShapePrior, fit_latent
+from PatchSamplerLib.method.fitting import check_fit, fit_patches, fit_settings
+from PatchSamplerLib.method.inr import DEFAULT_FIT_LR, ShapePrior
 from PatchSamplerLib.method.metrics import all_metrics, error_labels
 from PatchSamplerLib.method.patches import check_patch_request, extract_patches
 from PatchSamplerLib.method.sampler import learned_centres, load_learned_sampler
@@ -42,9 +43,11 @@ class RunConfig:
 
     n: patches N; k: patch size K (odd, voxels); t: latent-fit steps T [T §3.5];
     sampler: a name of `method.samplers.SAMPLERS` (None: the caller gives the centres);
-    seed: FPS / RS start and latent init;
+    seed: FPS / RS start, latent init and the fast fit's voxel subsets;
     device: "auto" | "cpu" | "cuda[:i]"; precision: "fp32", or on CUDA "tf32" / "bf16";
-    fit_lr: Adam learning rate of the fit; dense_decode: every voxel instead of coarse-to-fine;
+    fit: "fast" (each step on a fixed number of patch voxels) or "adam" (the thesis: each step
+    on every patch voxel), `method.fitting`; fit_lr: Adam learning rate of the fit;
+    dense_decode: every voxel instead of coarse-to-fine;
     chunk: points per decoder call; sampler_model: a learned sampler file (None: the bundled
     one of the prior and (N, K)); largest_component: keep only the mask's largest connected
     component (drops false-positive specks; they are then neither reconstructed nor scored);
@@ -56,6 +59,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"
+    fit: str = "fast"
     fit_lr: float = DEFAULT_FIT_LR
     dense_decode: bool = False
     chunk: int = DEFAULT_CHUNK
@@ -71,6 +75,7 @@ class RunConfig:
             raise ValueError(f"the number of latent-fit steps T must be an integer >= 0, got {self.t}")
         if self.sampler is not None:
             sampler_spec(self.sampler)
+        check_fit(self.fit)
         if isinstance(self.sampler_model, os.PathLike):
             return replace(self, sampler_model=os.fspath(self.sampler_model))
         if self.sampler_model is not None and not isinstance(self.sampler_model, str):
@@ -162,8 +167,9 @@ def reconstruct_anatomical(volume: BinaryVolume, config: RunConfig, prior, given
     dev = resolve_device(config.device)
     check_precision(dev, config.precision)
     prior = (prior if isinstance(prior, ShapePrior) else ShapePrior.load(prior)).on(dev)
-    check_affordable(estimate_run(config.n, config.k, config.t, dev, decoder_macs_per_point(prior.decoder)),
-                     config.force)
+    fit = fit_settings(config.fit, config.n * config.k ** 3, config.t, config.fit_lr)
+    check_affordable(estimate_run(config.n, config.k, fit.steps, dev, decoder_macs_per_point(prior.decoder),
+                                  fit.points), config.force)
     timings, notes = {}, []
     volume = input_mask(volume, config, notes)
 
@@ -174,10 +180,10 @@ def reconstruct_anatomical(volume: BinaryVolume, config: RunConfig, prior, given
         centres = np.asarray(centres, np.float32).reshape(-1, 3)
     with monitor.stage("extraction", timings):
         coords_idx, values, coords_mm = extract_patches(volume.mask, volume.spacing, centres, config.k, centre_mm)
-    with monitor.stage("latent_fit", timings, total=config.t, every=10) as tick, \
+    with monitor.stage("latent_fit", timings, total=fit.steps, every=10) as tick, \
             precision_context(dev, config.precision):
-        latent = fit_latent(prior.decoder, coords_mm.reshape(1, -1, 3).to(dev), values.reshape(1, -1).to(dev),
-                            steps=config.t, lr=config.fit_lr, seed=config.seed, callback=tick)
+        latent = fit_patches(prior.decoder, coords_mm.reshape(1, -1, 3).to(dev), values.reshape(1, -1).to(dev),
+                             fit, seed=config.seed, callback=tick)
         sync_device(dev)
     with monitor.stage("decode", timings, unit="points") as tick, precision_context(dev, config.precision):
         recon, evaluated = decode_in_frame(prior.decoder, latent, volume.shape, volume.spacing, centre_mm, lo, hi,
@@ -190,6 +196,7 @@ def reconstruct_anatomical(volume: BinaryVolume, config: RunConfig, prior, given
 
     record = dict(asdict(config), sampler=config.sampler or "given", device=str(dev),
                   sampler_model=model_record, prior=prior.metadata.get("path", "in memory"),
+                  fit_points_per_step=fit.points,
                   frame_centre_mm=centre_mm.tolist(), frame_extent_mm=list(prior.extent_mm),
                   decoded_box_index=[lo.tolist(), hi.tolist()],
                   decode="dense" if config.dense_decode else "coarse-to-fine", decoder_points=evaluated)

@@ -23,7 +23,7 @@ def test_the_estimate_grows_with_n_k_cubed_and_t(known_throughput):
     # the fit's floor: 4 x (multiply-adds per point) x N K^3 x T at 50 GFLOP/s, times 1.6
     macs = cost.decoder_macs_per_point(cost.OccupancyDecoder())
     assert large.fit_seconds == pytest.approx(1.6 * 4 * macs * 64 * 31 ** 3 * 100 / 50e9)
-    assert large.peak_mb == pytest.approx(512 + 64 * 31 ** 3 * 4800 / 2 ** 20)      # 9.2 GB: measured 7-9 GB
+    assert large.peak_mb == pytest.approx(512 + 64 * 31 ** 3 * (4800 + 40) / 2 ** 20)   # 9.3 GB: measured 7-9 GB
     assert small.excess() is None and "fit limit is 10 min" in large.excess()
 
 
@@ -42,7 +42,18 @@ def test_the_run_command_shows_the_estimate_and_refuses_before_writing(known_thr
     write_volume(path, make_shape("vertebra", 1, 0, 0.5))
     out = tmp_path / "out"
     assert main(["run", "--input", str(path), "--n", "64", "--k", "31", "--prior", "vertebra", "--device", "cpu",
-                 "--out", str(out)]) == 2
+                 "--fit", "adam", "--out", str(out)]) == 2
     captured = capsys.readouterr()
     assert "N=64 K=31 T=100: about" in captured.out and "--force" in captured.err
     assert not out.exists()
+
+
+def test_the_fast_fit_costs_the_same_for_any_patches_over_its_budget(known_throughput):
+    """Each step of the fast fit takes at most 2,048 patch voxels: 64 x 31^3 is estimated as 12 x 13^3
+    (time) and far under the limits; only the patch table grows (40 bytes a voxel)."""
+    from PatchSamplerLib.method.fitting import FAST_MAX_POINTS
+    small, large = (estimate_run(n, k, 100, CPU, points_per_step=FAST_MAX_POINTS) for n, k in ((12, 13), (64, 31)))
+    assert large.fit_seconds == small.fit_seconds
+    assert large.peak_mb - small.peak_mb == pytest.approx((64 * 31 ** 3 - 12 * 13 ** 3) * 40 / 2 ** 20)
+    assert large.excess() is None
+    check_affordable(large)

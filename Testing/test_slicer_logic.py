@@ -819,9 +819,14 @@ def test_a_stray_speck_is_dropped_by_default_and_its_size_is_named(prior):
 def test_the_estimate_before_apply_is_the_librarys_and_none_without_torch(monkeypatch):
     import torch
     from PatchSamplerLib.method.cost import estimate_run
+    from PatchSamplerLib.method.fitting import fast_points
+    cpu = torch.device("cpu")
     assert choices.run_estimate_text(8, 11, 100, "cpu") == \
-        f"Estimate: {estimate_run(8, 11, 100, torch.device('cpu')).describe()}"
-    over = choices.run_estimate_text(64, 31, 2000, "cpu")
+        f"Estimate: {estimate_run(8, 11, 100, cpu, points_per_step=fast_points(8 * 11 ** 3)).describe()}"
+    assert choices.run_estimate_text(8, 11, 100, "cpu", "adam") == \
+        f"Estimate: {estimate_run(8, 11, 100, cpu).describe()}"
+    assert "over the limit" not in choices.run_estimate_text(64, 31, 100, "cpu")        # the fast fit: any N, K
+    over = choices.run_estimate_text(64, 31, 2000, "cpu", "adam")
     assert "of latent fit" in over and "over the limit (the fit limit is 10 min)" in over and "Run anyway" in over
     if not torch.cuda.is_available():
         assert "no CUDA device" in choices.run_estimate_text(8, 11, 100, "cuda")
@@ -838,7 +843,7 @@ def test_a_run_over_the_limit_is_refused_unless_forced(case, prior, monkeypatch)
     scene, node, segment_id = case["scene"], case["node"], case["segment_id"]
     before = node_ids(scene)
     with pytest.raises(ValueError, match="Run anyway") as refused:
-        L.PatchSamplerLogic().process(node, segment_id, 64, 31, 2000, prior=prior)
+        L.PatchSamplerLogic().process(node, segment_id, 64, 31, 2000, prior=prior, fit="adam")
     assert "of latent fit" in str(refused.value) and "the fit limit is 10 min" in str(refused.value)
     monkeypatch.setattr(cost, "MAX_FIT_SECONDS", -1.0)
     with pytest.raises(ValueError, match="the fit limit is -1 s"):

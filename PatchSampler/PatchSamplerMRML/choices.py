@@ -95,17 +95,20 @@ def samplers_to_run(sampler: str, n: int, k: int, t: int, prior, sampler_model=N
 FORCE_HINT = "In the module: tick 'Run anyway' (Advanced) to run it."
 
 
-def run_estimate_text(n: int, k: int, t: int, device: str = "auto") -> str | None:
+def run_estimate_text(n: int, k: int, t: int, device: str = "auto", fit: str = "fast") -> str | None:
     """One line for the module before Apply: the library's estimate of a run of N patches of K^3
-    voxels and T fit steps on `device` ("auto" | "cpu" | "cuda"), the one the command line prints
+    voxels and T steps of latent fit `fit` ("fast" or "adam", `method.fitting`) on `device`
+    ("auto" | "cpu" | "cuda"), the one the command line prints
     (`method.cost.estimate_run(...).describe()`), and when it is over a limit, why and how to run
     it anyway. None when torch is not installed (the library cannot be imported yet)."""
     if importlib.util.find_spec("torch") is None:
         return None
     from PatchSamplerLib.devices import resolve_device
     from PatchSamplerLib.method.cost import estimate_run
+    from PatchSamplerLib.method.fitting import fit_settings
+    settings = fit_settings(fit, n * k ** 3, t)
     try:
-        estimate = estimate_run(n, k, t, resolve_device(device))
+        estimate = estimate_run(n, k, settings.steps, resolve_device(device), points_per_step=settings.points)
     except ValueError as exc:                   # CUDA asked for, none here
         return str(exc)
     text = f"Estimate: {estimate.describe()}"
@@ -113,13 +116,16 @@ def run_estimate_text(n: int, k: int, t: int, device: str = "auto") -> str | Non
     return text if excess is None else f"{text}, over the limit ({excess}). {FORCE_HINT}"
 
 
-def check_run_cost(n: int, k: int, t: int, prior, force: bool = False) -> None:
-    """Refuse (ValueError: the library's message and the module's way out) a run of N, K, T with
-    `prior` (a ShapePrior, on the run's device) that is over the time or memory limit, unless
-    `force`: the check `pipeline.reconstruct` makes, made before anything runs."""
+def check_run_cost(n: int, k: int, t: int, prior, force: bool = False, fit: str = "fast") -> None:
+    """Refuse (ValueError: the library's message and the module's way out) a run of N, K, T and
+    latent fit `fit` with `prior` (a ShapePrior, on the run's device) that is over the time or
+    memory limit, unless `force`: the check `pipeline.reconstruct` makes, made before anything runs."""
     from PatchSamplerLib.method.cost import check_affordable, decoder_macs_per_point, estimate_run
+    from PatchSamplerLib.method.fitting import fit_settings
     device = next(prior.decoder.parameters()).device
+    settings = fit_settings(fit, n * k ** 3, t)
     try:
-        check_affordable(estimate_run(n, k, t, device, decoder_macs_per_point(prior.decoder)), force)
+        check_affordable(estimate_run(n, k, settings.steps, device, decoder_macs_per_point(prior.decoder),
+                                      settings.points), force)
     except ValueError as exc:
         raise ValueError(f"{exc}. {FORCE_HINT}") from None

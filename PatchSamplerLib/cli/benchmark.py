@@ -1,10 +1,11 @@
 """`benchmark`: time and memory of the sampler and the reconstruction on this machine
-(`experiments.benchmark`), or with --training the sampler training step, faithful vs fast mode
-(`experiments.benchmark_training`)."""
+(`experiments.benchmark`), with --training the sampler training step, faithful vs fast mode
+(`experiments.benchmark_training`), or with --fit the fast latent fit vs the thesis's
+(`experiments.fit_benchmark`)."""
 from __future__ import annotations
 
-from PatchSamplerLib.cli.arguments import (add_device_argument, add_threads_argument, parse_configs, positive_float,
-                                           positive_int)
+from PatchSamplerLib.cli.arguments import (FAMILIES, add_device_argument, add_threads_argument, non_negative_int,
+                                           parse_configs, positive_float, positive_int)
 
 
 def add_commands(sub) -> None:
@@ -31,14 +32,41 @@ def add_commands(sub) -> None:
                    help="--training: the thesis's random start at lr 0.01, or the FPS-anchored start at lr 1e-4 "
                         "with soft labels (the bundled kidney 8x9 recipe)")
     p.add_argument("--training-epochs", type=positive_int, default=3, help="--training: epochs before the Dice comparison")
+    add_fit_arguments(p)
     p.add_argument("--out", required=True, help="output folder (table and raw numbers)")
     p.set_defaults(func=benchmark_main)
+
+
+def add_fit_arguments(p) -> None:
+    """The options of `benchmark --fit` (`experiments.fit_benchmark`)."""
+    from PatchSamplerLib.experiments.fit_benchmark import FitBenchmark
+    default = FitBenchmark()
+    p.add_argument("--fit", action="store_true",
+                   help="instead: the fast latent fit vs the thesis's fit (T Adam steps on every patch voxel) in the "
+                        "same process, CPU: fit seconds, peak memory and the paired Dice difference per (N, K) on "
+                        "--count held-out shapes of --family and the --inputs labelmaps; writes cases.csv (resumable) "
+                        "and fit.md")
+    p.add_argument("--prior", help="--fit: the prior (bundled name or file)")
+    p.add_argument("--family", choices=FAMILIES, help="--fit: the synthetic family of the held-out shapes")
+    p.add_argument("--count", type=non_negative_int, default=20, help="--fit: held-out synthetic shapes (default 20)")
+    p.add_argument("--data-seed", type=non_negative_int, default=2,
+                   help="--fit: family seed of the held-out shapes (default 2; the bundled priors were trained on "
+                        "seed 0 and the fast fit's subset size was chosen on seed 1)")
+    p.add_argument("--inputs", nargs="*", default=[],
+                   help="--fit: real binary labelmaps as well, resampled to the prior's spacing")
+    p.add_argument("--fit-configs", default=",".join(f"{n}x{k}" for n, k in default.configs),
+                   help="--fit: N x K to measure (default: the thesis grid, 32x15 and 64x31)")
+    p.add_argument("--large-count", type=positive_int, default=default.large_count,
+                   help=f"--fit: shapes with the thesis's fit above {default.paired_max_voxels:,} patch voxels "
+                        f"(above {default.timed_max_voxels:,} it is only timed, over {default.timing_steps} steps)")
 
 
 def benchmark_main(args) -> int:
     import torch
     if args.training:
         return training_benchmark_main(args)
+    if args.fit:
+        return fit_benchmark_main(args)
     from PatchSamplerLib.devices import resolve_device
     from PatchSamplerLib.experiments.benchmark import BenchmarkSettings, run_benchmark, write_benchmark
     settings = BenchmarkSettings(parse_configs(args.configs), parse_configs(args.sampler_configs), args.t,
@@ -61,3 +89,38 @@ def training_benchmark_main(args) -> int:
     case = anchored_case(epochs) if args.training_init == "anchor" else TrainingCase(epochs=epochs)
     print(run_training_benchmark(case, args.threads or torch.get_num_threads(), args.out, args.command_line))
     return 0
+
+
+def fit_benchmark_main(args) -> int:
+    """`benchmark --fit`: CPU only, like the fits it compares at the sizes a CPU user meets."""
+    from pathlib import Path
+
+    from PatchSamplerLib.experiments.fit_benchmark import FitBenchmark, run_fit_benchmark
+    from PatchSamplerLib.method.inr import ShapePrior
+    if not args.prior or not (args.family or args.inputs):
+        raise ValueError("benchmark --fit needs --prior and --family (held-out synthetic shapes) and/or --inputs")
+    if args.device.startswith("cuda"):
+        raise ValueError("benchmark --fit compares the fits on the CPU")
+    prior = ShapePrior.load(args.prior)
+    cases = fit_cases(args, prior)
+    bench = FitBenchmark(configs=parse_configs(args.fit_configs), large_count=args.large_count)
+    out = Path(args.out)
+    report = run_fit_benchmark(cases, prior, bench, out)
+    text = (f"# Fast fit vs the thesis's fit, T = {bench.t}, prior {args.prior}\n\n`{args.command_line}`\n\n"
+            f"{report}\n")
+    (out / "fit.md").write_text(text)
+    print(text)
+    return 0
+
+
+def fit_cases(args, prior) -> list:
+    """(name, BinaryVolume) of the held-out synthetic shapes and of the --inputs files (resampled
+    to the prior's isotropic spacing)."""
+    from pathlib import Path
+
+    from PatchSamplerLib.data.synthetic import make_shape
+    from PatchSamplerLib.volume import read_labelmap, resample_isotropic
+    cases = [(f"{args.family}_{args.data_seed}_{i:04d}", make_shape(args.family, args.data_seed, i))
+             for i in range(args.count if args.family else 0)]
+    spacing = min(prior.spacing_mm)
+    return cases + [(Path(path).name, resample_isotropic(read_labelmap(path), spacing)) for path in args.inputs]

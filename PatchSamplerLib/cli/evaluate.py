@@ -62,7 +62,11 @@ def add_commands(sub) -> None:
     p.add_argument("--train-epochs", type=positive_int, default=400, help="--train-missing: epochs (the thesis: 400)")
     p.add_argument("--train-minutes", type=positive_float, help="--train-missing: wall-clock budget per sampler")
     p.add_argument("--prior", required=True, help="bundled prior name (vertebra, kidney) or a prior file")
-    p.add_argument("--fit-lr", type=positive_float, default=1e-2, help="Adam learning rate of the latent fit (default 0.01)")
+    p.add_argument("--fit", choices=["adam", "fast"], default="adam",
+                   help="latent fit: adam (default: the thesis protocol, T steps on every patch voxel) or fast "
+                        "(the product's default: the prior's encoder + a few steps, method.fitting)")
+    p.add_argument("--fit-lr", type=positive_float, default=1e-2,
+                   help="Adam learning rate of the --fit adam latent fit (default 0.01)")
     add_device_argument(p)
     add_threads_argument(p)
     add_executor_arguments(p)
@@ -152,7 +156,7 @@ def evaluate_main(args) -> int:
     dataset_options(args)                            # bad --structure / --levels: fail before loading anything
     device = run_device(args)                        # once: every run uses the prior where it is loaded
     grid = EvaluationGrid(parse_configs(args.configs), parse_ints(args.t), parse_samplers(args.samplers), args.runs,
-                          args.fit_lr, device)
+                          args.fit_lr, device, args.fit)
     prior = ShapePrior.load(args.prior, device=device if args.executor == "local" else "cpu")
     executor = make_executor(args.executor, args.address, args.cpus_per_task, args.gpus_per_task)
     try:

@@ -30,6 +30,10 @@ def add_commands(sub) -> None:
     p.add_argument("--n", type=positive_int, default=8, help="number of patches N (default 8)")
     p.add_argument("--k", type=positive_int, default=11, help="patch size K in voxels (default 11)")
     p.add_argument("--t", type=non_negative_int, default=100, help="latent-fit steps T (default 100)")
+    p.add_argument("--fit", choices=["fast", "adam"], default="fast",
+                   help="latent fit: fast (default: each of the T Adam steps on a random eighth of the patch voxels, "
+                        "512 to 2,048 of them; results/benchmark/fit) or adam (the thesis: each step on every patch "
+                        "voxel)")
     p.add_argument("--sampler", choices=SAMPLER_NAMES, default="fps",
                    help="fps, random, or learned (the bundled sampler for the prior and (N, K), or --sampler-model)")
     p.add_argument("--sampler-model", default=None, help="a learned sampler file (from train-sampler)")
@@ -39,7 +43,8 @@ def add_commands(sub) -> None:
                    help="matmul precision of the fit and decode; tf32 / bf16 on CUDA only (default fp32; "
                         "results/gpu/README.md: on one H200 they keep the Dice within 0.003 and are no faster)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of random sampling and of the latent start")
-    p.add_argument("--fit-lr", type=positive_float, default=1e-2, help="Adam learning rate of the latent fit")
+    p.add_argument("--fit-lr", type=positive_float, default=1e-2,
+                   help="Adam learning rate of the latent fit (default 0.01)")
     p.add_argument("--dense-decode", action="store_true",
                    help="decode every voxel (the reference) instead of coarse-to-fine")
     p.add_argument("--largest-component", action="store_true",
@@ -69,6 +74,7 @@ def run_main(args) -> int:
     import warnings
     from PatchSamplerLib.devices import check_precision, resolve_device
     from PatchSamplerLib.method.cost import check_affordable, estimate_run
+    from PatchSamplerLib.method.fitting import fit_settings
     from PatchSamplerLib.method.inr import ShapePrior
     from PatchSamplerLib.method.sampler import load_learned_sampler
     from PatchSamplerLib.pipeline import RunConfig, reconstruct
@@ -77,13 +83,14 @@ def run_main(args) -> int:
 
     device = resolve_device(args.device)          # fail before any work
     config = RunConfig(n=args.n, k=args.k, t=args.t, sampler=args.sampler, seed=args.seed, device=str(device),
-                       precision=args.precision, fit_lr=args.fit_lr, dense_decode=args.dense_decode,
+                       precision=args.precision, fit=args.fit, fit_lr=args.fit_lr, dense_decode=args.dense_decode,
                        sampler_model=args.sampler_model, largest_component=args.largest_component,
                        force=args.force).check()
     check_precision(device, config.precision)
     prior = ShapePrior.load(args.prior, device=device)
-    estimate = estimate_run(config.n, config.k, config.t, device)
-    print(f"N={config.n} K={config.k} T={config.t}: {estimate.describe()} (estimated)")
+    fit = fit_settings(config.fit, config.n * config.k ** 3, config.t, config.fit_lr)
+    estimate = estimate_run(config.n, config.k, fit.steps, device, points_per_step=fit.points)
+    print(f"N={config.n} K={config.k} {fit_label(fit)}: {estimate.describe()} (estimated)")
     check_affordable(estimate, config.force)
     learned, _ = load_learned_sampler(prior, config.n, config.k, config.t, config.sampler_model) \
         if config.sampler == "learned" else (None, [])          # a sampler of another prior: refused here
@@ -95,10 +102,15 @@ def run_main(args) -> int:
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
     m = result.metrics
-    title = (f"{args.sampler.upper()} N={args.n} K={args.k} T={args.t}: Dice {m['dice']:.3f}, "
+    title = (f"{args.sampler.upper()} N={args.n} K={args.k} {fit_label(fit)}: Dice {m['dice']:.3f}, "
              f"ASD {m['asd_mm']:.2f} mm, HD95 {m['hd95_mm']:.2f} mm")
     out = write_run_outputs(result, volume, args.out, title)
     print(title)
     print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()) + f" (device {device})")
     print(f"outputs in {out.resolve()}: reconstruction.nii.gz errors.nii.gz patches.json metrics.json overview.png")
     return 0
+
+
+def fit_label(fit) -> str:
+    """How a run's title names its fit: "T=100" (the thesis's fit) or "T=100 fast"."""
+    return f"T={fit.steps}" if fit.kind == "adam" else f"T={fit.steps} fast"

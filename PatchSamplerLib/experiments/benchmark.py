@@ -77,7 +77,7 @@ def benchmark_reconstruction(volume, name: str, n: int, k: int, t: int, prior, d
 def fps_run(volume, n: int, k: int, t: int, prior, device: torch.device, precision: str = "fp32"):
     """A picklable no-argument call of the pipeline on FPS (seed 0) patches, called once (warm-up)."""
     centres = fps_centres(volume.mask, n, seed=0, spacing=volume.spacing)
-    config = RunConfig(n=n, k=k, t=t, sampler=None, device=str(device), precision=precision)
+    config = RunConfig(n=n, k=k, t=t, sampler=None, device=str(device), precision=precision, fit="adam")
     run = functools.partial(reconstruct, volume, config, prior, centres=centres)
     run()
     return run

@@ -52,10 +52,12 @@ class EvaluationGrid:
     runs: int = 1
     fit_lr: float = DEFAULT_FIT_LR
     device: str = "auto"
+    fit: str = "adam"                   # the thesis protocol (`method.fitting`); "fast": the product's default
 
     def run_config(self, n: int, k: int, t: int, sampler: str, seed: int) -> RunConfig:
         """The pipeline configuration of one case of the grid."""
-        return RunConfig(n=n, k=k, t=t, sampler=sampler, seed=seed, fit_lr=self.fit_lr, device=self.device)
+        return RunConfig(n=n, k=k, t=t, sampler=sampler, seed=seed, fit_lr=self.fit_lr, device=self.device,
+                         fit=self.fit)
 
 
 def _run_key(r: dict) -> tuple:

@@ -1,8 +1,10 @@
 """What a patch reconstruction will cost, known before it starts [T §5.3, Tables 5.8-5.9].
 
 The latent fit dominates: every one of its T steps runs the INR forward and backward on all
-N K^3 patch voxels. Its FLOP floor is 2 x 2 x (multiply-adds per point) x N K^3 x T (forward +
-backward to the activations); on the 2-core CPU of `results/benchmark/cpu/` the fit took 1.27-1.55x
+N K^3 patch voxels (the thesis's fit), or on a fixed number of them (the fast fit,
+`method.fitting`: then the step cost does not grow with N K^3). Its FLOP floor is
+2 x 2 x (multiply-adds per point) x (points per step) x T (forward + backward to the
+activations); on the 2-core CPU of `results/benchmark/cpu/` the fit took 1.27-1.55x
 its floor, so the estimate is 1.6x the floor at this device's measured fp32 matmul throughput.
 Memory: the autograd graph of one step keeps the activations of every patch voxel, measured at
 4.4-4.7 KB per voxel (400k-800k voxels, 1 thread, `experiments.memory.first_call_peak_mb`);
@@ -26,6 +28,7 @@ from PatchSamplerLib.method.inr import N_BLOCKS, OccupancyDecoder
 
 FIT_OVER_FLOOR = 1.6          # fit seconds / FLOP floor (results/benchmark/cpu: 1.27-1.55)
 BYTES_PER_PATCH_VOXEL = 4800  # activations kept per patch voxel by one fit step (measured 4.4-4.7 KB)
+PATCH_TABLE_BYTES = 40        # per patch voxel: voxel index and mm coordinates (float32 x 6), label, subsets
 BASE_MB = 512.0               # torch, the prior and the input, besides the fit's graph
 MAX_FIT_SECONDS = 600.0       # refused above this unless forced
 MEMORY_SHARE = 0.5            # refused above this share of the device's memory unless forced
@@ -101,14 +104,19 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
-def estimate_run(n: int, k: int, t: int, device: torch.device, macs_per_point: int | None = None) -> RunEstimate:
-    """The RunEstimate of N patches of K^3 voxels and T fit steps on `device` (the throughput is
-    measured once per device and process, and only for runs that are not obviously cheap)."""
+def estimate_run(n: int, k: int, t: int, device: torch.device, macs_per_point: int | None = None,
+                 points_per_step: int | None = None) -> RunEstimate:
+    """The RunEstimate of N patches of K^3 voxels and T fit steps on `device`, each step on all
+    N K^3 patch voxels or on `points_per_step` of them (the fast fit, `method.fitting`): the
+    throughput is measured once per device and process, and only for runs that are not obviously
+    cheap. The patch table itself (coordinates and labels, PATCH_TABLE_BYTES per voxel) is held
+    either way."""
     points = n * k ** 3
+    step_points = points if points_per_step is None else min(points, int(points_per_step))
     macs = macs_per_point or decoder_macs_per_point(OccupancyDecoder())
-    floor_gflop = flop_floor(macs, points, t, 0)["fit_gflop"]
+    floor_gflop = flop_floor(macs, step_points, t, 0)["fit_gflop"]
     seconds = 0.0 if floor_gflop * 1e9 < CHEAP_FLOP else FIT_OVER_FLOOR * floor_gflop / matmul_gflops(device)
-    peak = BASE_MB + points * BYTES_PER_PATCH_VOXEL / 2 ** 20
+    peak = BASE_MB + (step_points * BYTES_PER_PATCH_VOXEL + points * PATCH_TABLE_BYTES) / 2 ** 20
     return RunEstimate(seconds, peak, MAX_FIT_SECONDS, MEMORY_SHARE * device_memory_mb(device))
 
 

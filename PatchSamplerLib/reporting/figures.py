@@ -22,6 +22,13 @@ def _plt():
     return plt
 
 
+def _overview_canvas():
+    """A 15 x 9 inch matplotlib Figure outside pyplot (no pyplot import, no figure manager:
+    0.3 s less per run; saved with the Agg canvas)."""
+    from matplotlib.figure import Figure
+    return Figure(figsize=(15, 9))
+
+
 def error_rgb(errors2d: np.ndarray) -> np.ndarray:
     """(A, B) error codes -> (A, B, 3) RGB on a white background."""
     rgb = np.ones(errors2d.shape + (3,))
@@ -74,24 +81,26 @@ def _draw_error_slices(fig, errors: np.ndarray, spacing, overlay) -> None:
         ax.set_xticks([]); ax.set_yticks([])
 
 
-def _finish(fig, plt, extra_handles, extra_names, title: str, path) -> None:
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ERROR_COLOURS.values()]
+def _finish(fig, extra_handles, extra_names, title: str, path) -> None:
+    """Legend (error colours + `extra_handles`), title, fixed margins (tight_layout took 0.2 s
+    of a run), PNG at 80 dpi."""
+    from matplotlib.patches import Rectangle
+    handles = [Rectangle((0, 0), 1, 1, color=c) for c in ERROR_COLOURS.values()]
     fig.legend(handles + extra_handles, list(ERROR_NAMES.values()) + extra_names, loc="lower center",
                ncol=3 + len(extra_names))
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.95))
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.08, top=0.9, wspace=0.12, hspace=0.22)
     fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def overview_figure(errors: np.ndarray, spacing, centres: np.ndarray, k: int, title: str, path) -> None:
     """PNG: three axial (z) slices, one coronal (y) and one sagittal (x) slice with error colours
     and patch boxes, plus a 3-D view of the patches on the input surface."""
-    plt = _plt()
-    fig = plt.figure(figsize=(15, 9))
+    from matplotlib.patches import Rectangle
+    fig = _overview_canvas()
     _draw_error_slices(fig, errors, spacing, lambda ax, axis, index: _draw_boxes(ax, centres, k, axis, index))
     _patch_view(fig.add_subplot(2, 3, 6, projection="3d"), (errors == 1) | (errors == 3), spacing, centres, k)
-    _finish(fig, plt, [plt.Rectangle((0, 0), 1, 1, fill=False, edgecolor="red")], ["patch"], title, path)
+    _finish(fig, [Rectangle((0, 0), 1, 1, fill=False, edgecolor="red")], ["patch"], title, path)
 
 
 def _draw_known(ax, known: np.ndarray, axis: int, index: int) -> None:
@@ -100,21 +109,22 @@ def _draw_known(ax, known: np.ndarray, axis: int, index: int) -> None:
     if plane.any() and not plane.all():
         ax.contour(plane, levels=[0.5], colors="green", linewidths=0.8)
     elif plane.all():
-        ax.add_patch(_plt().Rectangle((-0.5, -0.5), plane.shape[1], plane.shape[0], fill=False,
-                                      edgecolor="green", linewidth=2))
+        from matplotlib.patches import Rectangle
+        ax.add_patch(Rectangle((-0.5, -0.5), plane.shape[1], plane.shape[0], fill=False, edgecolor="green",
+                               linewidth=2))
 
 
 def sparse_overview_figure(errors: np.ndarray, known: np.ndarray, spacing, title: str, path) -> None:
     """PNG for a reconstruction from sparse input: the overview slices with error colours (or the
     reconstruction in grey when there is no reference) and the known voxels outlined in green
     (a whole known plane gets a green frame), plus a 3-D view of the known foreground."""
-    plt = _plt()
-    fig = plt.figure(figsize=(15, 9))
+    from matplotlib.lines import Line2D
+    fig = _overview_canvas()
     _draw_error_slices(fig, errors, spacing, lambda ax, axis, index: _draw_known(ax, known, axis, index))
     ax = fig.add_subplot(2, 3, 6, projection="3d")
     _patch_view(ax, (errors == 1) | (errors == 3), spacing, np.zeros((0, 3)), 1)
     ax.set_title("reference surface (mm)", fontsize=10)
-    _finish(fig, plt, [plt.Line2D([0], [0], color="green")], ["known voxels"], title, path)
+    _finish(fig, [Line2D([0], [0], color="green")], ["known voxels"], title, path)
 
 
 def _patch_view(ax, mask: np.ndarray, spacing, centres: np.ndarray, k: int, max_points: int = 4000,

@@ -43,7 +43,7 @@ def main() -> None:
         case = f"{args.family}_1_{i:04d}"
         torch.manual_seed(0)
         result = reconstruct(make_shape(args.family, 1, i, 1.0), n=args.n, k=args.k, t=args.t, sampler="learned",
-                             prior=prior, sampler_model=args.sampler, device="cpu")
+                             fit="adam", prior=prior, sampler_model=args.sampler, device="cpu")
         learned.append(result.metrics["dice"]), base.append(fps[case])
         print(f"{case}: learned {learned[-1]:.4f}, FPS {base[-1]:.4f}", flush=True)
     t_p, w_p = paired_tests(np.array(learned), np.array(base))

@@ -33,7 +33,8 @@ def as_stored(volume: BinaryVolume) -> BinaryVolume:
 
 
 def mean_dice(volume: BinaryVolume, prior: str, seeds: int, n: int, k: int) -> tuple[float, float]:
-    dice = [reconstruct(volume, n=n, k=k, t=100, sampler="fps", seed=s, prior=prior, device="cpu").metrics["dice"]
+    dice = [reconstruct(volume, n=n, k=k, t=100, sampler="fps", seed=s, prior=prior, device="cpu",
+                        fit="adam").metrics["dice"]
             for s in range(seeds)]
     return float(np.mean(dice)), float(np.std(dice))
 

@@ -92,7 +92,8 @@ def measure(volume, prior: ShapePrior, method: str, n: int, k: int, seed: int) -
         return representation_ceiling(volume, prior, seed=seed, device="cpu").metrics
     if method == SLICES:
         return sagittal_slices_reconstruction(volume, prior, seed)
-    return reconstruct(volume, RunConfig(n=n, k=k, t=100, sampler=method, seed=seed, device="cpu"), prior).metrics
+    config = RunConfig(n=n, k=k, t=100, sampler=method, seed=seed, device="cpu", fit="adam")
+    return reconstruct(volume, config, prior).metrics
 
 
 def sagittal_slices_reconstruction(volume, prior: ShapePrior, seed: int) -> dict:

@@ -24,7 +24,7 @@ clean, with_speck = specked(read_labelmap(str(KIDNEY)))
 print("| seed | clean | with the speck | with the speck, --largest-component | warning |")
 print("|---|---|---|---|---|")
 for seed in (0, 1):
-    run = dict(n=8, k=11, t=100, sampler="fps", seed=seed, prior="kidney", device="cpu")
+    run = dict(n=8, k=11, t=100, sampler="fps", seed=seed, prior="kidney", device="cpu", fit="adam")
     a = reconstruct(clean, **run)
     b = reconstruct(with_speck, **run)
     c = reconstruct(with_speck, largest_component=True, **run)

@@ -1,0 +1,66 @@
+"""The two latent fits of a patch reconstruction: the thesis's reference and the fast default.
+
+- "adam" [T eq. 3.10, §4.4]: T Adam steps (lr 0.01) from z ~ N(0, 1e-4^2) on all N K^3 patch
+  voxels. A step costs the decoder's forward and backward on every patch voxel, so the fit grows
+  with N K^3 (a 64 x 31^3 fit: minutes). `evaluate` uses it: the thesis protocol.
+- "fast" (the default of `run`, the API and the Slicer module): the same T Adam steps from the
+  same start, each on a random subset of the patch voxels drawn uniformly with replacement
+  (seeded): an unbiased estimate of the thesis's loss and gradient. The subset is 1/8 of the
+  N K^3 patch voxels, at least `FAST_MIN_POINTS` and at most `FAST_MAX_POINTS`
+  (`fast_points`), so a step costs at most the decoder on 2,048 points, whatever N and K. With
+  N K^3 <= FAST_MIN_POINTS it is the thesis's fit. Why these sizes: with 512 voxels per step the
+  Dice stayed at the thesis fit's up to about 10^4 patch voxels but fell behind at 12 x 13
+  (26,364 voxels; a noisier gradient makes Adam's steps smaller), with 2,048 it did not
+  (held-out shapes of family seed 1; results/benchmark/fit/README.md, where the learned initial
+  latent and L-BFGS, which lost, are reported too).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from PatchSamplerLib.method.inr import DEFAULT_FIT_LR, fit_latent
+
+FITS = ("fast", "adam")
+FAST_MIN_POINTS = 512
+FAST_MAX_POINTS = 2048
+FAST_SHARE = 8                 # the fast fit's subset: 1 / FAST_SHARE of the patch voxels, within the two bounds
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How one latent fit runs. kind: "fast" or "adam"; steps: Adam steps T; lr: Adam learning
+    rate; points: patch voxels per step (None: all of them)."""
+    kind: str
+    steps: int
+    lr: float
+    points: int | None
+
+
+def check_fit(kind: str) -> None:
+    """ValueError naming the choices for a fit that is not one of FITS."""
+    if kind not in FITS:
+        raise ValueError(f"unknown latent fit {kind!r}; choose one of {', '.join(FITS)}")
+
+
+def fast_points(voxels: int) -> int:
+    """Patch voxels per step of the fast fit for `voxels` = N K^3 patch voxels: voxels // 8,
+    clamped to [FAST_MIN_POINTS, FAST_MAX_POINTS] (all of them when there are fewer)."""
+    return min(int(voxels), max(FAST_MIN_POINTS, min(FAST_MAX_POINTS, int(voxels) // FAST_SHARE)))
+
+
+def fit_settings(kind: str, voxels: int, t: int = 100, fit_lr: float = DEFAULT_FIT_LR) -> FitSettings:
+    """The settings of fit `kind` for `voxels` = N K^3 patch voxels, T steps at Adam learning
+    rate `fit_lr`. Raises ValueError for an unknown kind."""
+    check_fit(kind)
+    return FitSettings(kind, int(t), float(fit_lr), fast_points(voxels) if kind == "fast" else None)
+
+
+def fit_patches(decoder, coords: torch.Tensor, labels: torch.Tensor, settings: FitSettings, seed: int = 0,
+                callback=None) -> torch.Tensor:
+    """The latents (B, D) of patches coords (B, P, 3) mm in the INR frame, labels (B, P) 0/1,
+    by `settings`; `seed`: the latent start and the subsets; `callback(step)` after every step
+    (`fit_latent`)."""
+    return fit_latent(decoder, coords, labels, steps=settings.steps, lr=settings.lr, seed=seed, callback=callback,
+                      points_per_step=settings.points)

@@ -103,3 +103,33 @@ def test_the_training_benchmark_refuses_an_explicit_gpu_before_writing(tmp_path,
     assert main(["benchmark", "--training", "--device", "cuda", "--out", str(out)]) != 0
     assert "train-sampler --device cuda" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_fit_benchmark_pairs_both_fits_per_case_and_resumes(tmp_path, monkeypatch):
+    """`benchmark --fit` on 2 held-out vertebrae and one real file at 2 x 3 (54 patch voxels: the
+    fast fit is the thesis's fit there, so every pair has the same Dice) and 4 x 9 (2,916: subsets):
+    both fits per case, the paired table, the real shapes listed apart; a rerun adds no row."""
+    import csv
+
+    from PatchSamplerLib.cli.main import main
+    from PatchSamplerLib.data.synthetic import make_shape
+    from PatchSamplerLib.experiments import fit_benchmark
+    from PatchSamplerLib.volume import write_volume
+    monkeypatch.setattr(fit_benchmark, "first_call_peak_mb", lambda call: 1.0)   # no spawned process
+    real = tmp_path / "real.nii.gz"
+    write_volume(real, make_shape("vertebra", 5, 0))
+    args = ["benchmark", "--fit", "--prior", "vertebra", "--family", "vertebra", "--count", "2", "--fit-configs",
+            "2x3,4x9", "--inputs", str(real), "--threads", "1", "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    rows = list(csv.DictReader(open(tmp_path / "out" / "cases.csv")))
+    assert len(rows) == 3 * 2 * 2
+    by = {(r["case"], r["n"], r["fit"]): r for r in rows}
+    for case in ("vertebra_2_0000", "vertebra_2_0001", "real.nii.gz"):
+        assert by[(case, "2", "fast")]["dice"] == by[(case, "2", "adam")]["dice"]
+    assert {r["peak_mb"] for r in rows if r["case"] == "vertebra_2_0000"} == {"1.0"}
+    report = (tmp_path / "out" / "fit.md").read_text()
+    line = next(row for row in report.splitlines() if row.startswith("| 2 | 3 | 54 |"))
+    assert line.split(" | ")[8] == "2" and line.endswith("| +0.0000 | nan | nan |")     # 2 paired cases
+    assert "Real shapes:" in report and "| real.nii.gz | 4 | 9 |" in report
+    assert main(args) == 0
+    assert len(list(csv.DictReader(open(tmp_path / "out" / "cases.csv")))) == len(rows)

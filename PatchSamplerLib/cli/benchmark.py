@@ -105,7 +105,7 @@ def fit_benchmark_main(args) -> int:
     cases = fit_cases(args, prior)
     bench = FitBenchmark(configs=parse_configs(args.fit_configs), large_count=args.large_count)
     out = Path(args.out)
-    report = run_fit_benchmark(cases, prior, bench, out)
+    report = run_fit_benchmark(cases, prior, bench, out, real=[Path(path).name for path in args.inputs])
     text = (f"# Fast fit vs the thesis's fit, T = {bench.t}, prior {args.prior}\n\n`{args.command_line}`\n\n"
             f"{report}\n")
     (out / "fit.md").write_text(text)

@@ -81,8 +81,10 @@ def fit_peak_mb(volume, prior, n: int, k: int, fit: str) -> float:
     return first_call_peak_mb(call)
 
 
-def run_fit_benchmark(cases: list[tuple[str, object]], prior, bench: FitBenchmark, out_dir, log=print) -> str:
-    """Measure every case x (N, K) x fit not yet in out_dir/cases.csv (resumable) -> the report."""
+def run_fit_benchmark(cases: list[tuple[str, object]], prior, bench: FitBenchmark, out_dir, real=(),
+                      log=print) -> str:
+    """Measure every case x (N, K) x fit not yet in out_dir/cases.csv (resumable) -> the report
+    (`fit_report`; `real`: the names of the real shapes among the cases)."""
     key = lambda r: (r["case"], int(r["n"]), int(r["k"]), r["fit"])  # noqa: E731
     with case_log(out_dir, FIELDS, key) as (write, done, path):
         for index, (case, volume) in enumerate(cases):
@@ -98,21 +100,43 @@ def run_fit_benchmark(cases: list[tuple[str, object]], prior, bench: FitBenchmar
                     write(row)
                     log(f"{case} N={n} K={k} {fit} ({steps} steps): Dice {row['dice'] if row['dice'] == '' else round(row['dice'], 4)}, "
                         f"fit {row['fit_s']:.2f} s ({time.time() - start:.0f} s)")
-    return fit_report(path)
+    return fit_report(path, real)
 
 
-def fit_report(csv_path) -> str:
-    """Markdown: per (N, K) the fits' mean seconds, speed-up, peak memory, mean Dice and the
-    paired Dice difference (fast - adam) with both tests, over the cases that have both."""
+def fit_report(csv_path, real=()) -> str:
+    """Markdown: per (N, K), over the held-out shapes (every case not in `real`), the fits' mean
+    seconds, speed-up, peak memory, mean Dice and the paired Dice difference (fast - adam) with
+    both tests, over the cases that have both; then the real shapes' Dice one by one."""
     import csv
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
+    held_out = [r for r in rows if r["case"] not in set(real)]
     lines = ["| N | K | N K^3 | fast fit s | adam fit s | speed-up | fast MB | adam MB | cases | Dice fast | Dice adam "
              "| fast - adam | t-test p | Wilcoxon p |", "|" + "---|" * 14]
-    configs = sorted({(int(r["n"]), int(r["k"])) for r in rows}, key=lambda c: (c[0] * c[1] ** 3, c))
-    for n, k in configs:
-        lines.append(_config_line(n, k, [r for r in rows if (int(r["n"]), int(r["k"])) == (n, k)]))
-    return "\n".join(lines)
+    for n, k in _configs(held_out):
+        lines.append(_config_line(n, k, [r for r in held_out if (int(r["n"]), int(r["k"])) == (n, k)]))
+    return "\n".join(lines + _real_lines([r for r in rows if r["case"] in set(real)]))
+
+
+def _configs(rows: list[dict]) -> list[tuple[int, int]]:
+    return sorted({(int(r["n"]), int(r["k"])) for r in rows}, key=lambda c: (c[0] * c[1] ** 3, c))
+
+
+def _real_lines(rows: list[dict]) -> list[str]:
+    """The real shapes' rows: per shape and (N, K) the Dice and fit seconds of both fits."""
+    if not rows:
+        return []
+    lines = ["", "Real shapes:", "", "| shape | N | K | Dice fast | Dice adam | fast - adam | fast fit s | adam fit s |",
+             "|" + "---|" * 8]
+    for case in sorted({r["case"] for r in rows}):
+        for n, k in _configs(rows):
+            fits = {r["fit"]: r for r in rows if r["case"] == case and (int(r["n"]), int(r["k"])) == (n, k)}
+            if set(fits) != set(FITS) or fits["adam"]["dice"] == "":
+                continue
+            fast, adam = float(fits["fast"]["dice"]), float(fits["adam"]["dice"])
+            lines.append(f"| {case} | {n} | {k} | {fast:.4f} | {adam:.4f} | {fast - adam:+.4f} "
+                         f"| {float(fits['fast']['fit_s']):.2f} | {float(fits['adam']['fit_s']):.2f} |")
+    return lines
 
 
 def _config_line(n: int, k: int, rows: list[dict]) -> str:

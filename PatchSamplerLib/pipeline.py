@@ -45,8 +45,8 @@ class RunConfig:
     sampler: a name of `method.samplers.SAMPLERS` (None: the caller gives the centres);
     seed: FPS / RS start, latent init and the fast fit's voxel subsets;
     device: "auto" | "cpu" | "cuda[:i]"; precision: "fp32", or on CUDA "tf32" / "bf16";
-    fit: "fast" (each step on a fixed number of patch voxels) or "adam" (the thesis: each step
-    on every patch voxel), `method.fitting`; fit_lr: Adam learning rate of the fit;
+    fit: "fast" (each step on a random eighth of the patch voxels, 512-2,048) or "adam" (the
+    thesis: each step on every patch voxel), `method.fitting`; fit_lr: Adam learning rate of the fit;
     dense_decode: every voxel instead of coarse-to-fine;
     chunk: points per decoder call; sampler_model: a learned sampler file (None: the bundled
     one of the prior and (N, K)); largest_component: keep only the mask's largest connected

@@ -123,6 +123,8 @@ def test_the_run_command_gives_the_lps_dice_for_a_reoriented_file(tmp_path, orde
         runs[name] = (json.loads((out / "metrics.json").read_text()), json.loads((out / "patches.json").read_text()))
     (m_lps, p_lps), (m_other, p_other) = runs["LPS"], runs[order]
     assert m_lps["dice"] == pytest.approx(lps_dice, abs=0.002)
+    assert m_other["fit"] == p_other["fit"] == fit                      # the files say which fit ran
+    assert p_other["fit_points_per_step"] == (512 if fit == "fast" else None)
     assert m_other["dice"] == pytest.approx(m_lps["dice"], abs=1e-9)
     assert m_other["hd95_mm"] == pytest.approx(m_lps["hd95_mm"], abs=1e-6)
     centres = [sorted(tuple(p["centre_world_lps_mm"]) for p in record["patches"]) for record in (p_lps, p_other)]

@@ -10,9 +10,10 @@
   (`fast_points`), so a step costs at most the decoder on 2,048 points, whatever N and K. With
   N K^3 <= FAST_MIN_POINTS it is the thesis's fit. Why these sizes: with 512 voxels per step the
   Dice stayed at the thesis fit's up to about 10^4 patch voxels but fell behind at 12 x 13
-  (26,364 voxels; a noisier gradient makes Adam's steps smaller), with 2,048 it did not
-  (held-out shapes of family seed 1; results/benchmark/fit/README.md, where the learned initial
-  latent and L-BFGS, which lost, are reported too).
+  (26,364 voxels, -0.0036; a noisier gradient makes Adam's steps smaller), with 2,048 by less
+  (-0.0016; held-out shapes of family seed 1). Measured against the thesis's fit on other
+  held-out shapes and the real ones, with what lost (a learned initial latent, L-BFGS, fewer
+  steps): results/benchmark/fit/README.md.
 """
 from __future__ import annotations
 

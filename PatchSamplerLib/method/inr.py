@@ -103,7 +103,8 @@ def fit_latent(decoder: OccupancyDecoder, coords: torch.Tensor, labels: torch.Te
     `stop(step, z)` may end the fit early by returning True. Returns detached (B, D) latents.
 
     The Adam update is `adam_update_`, the same operations as torch.optim.Adam (same values):
-    constructing a torch optimiser imports torch._dynamo, 1.5 s of a 3 s interactive run."""
+    constructing a torch optimiser imports torch._dynamo, about 1.5 s of an interactive run on a
+    2-core CPU."""
     if steps < 0:
         raise ValueError(f"the number of latent-fit steps T must be >= 0, got {steps}")
     coords, labels = coords.detach(), labels.detach().to(coords.dtype)

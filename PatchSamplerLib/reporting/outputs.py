@@ -48,9 +48,15 @@ def patches_record(result: ReconstructionResult, volume: BinaryVolume) -> dict:
             patch["generated_index_ijk"] = [round(float(v), 4) for v in gen]
             patch["projected_index_ijk"] = patch["centre_index_ijk"]
     keys = ("n", "k", "t", "sampler", "sampler_model", "seed", "prior", "fit_lr", "largest_component")
-    return {**{key: result.settings[key] for key in keys},
+    return {**{key: result.settings[key] for key in keys}, **fit_record(result),
             "coordinates": "voxel index (i, j, k) of the input image; world = ITK/NIfTI LPS millimetres",
             "anatomical_frame": result.settings["anatomical_frame"], "patches": patches}
+
+
+def fit_record(result: ReconstructionResult) -> dict:
+    """Which latent fit the run used: "fast" or "adam" (`method.fitting`) and the patch voxels per
+    step (None: all)."""
+    return {"fit": result.settings.get("fit"), "fit_points_per_step": result.settings.get("fit_points_per_step")}
 
 
 def metrics_record(result: ReconstructionResult) -> dict:
@@ -58,6 +64,7 @@ def metrics_record(result: ReconstructionResult) -> dict:
             "seconds": {k: round(v, 4) for k, v in result.timings.items()},
             "device": result.settings["device"], "warnings": result.warnings,
             "sampler": result.settings["sampler"], "sampler_model": result.settings.get("sampler_model"),
+            **fit_record(result),
             "frame": {k: result.settings[k] for k in ("frame_centre_mm", "frame_extent_mm", "decoded_box_index",
                                                       "decode", "decoder_points", "anatomical_frame")}}
 

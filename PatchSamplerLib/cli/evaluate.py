@@ -63,10 +63,10 @@ def add_commands(sub) -> None:
     p.add_argument("--train-minutes", type=positive_float, help="--train-missing: wall-clock budget per sampler")
     p.add_argument("--prior", required=True, help="bundled prior name (vertebra, kidney) or a prior file")
     p.add_argument("--fit", choices=["adam", "fast"], default="adam",
-                   help="latent fit: adam (default: the thesis protocol, T steps on every patch voxel) or fast "
-                        "(the product's default: the prior's encoder + a few steps, method.fitting)")
+                   help="latent fit: adam (default: the thesis protocol, every step on all patch voxels) or fast "
+                        "(the product's default: every step on a random eighth of them, method.fitting)")
     p.add_argument("--fit-lr", type=positive_float, default=1e-2,
-                   help="Adam learning rate of the --fit adam latent fit (default 0.01)")
+                   help="Adam learning rate of the latent fit (default 0.01)")
     add_device_argument(p)
     add_threads_argument(p)
     add_executor_arguments(p)

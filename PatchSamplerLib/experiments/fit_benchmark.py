@@ -60,9 +60,9 @@ def fit_row(case: str, volume, prior, n: int, k: int, fit: str, steps: int, t: i
     result = reconstruct(volume, config, prior)
     seconds = result.timings["latent_fit"] * t / max(steps, 1)
     metrics = result.metrics if steps == t else {"dice": "", "asd_mm": "", "hd95_mm": ""}
+    total = result.timings["total"] - result.timings["latent_fit"] + seconds
     return {"case": case, "n": n, "k": k, "fit": fit, "t": t, "steps_run": steps, **metrics,
-            "fit_s": round(seconds, 4), "total_s": round(result.timings["total"] - result.timings["latent_fit"] + seconds, 4),
-            "peak_mb": ""}
+            "fit_s": round(seconds, 4), "total_s": round(total, 4), "peak_mb": ""}
 
 
 def fit_peak_mb(volume, prior, n: int, k: int, fit: str) -> float:

@@ -142,6 +142,31 @@ def bundled_samplers() -> dict[tuple[str, int, int, int], Path]:
     return found
 
 
+ANY_N_MAX = 64                 # an any-(N, K) sampler places up to 64 patches (the module's N range)
+ANY_K_RANGE = (3, 31)          # and takes odd K in this range (the module's K range)
+
+
+def in_any_range(n: int, k: int) -> bool:
+    """Whether an any-(N, K) sampler covers (N, K): 1 <= N <= ANY_N_MAX, K odd in ANY_K_RANGE."""
+    return 1 <= n <= ANY_N_MAX and ANY_K_RANGE[0] <= k <= ANY_K_RANGE[1] and k % 2 == 1
+
+
+def any_sampler_file_name(prior: str, t: int) -> str:
+    """A bundled any-(N, K) sampler's file name: sampler_<prior>_any_t<T>.pt (#18)."""
+    return f"sampler_{prior}_any_t{t}.pt"
+
+
+def bundled_any_samplers() -> dict[tuple[str, int], Path]:
+    """Bundled any-(N, K) samplers: {(prior name, T): path} from Resources/Models/sampler_*_any_t*.pt."""
+    import re
+    found = {}
+    for path in sorted(MODELS_DIR.glob("sampler_*_any_t*.pt")) if MODELS_DIR.is_dir() else []:
+        match = re.fullmatch(r"sampler_(.+)_any_t(\d+)\.pt", path.name)
+        if match:
+            found[(match[1], int(match[2]))] = path
+    return found
+
+
 def prior_name(prior_path: str | os.PathLike | None) -> str | None:
     """The bundled name of a prior file (Resources/Models/prior_<name>.pt), else None."""
     if prior_path is None:
@@ -153,14 +178,21 @@ def prior_name(prior_path: str | os.PathLike | None) -> str | None:
 
 
 def resolve_sampler_path(prior_path, n: int, k: int, t: int) -> tuple[Path, str | None]:
-    """The bundled sampler for (prior, N, K) -> (path, note). Prefers the same T; another T of
-    the same (N, K) is used with a note. Raises CheckpointError naming the bundled ones."""
+    """The bundled sampler for (prior, N, K) -> (path, note). The prior's any-(N, K) sampler
+    (#18) when one is bundled and N <= 64, K odd in 3..31; else the per-(N, K) one. Prefers the
+    same T; another T is used with a note. Raises CheckpointError naming the bundled ones."""
     name = prior_name(prior_path)
-    bundled = bundled_samplers()
-    listing = ", ".join(f"{p} N={bn} K={bk} T={bt}" for p, bn, bk, bt in sorted(bundled)) or "none installed"
+    bundled, any_nk = bundled_samplers(), bundled_any_samplers()
+    listing = ", ".join([f"{p} N={bn} K={bk} T={bt}" for p, bn, bk, bt in sorted(bundled)]
+                        + [f"{p} any N, K T={bt}" for p, bt in sorted(any_nk)]) or "none installed"
     if name is None:
         raise CheckpointError(f"no bundled learned sampler belongs to the prior {prior_path}; pass a sampler trained "
                               f"with it (--sampler-model FILE). Bundled samplers: {listing}")
+    any_t = sorted(bt for p, bt in any_nk if p == name)
+    if any_t and in_any_range(n, k):
+        bt = min(any_t, key=lambda value: abs(value - t))
+        note = None if bt == t else f"no bundled sampler for T={t}; using the one trained for T={bt}"
+        return any_nk[(name, bt)], note
     if (name, n, k, t) in bundled:
         return bundled[(name, n, k, t)], None
     other_t = sorted((bt, path) for (p, bn, bk, bt), path in bundled.items() if (p, bn, bk) == (name, n, k))

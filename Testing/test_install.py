@@ -71,7 +71,7 @@ def test_the_installed_library_finds_its_bundled_resources(installed):
     python, work = installed
     code = ("import json, PatchSamplerLib as p, PatchSamplerLib.checkpoints as c; print(json.dumps({"
             "'package': p.__file__, 'models': str(c.MODELS_DIR), 'priors': sorted(c.bundled_models()), "
-            "'samplers': len(c.bundled_samplers()), 'sample': str(c.sample_data_path('kidney_left_1.5mm.nii.gz'))}))")
+            "'samplers': len(c.bundled_samplers()) + len(c.bundled_any_samplers()), 'sample': str(c.sample_data_path('kidney_left_1.5mm.nii.gz'))}))")
     done = run([python, "-c", code], cwd=work)
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from PatchSamplerLib.checkpoints import bundled_models, bundled_samplers, load_checkpoint, weights_sha256
+from PatchSamplerLib.checkpoints import (bundled_any_samplers, bundled_models, bundled_samplers, load_checkpoint,
+                                         weights_sha256)
 from PatchSamplerLib.cli.main import build_parser, main
 from PatchSamplerLib.volume import VolumeError, read_labelmap, read_nonzero_mask
 
@@ -243,7 +244,8 @@ def test_slicer_choice_of_a_sampler_of_another_prior_says_why():
 
 def test_every_bundled_sampler_records_the_weights_of_its_bundled_prior():
     priors = {name: weights_sha256(load_checkpoint(path, "prior")[0]) for name, path in bundled_models().items()}
-    for (prior, n, k, t), path in bundled_samplers().items():
+    bundled = [(prior, path) for (prior, *_), path in [*bundled_samplers().items(), *bundled_any_samplers().items()]]
+    for prior, path in bundled:
         assert load_checkpoint(path, "sampler")[1]["prior_weights_sha256"] == priors[prior], path.name
 
 

@@ -14,7 +14,8 @@ slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip
 from slicer_scene import (ROOT, add_segmentation, ijk_to_ras_matrix, rotation_matrix, load_segmentation, new_scene,  # noqa: E402
                           node_ids, save_segmentation, segment_fingerprint, segment_id_by_name, segment_names,
                           segment_on_world_grid)
-from tiny_prior import held_out_vertebra, tiny_sampler_path, TINY_SCALE, tiny_prior_path  # noqa: E402
+from tiny_prior import (held_out_vertebra, tiny_any_sampler_path, tiny_sampler_path, TINY_SCALE,  # noqa: E402
+                        tiny_prior_path)
 
 import PatchSamplerLogic as L  # noqa: E402
 from PatchSamplerMRML import choices, dependencies, geometry, metrics_table, outputs  # noqa: E402
@@ -584,6 +585,26 @@ def test_the_status_line_names_the_bundled_sampler_of_the_chosen_prior(tmp_path,
     assert choices.learned_sampler_status("tiny", 2, 3, 5) == "Learned sampler: sampler_tiny_n2_k3_t5.pt"
     assert "trained for T=5" in choices.learned_sampler_status("tiny", 2, 3, 50)
     assert "tiny N=2 K=3 T=5" in choices.learned_sampler_status("tiny", 4, 9, 100)
+
+
+def test_an_any_nk_sampler_makes_learned_and_compare_all_work_where_no_sampler_was(tmp_path, monkeypatch):
+    import shutil
+    from PatchSamplerLib import checkpoints
+    shutil.copy(tiny_prior_path(), tmp_path / "prior_tiny.pt")
+    shutil.copy(tiny_sampler_path(), tmp_path / "sampler_tiny_n2_k3_t5.pt")
+    monkeypatch.setattr(checkpoints, "MODELS_DIR", tmp_path)
+    assert "no bundled learned sampler for N=3, K=5" in choices.learned_sampler_status("tiny", 3, 5, 3)
+    shutil.copy(tiny_any_sampler_path(), tmp_path / "sampler_tiny_any_t3.pt")
+    assert choices.learned_sampler_status("tiny", 3, 5, 3) == (
+        "Learned sampler: sampler_tiny_any_t3.pt (one model for any N and K, here the first 3 of its centres for K=5)")
+    scene = new_scene()
+    shape = make_shape("vertebra", 99, 1, TINY_SCALE)
+    node, segment_id = add_segmentation(scene, shape.mask, ijk_to_ras_matrix(SPACING, np.eye(3), (0, 0, 0)))
+    output = L.PatchSamplerLogic().process(node, segment_id, 3, 5, 3, sampler="all", prior="tiny")
+    assert [run.sampler for run in output.runs] == ["learned", "fps", "random"] and not output.skipped
+    assert output.runs[0].centres_node.GetNumberOfControlPoints() == 3
+    rows = metrics_table.table_rows(output.table_node)
+    assert rows[0]["Sampler"] == "Learned" and rows[0]["Dice"] == pytest.approx(output.runs[0].result.metrics["dice"])
 
 
 # ------------------------------------------------------------------------ reconstruction from slices

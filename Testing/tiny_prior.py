@@ -53,3 +53,19 @@ def tiny_sampler_path() -> Path:
         SamplerTrainer(vols[:4], vols[4:], ShapePrior.load(tiny_prior_path()), out, tiny_sampler_config(),
                        log=lambda *a: None).run()
     return out / "sampler.pt"
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_any_sampler_path() -> Path:
+    """Train (once per process) and return the path of a tiny any-(N, K) sampler (N <= 8, T = 3)
+    for the tiny prior: one epoch on 4 shapes, validated on a fifth (its history: train_log.jsonl)."""
+    from PatchSamplerLib.data.synthetic import make_shapes
+    from PatchSamplerLib.method.inr import ShapePrior
+    from PatchSamplerLib.training.any_sampler import AnySamplerTrainer
+
+    out = Path(tempfile.mkdtemp(prefix="patchsampler-tiny-any-sampler-"))
+    vols = make_shapes("vertebra", 5, seed=0, scale=TINY_SCALE)
+    cfg = tiny_sampler_config(n=8, k=3, t=3, epochs=1, any_nk=True, anchor="fps", fit_points=64, batch_size=4)
+    with contextlib.redirect_stdout(io.StringIO()):
+        AnySamplerTrainer(vols[:4], vols[4:], ShapePrior.load(tiny_prior_path()), out, cfg, log=lambda *a: None).run()
+    return out / "sampler.pt"

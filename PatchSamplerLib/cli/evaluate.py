@@ -54,7 +54,8 @@ def add_commands(sub) -> None:
     p.add_argument("--only-folds", help="--folds: evaluate only these folds, e.g. 0 or 0,1")
     p.add_argument("--sampler-dir", help="--folds: per-fold samplers DIR/fold<f>/sampler_n<N>_k<K>_t<T>.pt "
                                          "(default OUT/samplers); without --folds: the learned samplers "
-                                         "DIR/sampler_n<N>_k<K>_t<T>.pt instead of the bundled ones (e.g. "
+                                         "DIR/sampler_n<N>_k<K>_t<T>.pt, else DIR/sampler_any_t<T>.pt (one "
+                                         "sampler for any N and K), instead of the bundled ones (e.g. "
                                          "train-sampler outputs renamed; use a new --out for each set)")
     p.add_argument("--train-missing", action="store_true", default=None,
                    help="--folds: train the missing per-fold samplers on the fold's train/validation split")

@@ -124,6 +124,7 @@ CONFIG_HELP = {
     "patch_stride": "fast mode: fit on every s-th patch voxel per axis",
     "loss_voxels": "fast mode: voxels of the reconstruction loss per shape and step",
     "chunk": "voxels per decoder call (memory vs speed)",
+    "fit_points": "--any-nk, fast mode: patch voxels per step of the unrolled latent fit (the fast fit, unrolled)",
     # augmentation
     "augment_copies": "augmented copies added per training shape (0: off)",
     "augment_rotation_deg": "augmentation: rotation uniform in +- this many degrees about each anatomical axis",
@@ -140,7 +141,9 @@ FLAG_HELP = {"thick": "with --sparse-step: thick slices (mean over each window, 
              "proximity_max": "ablation: add SampleNet's max term to the proximity loss",
              "coverage": "ablation: SampleNet's coverage term instead of repulsion",
              "projection_loss": "ablation: add t^2 to the sampler loss",
-             "soft_labels": "trilinear patch labels, differentiable in the centres (not in the thesis)"}
+             "soft_labels": "trilinear patch labels, differentiable in the centres (not in the thesis)",
+             "any_nk": "train one sampler for every N <= --n (up to 64) and every odd K in 3-31: ordered centres "
+                       "(the first N are the N patches), K an input; --k is then unused (training.any_sampler)"}
 
 
 ZERO_ALLOWED = {"init_steps", "reg_ramp_epochs"}      # integer settings where 0 is meaningful despite a default >= 1
@@ -326,6 +329,7 @@ def imitation_shapes(args) -> list:
 def train_sampler_main(args) -> int:
     from PatchSamplerLib.devices import resolve_device
     from PatchSamplerLib.method.inr import ShapePrior
+    from PatchSamplerLib.training.any_sampler import AnySamplerTrainer
     from PatchSamplerLib.training.sampler import SamplerConfig, SamplerTrainer
     out = Path(args.out)
     cfg = _config(args, SamplerConfig)
@@ -338,7 +342,8 @@ def train_sampler_main(args) -> int:
     with console_log(out):
         train, val, desc = _load_data(args)
         extra = imitation_shapes(args)
-        trainer = SamplerTrainer(train, val, prior, out, cfg, provenance=desc, init_shapes=extra)
+        trainer = (AnySamplerTrainer if cfg.any_nk else SamplerTrainer)(train, val, prior, out, cfg, provenance=desc,
+                                                                          init_shapes=extra)
         if args.resume:
             trainer.resume()
         model = trainer.run()

@@ -39,7 +39,7 @@ def benchmark_sampler(prior_path, n: int, k: int, t: int, mask: np.ndarray, devi
     """Inference time and peak memory of the bundled learned sampler of (prior file, N, K, T)."""
     path, _ = resolve_sampler_path(prior_path, n, k, t)
     prior = prior_name(prior_path)
-    run = functools.partial(learned_centres, SamplerModel.load(path), mask)
+    run = functools.partial(learned_centres, SamplerModel.load(path), mask, n, k)
     run()                                                          # warm-up
     seconds = []
     for _ in range(repeats):

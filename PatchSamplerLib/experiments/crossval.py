@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from PatchSamplerLib.checkpoints import sampler_file_name
+from PatchSamplerLib.checkpoints import in_any_range, sampler_file_name
 from PatchSamplerLib.data.splits import cross_validation_folds
 from PatchSamplerLib.experiments.evaluation import EvaluationGrid, run_cases
 from PatchSamplerLib.experiments.executors import Failure, Job, LocalExecutor
@@ -48,15 +48,20 @@ def fold_sampler_path(sampler_dir, fold: int, n: int, k: int, t: int) -> Path:
 
 def folder_samplers(sampler_dir, configs, ts, log=print) -> dict:
     """{(N, K, T): SamplerModel} of the files DIR/sampler_n<N>_k<K>_t<T>.pt for the requested
-    (N, K) x T grid (no folds); each missing one is noted and its learned rows skipped."""
+    (N, K) x T grid (no folds), else of DIR/sampler_any_t<T>.pt (an any-(N, K) sampler, #18)
+    where it covers (N, K); each missing one is noted and its learned rows skipped."""
     folder, models = Path(sampler_dir), {}
     if not folder.is_dir():
         raise ValueError(f"--sampler-dir {sampler_dir} is not a folder")
     for t in ts:
+        any_path = folder / f"sampler_any_t{t}.pt"
+        any_model = SamplerModel.load(any_path) if any_path.exists() else None
         for n, k in configs:
             path = folder / sampler_file_name(None, n, k, t)
             if path.exists():
                 models[(n, k, t)] = SamplerModel.load(path)
+            elif any_model is not None and in_any_range(n, k) and n <= any_model.n:
+                models[(n, k, t)] = any_model
             else:
                 log(f"no learned sampler {path} (N={n}, K={k}, T={t}): the learned sampler is skipped there")
     return models

@@ -151,24 +151,30 @@ def _point_subsets(total: int, size: int | None, seed: int):
 
 def fit_latent_unrolled(decoder: OccupancyDecoder, coords: torch.Tensor, labels: torch.Tensor, steps: int = 100,
                         lr: float = DEFAULT_FIT_LR, reg: float = DEFAULT_LATENT_REG, seed: int = 0,
-                        init: torch.Tensor | None = None, betas=(0.9, 0.999), eps: float = 1e-8) -> torch.Tensor:
+                        init: torch.Tensor | None = None, betas=(0.9, 0.999), eps: float = 1e-8,
+                        per_step: bool = False) -> torch.Tensor:
     """Latent fit that stays on the autograd graph [T §3.6]: the returned (B, D) latents are a
     differentiable function of `coords` (B, P, 3) (and of the decoder's weights).
 
     The same T Adam steps as `fit_latent` and `torch.optim.Adam` (identical trajectory), written
     out so that every update is a tensor operation (create_graph=True): an exact unroll,
     equivalent to the `higher` library's differentiable optimiser. `labels` (B, P) may depend
-    on the coordinates too (soft labels); their gradient is kept."""
+    on the coordinates too (soft labels); their gradient is kept. With `per_step`, coords are
+    (T, B, M, 3) and labels (T, B, M): step t sees its own points (the fast fit's subsets,
+    `method.fitting`, unrolled)."""
     if steps < 0:
         raise ValueError(f"the number of latent-fit steps T must be >= 0, got {steps}")
+    if per_step and len(coords) < steps:
+        raise ValueError(f"per-step points for {len(coords)} steps, {steps} steps asked")
     labels = labels.to(coords.dtype)          # kept on the graph when they depend on the coordinates
-    z = init.clone() if init is not None else initial_latent(coords.shape[0], decoder.latent_dim, seed=seed,
+    z = init.clone() if init is not None else initial_latent(coords.shape[-3], decoder.latent_dim, seed=seed,
                                                              device=coords.device)
     z = z.to(coords).requires_grad_(True)
     m, v = torch.zeros_like(z), torch.zeros_like(z)
     b1, b2 = betas
     for step in range(1, steps + 1):
-        loss = occupancy_loss(decoder(coords, z), labels) + reg * latent_regulariser(z)
+        c, y = (coords[step - 1], labels[step - 1]) if per_step else (coords, labels)
+        loss = occupancy_loss(decoder(c, z), y) + reg * latent_regulariser(z)
         (g,) = torch.autograd.grad(loss, z, create_graph=True)
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g

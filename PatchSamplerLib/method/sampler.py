@@ -15,6 +15,14 @@
   centroid, in the normalised space) and the generator's last layer starts at zero, so an
   untrained sampler places FPS patches and training learns offsets from them. ``"none"`` is the
   thesis's free generator.
+- Any (N, K) (`conditioned`, not in [T]; issue #18, after ProgressiveNet in
+  Dovrat et al., Learning to Sample, CVPR 2019):
+  one sampler places an ordered set of `N_MAX` = 64 centres and takes the patch size K as an
+  input; the first N are the N patches, for any N <= 64 and odd K in 3..31 (`K_RANGE`). Nested
+  by construction: the FPS anchor is progressive (FPS's first N points are FPS of N) and the
+  soft projection acts on each point alone. K enters as the scalar (K - 17) / 14 in [-1, 1]
+  concatenated to the pooled features before the first fully connected layer (each shape of a
+  training batch draws its own K, so BatchNorm's batch statistics keep its effect).
 """
 from __future__ import annotations
 
@@ -24,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from PatchSamplerLib.checkpoints import ANY_K_RANGE, ANY_N_MAX, in_any_range
 from PatchSamplerLib.method.pointcloud import simplified_cloud
 
 CONV_WIDTHS = (64, 128, 128, 256, 128)
@@ -31,29 +40,51 @@ FC_WIDTHS = (256, 256)
 DEFAULT_NEIGHBOURS = 32
 MIN_SIGMA = 1e-4
 ANCHORS = ("none", "fps")
+N_MAX, K_RANGE = ANY_N_MAX, ANY_K_RANGE    # an any-(N, K) sampler: up to 64 ordered centres, odd K in 3..31
+
+
+def k_feature(k, batch: int) -> torch.Tensor:
+    """The K input of a conditioned generator: (B, 1) float32 (K - 17) / 14, so K = 3..31 maps
+    to [-1, 1]. k: an int (the same for the batch) or B ints."""
+    ks = torch.as_tensor(k, dtype=torch.float32).reshape(-1, 1).expand(batch, 1)
+    return (ks - sum(K_RANGE) / 2) / ((K_RANGE[1] - K_RANGE[0]) / 2)
+
+
+def check_any_setting(n: int, k: int, n_max: int = N_MAX) -> None:
+    """ValueError unless 1 <= N <= n_max and K is odd within K_RANGE (an any-(N, K) sampler's range)."""
+    if not 1 <= int(n) <= n_max:
+        raise ValueError(f"the any-(N, K) learned sampler places 1 to {n_max} patches; N={n} was requested")
+    if not in_any_range(1, int(k)):
+        raise ValueError(f"the any-(N, K) learned sampler takes odd K from {K_RANGE[0]} to {K_RANGE[1]}; "
+                         f"K={k} was requested")
 
 
 class PointGenerator(nn.Module):
-    """f_gen: (B, n, 3) normalised cloud -> (B, m, 3) generated points."""
+    """f_gen: (B, n, 3) normalised cloud [, K] -> (B, m, 3) generated points. `conditioned`: K
+    is an input (`k_feature`) of the first fully connected layer."""
 
-    def __init__(self, n_points: int):
+    def __init__(self, n_points: int, conditioned: bool = False):
         super().__init__()
-        self.n_points = n_points
+        self.n_points, self.conditioned = n_points, conditioned
         layers, fan_in = [], 3
         for width in CONV_WIDTHS:
             layers += [nn.Conv1d(fan_in, width, 1), nn.BatchNorm1d(width), nn.ReLU()]
             fan_in = width
         self.features = nn.Sequential(*layers)
-        fc = []
+        fc, fan_in = [], fan_in + int(conditioned)
         for width in FC_WIDTHS:
             fc += [nn.Linear(fan_in, width), nn.BatchNorm1d(width), nn.ReLU()]
             fan_in = width
         fc.append(nn.Linear(fan_in, 3 * n_points))
         self.head = nn.Sequential(*fc)
 
-    def forward(self, cloud: torch.Tensor) -> torch.Tensor:
+    def forward(self, cloud: torch.Tensor, k=None) -> torch.Tensor:
         feats = self.features(cloud.transpose(1, 2))          # (B, C, n)
         pooled = feats.max(dim=2).values                      # (B, C)
+        if self.conditioned:
+            if k is None:
+                raise ValueError("this sampler is conditioned on the patch size: pass K")
+            pooled = torch.cat([pooled, k_feature(k, len(pooled)).to(pooled)], dim=1)
         return self.head(pooled).reshape(-1, self.n_points, 3)
 
 
@@ -95,23 +126,24 @@ def cloud_fps_anchor(cloud: torch.Tensor, m: int) -> torch.Tensor:
 
 
 class LearnedSampler(nn.Module):
-    """cloud (B, n, 3) in [-0.5, 0.5]^3 -> (generated G, projected R), each (B, m, 3).
-    anchor "fps": G = FPS points of the cloud + generator offsets (zero at the start)."""
+    """cloud (B, n, 3) in [-0.5, 0.5]^3 [, K: int or (B,) ints, when `conditioned`] ->
+    (generated G, projected R), each (B, m, 3). anchor "fps": G = FPS points of the cloud +
+    generator offsets (zero at the start)."""
 
     def __init__(self, n_patches: int, neighbours: int = DEFAULT_NEIGHBOURS, initial_temperature: float = 1.0,
-                 anchor: str = "none"):
+                 anchor: str = "none", conditioned: bool = False):
         super().__init__()
         if anchor not in ANCHORS:
             raise ValueError(f"anchor must be one of {', '.join(ANCHORS)}, got {anchor!r}")
-        self.n_patches, self.anchor = n_patches, anchor
-        self.generator = PointGenerator(n_patches)
+        self.n_patches, self.anchor, self.conditioned = n_patches, anchor, conditioned
+        self.generator = PointGenerator(n_patches, conditioned)
         self.projection = SoftProjection(neighbours, initial_temperature)
         if anchor == "fps":
             nn.init.zeros_(self.generator.head[-1].weight)
             nn.init.zeros_(self.generator.head[-1].bias)
 
-    def forward(self, cloud: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        generated = self.generator(cloud)
+    def forward(self, cloud: torch.Tensor, k=None) -> tuple[torch.Tensor, torch.Tensor]:
+        generated = self.generator(cloud, k)
         if self.anchor == "fps":
             generated = generated + cloud_fps_anchor(cloud, self.n_patches)
         return generated, self.projection(generated, cloud)
@@ -120,8 +152,10 @@ class LearnedSampler(nn.Module):
 class SamplerModel:
     """A trained LearnedSampler with what it was trained for.
 
-    n, k, t: patches, patch size and latent-fit steps it was trained with; metadata:
-    provenance (prior, data, hyperparameters, validation Dice, command line)."""
+    n, k, t: patches, patch size and latent-fit steps it was trained with; an any-(N, K) sampler
+    (`any_nk`: its network is conditioned on K) has n = the most patches it places (N_MAX) and
+    k = 0 (any odd K in K_RANGE). metadata: provenance (prior, data, hyperparameters, validation
+    Dice, command line)."""
 
     KIND = "sampler"
 
@@ -134,15 +168,26 @@ class SamplerModel:
     def n(self) -> int:
         return self.sampler.n_patches
 
+    @property
+    def any_nk(self) -> bool:
+        """Whether this sampler places any N <= n patches of any odd K (#18)."""
+        return self.sampler.conditioned
+
+    def describe(self) -> str:
+        """'N=4 K=9 T=100' or 'any N <= 64, any odd K 3-31, T=100'."""
+        if self.any_nk:
+            return f"any N <= {self.n}, any odd K {K_RANGE[0]}-{K_RANGE[1]}, T={self.t}"
+        return f"N={self.n} K={self.k} T={self.t}"
+
     @classmethod
     def new(cls, n: int, k: int, t: int, neighbours: int = DEFAULT_NEIGHBOURS,
-            initial_temperature: float = 1.0, anchor: str = "none") -> "SamplerModel":
-        return cls(LearnedSampler(n, neighbours, initial_temperature, anchor), k, t)
+            initial_temperature: float = 1.0, anchor: str = "none", conditioned: bool = False) -> "SamplerModel":
+        return cls(LearnedSampler(n, neighbours, initial_temperature, anchor, conditioned), k, t)
 
     def save(self, path) -> None:
         from PatchSamplerLib.checkpoints import save_checkpoint
         meta = dict(self.metadata, n=self.n, k=self.k, t=self.t, neighbours=self.sampler.projection.neighbours,
-                    anchor=self.sampler.anchor)
+                    anchor=self.sampler.anchor, any_nk=self.any_nk)
         save_checkpoint(path, self.KIND, self.sampler.state_dict(), meta)
 
     @classmethod
@@ -150,7 +195,7 @@ class SamplerModel:
         from PatchSamplerLib.checkpoints import CheckpointError, file_sha256, load_checkpoint
         state, meta = load_checkpoint(path, cls.KIND)
         model = cls.new(meta["n"], meta["k"], meta["t"], meta.get("neighbours", DEFAULT_NEIGHBOURS),
-                        anchor=meta.get("anchor", "none"))
+                        anchor=meta.get("anchor", "none"), conditioned=meta.get("any_nk", False))
         try:
             model.sampler.load_state_dict(state)
         except RuntimeError as exc:
@@ -161,19 +206,29 @@ class SamplerModel:
         return model
 
     def record(self) -> dict:
-        """Which sampler a run used: {"path", "sha256", "n", "k", "t"} (path None: in memory)."""
-        return {"path": self.metadata.get("path"), "sha256": self.file_sha256, "n": self.n, "k": self.k, "t": self.t}
+        """Which sampler a run used: {"path", "sha256", "n", "k", "t", "any_nk"} (path None: in
+        memory; n, k: what it was trained for, N_MAX and 0 for an any-(N, K) sampler)."""
+        return {"path": self.metadata.get("path"), "sha256": self.file_sha256, "n": self.n, "k": self.k, "t": self.t,
+                "any_nk": self.any_nk}
 
 
-def learned_centres(model: SamplerModel, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def learned_centres(model: SamplerModel, mask: np.ndarray, n: int | None = None,
+                    k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Inference: (X, Y, Z) mask -> (generated, projected), each (N, 3) float32 voxel index.
-    The projected points are the patch centres (the soft projection is kept at inference, T §3.6, §5.4)."""
+    The projected points are the patch centres (the soft projection is kept at inference, T §3.6, §5.4).
+    An any-(N, K) sampler needs `n` and `k` (the first N of its ordered centres for patch size K;
+    ValueError outside its range, `check_any_setting`); a per-(N, K) sampler ignores them."""
     cloud, norm = simplified_cloud(mask)
     model.sampler.eval()
+    if model.any_nk:
+        if n is None or k is None:
+            raise ValueError("the any-(N, K) learned sampler needs N and K")
+        check_any_setting(n, k, model.n)
     with torch.no_grad():
-        generated, projected = model.sampler(torch.from_numpy(cloud)[None])
-    return (norm.inverse(generated[0].numpy()).astype(np.float32),
-            norm.inverse(projected[0].numpy()).astype(np.float32))
+        generated, projected = model.sampler(torch.from_numpy(cloud)[None], k)
+    take = slice(0, n if model.any_nk else model.n)
+    return (norm.inverse(generated[0, take].numpy()).astype(np.float32),
+            norm.inverse(projected[0, take].numpy()).astype(np.float32))
 
 
 def load_learned_sampler(prior, n: int, k: int, t: int, sampler_model=None) -> tuple[SamplerModel, list[str]]:
@@ -191,14 +246,16 @@ def load_learned_sampler(prior, n: int, k: int, t: int, sampler_model=None) -> t
         if path is None:
             path, t_note = resolve_sampler_path(prior.metadata.get("path"), n, k, t)
         model = SamplerModel.load(path)
-    if model.n != n:
+    if model.any_nk:
+        check_any_setting(n, k, model.n)
+    elif model.n != n:
         raise ValueError(f"the learned sampler {model.metadata.get('path', '')} places N={model.n} patches; "
                          f"N={n} was requested")
     notes = check_sampler_prior(model, prior)
     if model.t != t and t_note is None:
         t_note = f"the learned sampler was trained for T={model.t}, used here with T={t}"
     notes += [t_note] if t_note else []
-    if model.k != k:
+    if model.k != k and not model.any_nk:
         notes.append(f"the learned sampler was trained for K={model.k}, used here with K={k}")
     return model, notes
 

@@ -91,6 +91,8 @@ class SamplerConfig:
     loss_voxels: int = 8192            # fast mode only: voxels of L_r per shape and step
     surface_fraction: float = 0.5      # fast mode only: share of them near the surface
     surface_band_mm: float = 2.0
+    any_nk: bool = False               # one sampler for every N <= n and odd K in 3..31 (#18; training.any_sampler)
+    fit_points: int = 512              # any_nk, fast mode: patch voxels per step of the unrolled fit
     chunk: int = 65536                 # voxels per decode chunk
     val_every: int = 1
     max_minutes: float | None = None   # wall-clock budget (stops after the epoch that exceeds it)
@@ -115,10 +117,15 @@ class SamplerConfig:
             raise ValueError(f"init count and steps must be >= 0, got {self.init_count}, {self.init_steps}")
         if self.patch_stride < 1:
             raise ValueError(f"patch stride must be >= 1, got {self.patch_stride}")
+        if self.any_nk and not 1 <= self.n <= 64:
+            raise ValueError(f"an any-(N, K) sampler places at most 64 patches (--n), got {self.n}")
+        if self.fit_points < 1:
+            raise ValueError(f"fit points must be >= 1, got {self.fit_points}")
 
 
 # Settings a resumed run must share with its last.pt (with the value of a last.pt from before the option).
-RESUME_KEYS = {"n": None, "k": None, "t": None, "mode": None, "neighbours": None, "init": "random", "anchor": "none"}
+RESUME_KEYS = {"n": None, "k": None, "t": None, "mode": None, "neighbours": None, "init": "random", "anchor": "none",
+               "any_nk": False}
 
 
 def patch_subset(k: int, stride: int) -> torch.Tensor:
@@ -187,7 +194,8 @@ class SamplerTrainer(TrainingLoop):
         self.val_shapes = [prepare_sampler_shape(v, cfg.surface_band_mm, self.device) for v in val]
         self.provenance = dict(provenance or {}, device=str(self.device))
         torch.manual_seed(cfg.seed)
-        self.model = SamplerModel.new(cfg.n, cfg.k, cfg.t, cfg.neighbours, cfg.initial_temperature, cfg.anchor)
+        self.model = SamplerModel.new(cfg.n, 0 if cfg.any_nk else cfg.k, cfg.t, cfg.neighbours,
+                                      cfg.initial_temperature, cfg.anchor, conditioned=cfg.any_nk)
         self.opt = torch.optim.Adam(self.model.sampler.parameters(), lr=cfg.lr)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_step_epoch, gamma=cfg.lr_gamma)
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -232,10 +240,18 @@ class SamplerTrainer(TrainingLoop):
         coords, labels = sample_points(shape.table, self.cfg.loss_voxels, self.cfg.surface_fraction, self.gen)
         return coords.to(self.device), labels.to(self.device)
 
-    def shape_loss(self, shape: SamplerShape, projected: torch.Tensor, batch_len: int) -> float:
+    def draw_settings(self, batch: int) -> list[tuple[int, int]]:
+        """(N, K) of each shape of a batch: the sampler's own (an any-(N, K) trainer draws them)."""
+        return [(self.cfg.n, self.cfg.k)] * batch
+
+    def fitted_latent(self, shape: SamplerShape, projected: torch.Tensor, k: int) -> torch.Tensor:
+        """(1, D) latent after the differentiable fit to the patches at `projected` (m, 3)."""
+        return unrolled_latent(self.decoder, shape, projected, k, self.subset, self.cfg.t, self.cfg.fit_lr,
+                               self.cfg.soft_labels)
+
+    def shape_loss(self, shape: SamplerShape, projected: torch.Tensor, batch_len: int, k: int) -> float:
         """Backpropagate one shape's L_r / batch_len into `projected` (m, 3), a leaf; returns L_r."""
-        z = unrolled_latent(self.decoder, shape, projected, self.cfg.k, self.subset, self.cfg.t, self.cfg.fit_lr,
-                            self.cfg.soft_labels)
+        z = self.fitted_latent(shape, projected, k)
         loss, grad = reconstruction_loss_and_grad(self.decoder, z, *self.loss_points(shape), self.cfg.chunk)
         z.backward(grad / batch_len)
         return loss
@@ -248,9 +264,12 @@ class SamplerTrainer(TrainingLoop):
         once (the same gradient as one backward of the summed loss, at one shape's memory).
         The sampler runs on the CPU; the fits and L_r on `self.device`."""
         clouds = torch.stack([self.shapes[i].cloud for i in ids])
-        generated, projected = self.model.sampler(clouds)
+        settings = self.draw_settings(len(ids))
+        ks = [k for _, k in settings] if self.cfg.any_nk else None
+        generated, projected = self.model.sampler(clouds, ks)
         leaf = projected.detach().to(self.device).requires_grad_(True)
-        rec = [self.shape_loss(self.shapes[i], leaf[b], len(ids)) for b, i in enumerate(ids)]
+        rec = [self.shape_loss(self.shapes[i], leaf[b, :n], len(ids), k)
+               for b, (i, (n, k)) in enumerate(zip(ids, settings))]
         l_s = self.sampler_losses(generated, projected, clouds)
         self.opt.zero_grad(set_to_none=True)
         (l_s + (projected * leaf.grad.to(projected.device)).sum()).backward()
@@ -301,10 +320,13 @@ class SamplerTrainer(TrainingLoop):
         """The same score for FPS centres (seed 0): the baseline to beat, logged once."""
         return self._mean_patch_dice(lambda s: fps_centres(s.volume.mask, self.cfg.n, seed=0), "FPS validation")
 
-    def _mean_patch_dice(self, centres_of, name: str) -> float:
-        """Mean `patch_dice` of the validation shapes at `centres_of(shape)`; progress: task `name`."""
+    def _mean_patch_dice(self, centres_of, name: str, k: int | None = None, points: int | None = None) -> float:
+        """Mean `patch_dice` of the validation shapes at `centres_of(shape)` with patch size `k`
+        (default the sampler's) and `points` voxels per fit step (None: all); progress: task `name`."""
         cfg = self.cfg
-        return float(np.mean([patch_dice(self.decoder, s.volume, s.centre_mm, centres_of(s), cfg.k, cfg.t, cfg.fit_lr)
+        k = cfg.k if k is None else k
+        return float(np.mean([patch_dice(self.decoder, s.volume, s.centre_mm, centres_of(s), k, cfg.t, cfg.fit_lr,
+                                         points=points)
                               for s in tracked(self.val_shapes, name, unit="shapes")]))
 
     def validation(self, row: dict) -> float:

@@ -18,16 +18,17 @@ from PatchSamplerLib.volume import BinaryVolume
 
 
 def patch_dice(decoder: OccupancyDecoder, vol: BinaryVolume, centre_mm, centres: np.ndarray, k: int, t: int,
-               fit_lr: float, seed: int = 0) -> float:
+               fit_lr: float, seed: int = 0, points: int | None = None) -> float:
     """Dice (decoded at stride 2) of the reconstruction of `vol` from the K^3 patches at
     `centres` (N, 3) voxel index, with T latent-fit steps at Adam lr `fit_lr` (latent init
-    seeded by `seed`); centre_mm: (3,) the INR frame centre in local mm. The fit and the decode
+    seeded by `seed`) on all patch voxels, or `points` of them per step (the fast fit,
+    `method.fitting`); centre_mm: (3,) the INR frame centre in local mm. The fit and the decode
     run on the decoder's device."""
     _, labels, coords = extract_patches(vol.mask, vol.spacing, centres, k, centre_mm)
     device = next(decoder.parameters()).device
     with task("latent fit", t) as fit:
         z = fit_latent(decoder, coords.reshape(1, -1, 3).to(device), labels.reshape(1, -1).to(device), t,
-                       lr=fit_lr, seed=seed, callback=fit.update)
+                       lr=fit_lr, seed=seed, callback=fit.update, points_per_step=points)
     return dice_at_stride(decoder, z, vol, centre_mm)
 
 

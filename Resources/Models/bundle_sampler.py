@@ -3,7 +3,8 @@ logs, curves and metadata under Resources/Models/<name>/.
 
     python Resources/Models/bundle_sampler.py runs/sampler_vertebra_n4_k9_t100 [...]
 
-<name> is the run folder's name, which must be the bundled naming sampler_<prior>_n<N>_k<K>_t<T>.
+<name> is the run folder's name, which must be the bundled naming sampler_<prior>_n<N>_k<K>_t<T>
+(one (N, K)) or sampler_<prior>_any_t<T> (one sampler for any N and K, train-sampler --any-nk).
 The curves are redrawn from train_log.jsonl (a run stopped by a kill has none of its own).
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from PatchSamplerLib.checkpoints import bundled_samplers, load_checkpoint  # noqa: E402
+from PatchSamplerLib.checkpoints import bundled_any_samplers, bundled_samplers, load_checkpoint  # noqa: E402
 from PatchSamplerLib.training.sampler import plot_sampler_curves  # noqa: E402
 
 
@@ -25,8 +26,10 @@ def bundle(run: Path) -> None:
     target = HERE / name
     target.mkdir(exist_ok=True)
     shutil.copy(run / "sampler.pt", HERE / f"{name}.pt")
-    if HERE / f"{name}.pt" not in bundled_samplers().values():
-        raise SystemExit(f"{name} does not follow the naming sampler_<prior>_n<N>_k<K>_t<T>")
+    if HERE / f"{name}.pt" not in [*bundled_samplers().values(), *bundled_any_samplers().values()]:
+        (HERE / f"{name}.pt").unlink()
+        raise SystemExit(f"{name} does not follow the naming sampler_<prior>_n<N>_k<K>_t<T> "
+                         "or sampler_<prior>_any_t<T>")
     for log in ("train.log", "train_log.jsonl"):
         shutil.copy(run / log, target / log)
     history = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]

@@ -1,0 +1,96 @@
+"""One learned sampler for every N <= 64 and odd K in 3..31 (issue #18; not in [T]).
+
+The thesis trains one sampler per (N, K, T) and names the coupling a limitation [T §6]. After
+ProgressiveNet (Dovrat et al., Learning to Sample, CVPR 2019), this trainer trains one network
+whose 64 ordered output centres are good for every prefix: the first N are the N patches
+(`method.sampler`, `conditioned`: K is an input). It is `training.sampler`'s end-to-end
+training [T §3.6] with three changes:
+
+- **Schedule**: every shape of a batch draws its own (N, K) (`draw_setting`): N from the
+  thesis's grid {4, 8, 12} with probability 1/2, else uniformly from the prefix sizes
+  `PREFIXES` (1 to 64); K from the grid {9, 11, 13} with probability 1/2, else uniformly from
+  the odd 3..31. The thesis's grid is where the product is compared with FPS and with the
+  per-(N, K) samplers, so it gets half the draws; the rest keeps every prefix and patch size
+  trained. Drawing per shape is the stochastic form of ProgressiveNet's sum over prefix sizes
+  (its expectation, up to a constant), at the cost of one fit per shape; drawing K per shape
+  (not per batch) keeps K visible through the generator's BatchNorm.
+- **Unrolled fast fit** (issue #19, item 2): in `fast` mode each of the T unrolled Adam steps
+  sees `fit_points` (512) patch voxels drawn uniformly with replacement from all N K^3 (the
+  fast fit of `method.fitting`, unrolled; all of them when there are fewer), so a training step
+  costs the same for N = 64, K = 31 as for 4 x 9. What is learned does not change in kind: the
+  reconstruction loss still reaches the centres through T fit steps on the patches' voxels; the
+  gradient is noisier (the product's fast fit uses 512-2,048 voxels per step, `evaluate` all of
+  them). `faithful` mode fits on every patch voxel (costly at large N K^3).
+- **Validation**: the mean Dice over `VALIDATION_CELLS` (the thesis grid's corners and 32 x 15),
+  each with the product's fast fit (T steps) decoded at stride 2; the FPS baseline is the same
+  mean for FPS (seed 0). The epoch with the best mean is kept.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from PatchSamplerLib.method.baselines import fps_centres
+from PatchSamplerLib.method.fitting import fast_points
+from PatchSamplerLib.method.inr import fit_latent_unrolled
+from PatchSamplerLib.method.patches import patch_labels, patch_offsets
+from PatchSamplerLib.method.sampler import learned_centres
+from PatchSamplerLib.training.points import SamplerShape
+from PatchSamplerLib.training.sampler import SamplerTrainer, unrolled_latent
+from PatchSamplerLib.volume import index_to_local_mm
+
+PREFIXES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+GRID_N, GRID_K = (4, 8, 12), (9, 11, 13)
+ODD_K = tuple(range(3, 32, 2))
+VALIDATION_CELLS = ((4, 9), (8, 11), (12, 13), (32, 15))
+
+
+def draw_setting(gen: torch.Generator, n_max: int = 64) -> tuple[int, int]:
+    """One (N, K) of the training schedule (module docstring), N <= n_max, drawn with `gen`."""
+    grid_n, grid_k, pick_n, pick_k = torch.rand(4, generator=gen).tolist()
+    prefixes = [n for n in PREFIXES if n <= n_max]
+    ns = [n for n in GRID_N if n <= n_max] if grid_n < 0.5 and n_max >= GRID_N[0] else prefixes
+    ks = GRID_K if grid_k < 0.5 else ODD_K
+    return ns[int(pick_n * len(ns))], ks[int(pick_k * len(ks))]
+
+
+def per_step_patch_points(shape: SamplerShape, projected: torch.Tensor, k: int, steps: int, points: int,
+                          gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The unrolled fast fit's points: for each of `steps` steps, `points` voxels drawn uniformly
+    with replacement from the N K^3 voxels of the patches at `projected` (N, 3) (normalised cloud
+    space) -> coords (T, 1, M, 3) mm in the INR frame (differentiable in `projected`) and labels
+    (T, 1, M) V[round(x)] (constants)."""
+    vol, k3 = shape.volume, k ** 3
+    centres = shape.norm.inverse(projected)                                               # (N, 3) voxel index
+    idx = torch.randint(len(projected) * k3, (steps, points), generator=gen).to(projected.device)
+    coords_idx = centres[idx // k3] + patch_offsets(k).to(projected)[idx % k3]           # (T, M, 3)
+    labels = patch_labels(shape.mask, coords_idx).to(projected)
+    coords = index_to_local_mm(coords_idx, vol.spacing) - torch.as_tensor(shape.centre_mm).to(projected)
+    return coords[:, None], labels[:, None]
+
+
+class AnySamplerTrainer(SamplerTrainer):
+    """`SamplerTrainer` for one any-(N, K) sampler (cfg.any_nk; cfg.n: the most patches, 64)."""
+
+    def draw_settings(self, batch: int) -> list[tuple[int, int]]:
+        return [draw_setting(self.gen, self.cfg.n) for _ in range(batch)]
+
+    def fitted_latent(self, shape: SamplerShape, projected: torch.Tensor, k: int) -> torch.Tensor:
+        cfg = self.cfg
+        if cfg.mode == "faithful" or len(projected) * k ** 3 <= cfg.fit_points:
+            return unrolled_latent(self.decoder, shape, projected, k, torch.arange(k ** 3), cfg.t, cfg.fit_lr)
+        coords, labels = per_step_patch_points(shape, projected, k, cfg.t, cfg.fit_points, self.gen)
+        return fit_latent_unrolled(self.decoder, coords, labels, cfg.t, lr=cfg.fit_lr, per_step=True)
+
+    def validation_dice(self) -> float:
+        """Mean over VALIDATION_CELLS of the mean validation Dice (fast fit, T steps)."""
+        return self._cells_dice(lambda s, n, k: learned_centres(self.model, s.volume.mask, n, k)[1], "validation")
+
+    def fps_validation_dice(self) -> float:
+        return self._cells_dice(lambda s, n, k: fps_centres(s.volume.mask, n, seed=0), "FPS validation")
+
+    def _cells_dice(self, centres_of, name: str) -> float:
+        cells = [(n, k) for n, k in VALIDATION_CELLS if n <= self.cfg.n]
+        scores = [self._mean_patch_dice(lambda s, n=n, k=k: centres_of(s, n, k), f"{name} {n} x {k}", k,
+                                        fast_points(n * k ** 3)) for n, k in cells]
+        return float(np.mean(scores))

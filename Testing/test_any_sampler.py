@@ -1,0 +1,151 @@
+"""One learned sampler for every N <= 64 and odd K (#18): nesting, K conditioning, range errors,
+the unrolled fast fit, the training schedule, training end to end and the bundled lookup."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from PatchSamplerLib import checkpoints
+from PatchSamplerLib.checkpoints import CheckpointError, resolve_sampler_path
+from PatchSamplerLib.method.inr import OccupancyDecoder, ShapePrior, fit_latent, fit_latent_unrolled
+from PatchSamplerLib.method.sampler import SamplerModel, learned_centres, load_learned_sampler
+from PatchSamplerLib.pipeline import reconstruct
+from PatchSamplerLib.training.any_sampler import GRID_K, GRID_N, PREFIXES, draw_setting, per_step_patch_points
+from PatchSamplerLib.training.points import prepare_sampler_shape
+from PatchSamplerLib.volume import index_to_local_mm
+from tiny_prior import held_out_vertebra, tiny_any_sampler_path, tiny_prior_path
+
+
+def _moving_any_sampler(seed=0) -> SamplerModel:
+    """An any-(N, K) sampler whose offsets depend on K (last layer not zero), projection t small."""
+    torch.manual_seed(seed)
+    model = SamplerModel.new(64, 0, 100, initial_temperature=1e-3, anchor="fps", conditioned=True)
+    torch.nn.init.normal_(model.sampler.generator.head[-1].weight, std=0.02)
+    model.sampler.eval()
+    return model
+
+
+def test_prefixes_are_nested_and_the_centres_lie_in_the_shape():
+    model, vol = _moving_any_sampler(), held_out_vertebra(0)
+    gen64, proj64 = learned_centres(model, vol.mask, 64, 9)
+    for n in (1, 4, 5, 17, 63):
+        gen, proj = learned_centres(model, vol.mask, n, 9)
+        assert proj.shape == gen.shape == (n, 3)
+        np.testing.assert_array_equal(proj, proj64[:n])           # the first N of N + 1 are the N sampler
+    ijk = np.floor(proj64 + 0.5).astype(int)
+    assert vol.mask[tuple(ijk.T)].all()                            # t small: each centre is a voxel of the shape
+    assert len({tuple(v) for v in ijk}) == 64                      # distinct
+
+
+def test_the_patch_size_changes_the_centres():
+    model, vol = _moving_any_sampler(), held_out_vertebra(0)
+    small, large = learned_centres(model, vol.mask, 8, 5)[0], learned_centres(model, vol.mask, 8, 21)[0]
+    assert np.abs(small - large).max() > 0.1
+    np.testing.assert_array_equal(small, learned_centres(model, vol.mask, 8, 5)[0])   # deterministic
+
+
+@pytest.mark.parametrize("n, k, message", [(0, 9, "1 to 64 patches; N=0"), (65, 9, "1 to 64 patches; N=65"),
+                                           (4, 8, "odd K from 3 to 31; K=8"), (4, 33, "odd K from 3 to 31; K=33"),
+                                           (4, 1, "K=1")])
+def test_out_of_range_n_or_k_is_a_clear_error(n, k, message):
+    with pytest.raises(ValueError, match=message):
+        learned_centres(_moving_any_sampler(), held_out_vertebra(0).mask, n, k)
+
+
+def test_an_any_sampler_round_trips_through_its_file(tmp_path):
+    model = _moving_any_sampler()
+    model.save(tmp_path / "any.pt")
+    loaded = SamplerModel.load(tmp_path / "any.pt")
+    assert loaded.any_nk and loaded.n == 64 and loaded.record()["any_nk"]
+    assert loaded.describe() == "any N <= 64, any odd K 3-31, T=100"
+    mask = held_out_vertebra(1).mask
+    np.testing.assert_array_equal(learned_centres(loaded, mask, 6, 13)[1], learned_centres(model, mask, 6, 13)[1])
+    with pytest.raises(ValueError, match="needs N and K"):
+        learned_centres(loaded, mask)
+
+
+def test_the_unrolled_fast_fit_follows_the_fast_fit_step_by_step():
+    torch.manual_seed(0)
+    decoder = OccupancyDecoder().double().requires_grad_(False)
+    coords, labels = torch.randn(1, 300, 3, dtype=torch.float64) * 10, (torch.rand(1, 300) > 0.5).double()
+    steps, size, seed = 6, 64, 3
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.stack([torch.randint(300, (size,), generator=g) for _ in range(steps)])     # fit_latent's draws
+    unrolled = fit_latent_unrolled(decoder, coords[0, idx][:, None], labels[0, idx][:, None], steps, seed=seed,
+                                   per_step=True)
+    plain = fit_latent(decoder, coords, labels, steps, seed=seed, points_per_step=size)
+    torch.testing.assert_close(unrolled.detach(), plain, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="for 6 steps, 7 steps asked"):
+        fit_latent_unrolled(decoder, coords[0, idx][:, None], labels[0, idx][:, None], 7, per_step=True)
+
+
+def test_per_step_points_are_patch_voxels_with_their_labels():
+    vol = held_out_vertebra(0)
+    shape = prepare_sampler_shape(vol, 2.0)
+    projected = shape.cloud[:3].clone().requires_grad_(True)
+    coords, labels = per_step_patch_points(shape, projected, 5, 4, 50, torch.Generator().manual_seed(0))
+    assert coords.shape == (4, 1, 50, 3) and labels.shape == (4, 1, 50)
+    centres_mm = (index_to_local_mm(shape.norm.inverse(projected.detach()), vol.spacing)
+                  - torch.as_tensor(shape.centre_mm, dtype=torch.float32))
+    nearest = torch.cdist(coords.detach().reshape(-1, 3), centres_mm).min(1).values
+    half_diagonal = 2 * np.sqrt(3) * max(vol.spacing)                # K = 5: at most 2 voxels per axis
+    assert nearest.max() <= half_diagonal + 1e-3
+    coords.sum().backward()
+    assert projected.grad.abs().sum() > 0                          # the points move with the centres
+
+
+def test_the_schedule_covers_every_prefix_and_odd_k_and_favours_the_thesis_grid():
+    gen = torch.Generator().manual_seed(0)
+    drawn = [draw_setting(gen) for _ in range(3000)]
+    ns, ks = {n for n, _ in drawn}, {k for _, k in drawn}
+    assert ns == set(PREFIXES) and ks == set(range(3, 32, 2))
+    assert 0.5 < np.mean([n in GRID_N for n, _ in drawn]) < 0.7
+    assert 0.5 < np.mean([k in GRID_K for _, k in drawn]) < 0.7
+    assert max(n for n, _ in (draw_setting(gen, 8) for _ in range(300))) == 8
+
+
+def test_training_an_any_sampler_validates_on_the_cells_and_keeps_the_best():
+    path = tiny_any_sampler_path()
+    model = SamplerModel.load(path)
+    assert model.any_nk and model.n == 8 and model.k == 0
+    rows = [json.loads(line) for line in (path.parent / "train_log.jsonl").read_text().splitlines()]
+    validated = [r for r in rows if "val_dice" in r]
+    assert validated[0]["epoch"] == 0 and validated[-1]["epoch"] == 1 and rows[-1]["loss_rec"] > 0
+    assert model.metadata["val_dice"] == pytest.approx(max(r["val_dice"] for r in validated))
+    with pytest.raises(ValueError, match="1 to 8 patches; N=9"):
+        learned_centres(model, held_out_vertebra(0).mask, 9, 3)
+
+
+def test_an_any_sampler_file_runs_any_n_and_k_and_is_found_as_the_bundled_one(tmp_path, monkeypatch):
+    out = tiny_any_sampler_path().parent
+    prior = ShapePrior.load(tiny_prior_path())
+    loaded, notes = load_learned_sampler(prior, 5, 7, 3, out / "sampler.pt")
+    assert loaded.any_nk and notes == []
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(tiny_prior_path(), folder / "prior_tiny.pt")
+    shutil.copy(out / "sampler.pt", folder / "sampler_tiny_any_t3.pt")
+    monkeypatch.setattr(checkpoints, "MODELS_DIR", folder)
+    assert resolve_sampler_path(folder / "prior_tiny.pt", 3, 11, 3) == (folder / "sampler_tiny_any_t3.pt", None)
+    assert "trained for T=3" in resolve_sampler_path(folder / "prior_tiny.pt", 3, 11, 100)[1]
+    with pytest.raises(CheckpointError, match="N=65, K=3"):
+        resolve_sampler_path(folder / "prior_tiny.pt", 65, 3, 3)
+    res = reconstruct(held_out_vertebra(0), n=3, k=5, t=3, sampler="learned", prior="tiny")
+    assert res.centres.shape == (3, 3) and res.settings["sampler"] == "learned"
+    with pytest.raises(ValueError, match="1 to 8 patches; N=9"):
+        reconstruct(held_out_vertebra(0), n=9, k=5, t=3, sampler="learned", prior="tiny")
+
+
+def test_a_sampler_folder_falls_back_to_its_any_sampler(tmp_path):
+    from PatchSamplerLib.experiments.crossval import folder_samplers
+    from tiny_prior import tiny_sampler_path
+    shutil.copy(tiny_sampler_path(), tmp_path / "sampler_n2_k3_t3.pt")
+    shutil.copy(tiny_any_sampler_path(), tmp_path / "sampler_any_t3.pt")
+    said = []
+    models = folder_samplers(tmp_path, [(2, 3), (5, 7), (9, 3), (4, 4)], [3], log=said.append)
+    assert not models[(2, 3, 3)].any_nk and models[(5, 7, 3)].any_nk          # the per-(N, K) file first
+    assert set(models) == {(2, 3, 3), (5, 7, 3)} and len(said) == 2           # N=9 > 8 and even K: skipped, said

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from PatchSamplerLib.training.any_sampler import GRID_K, GRID_N, PREFIXES, draw_
 from PatchSamplerLib.training.points import prepare_sampler_shape
 from PatchSamplerLib.volume import index_to_local_mm
 from tiny_prior import held_out_vertebra, tiny_any_sampler_path, tiny_prior_path
+
+TRAINED = Path(__file__).resolve().parents[1] / "results" / "learned_any_nk" / "models"   # #18's trained samplers
 
 
 def _moving_any_sampler(seed=0) -> SamplerModel:
@@ -149,3 +152,38 @@ def test_a_sampler_folder_falls_back_to_its_any_sampler(tmp_path):
     models = folder_samplers(tmp_path, [(2, 3), (5, 7), (9, 3), (4, 4)], [3], log=said.append)
     assert not models[(2, 3, 3)].any_nk and models[(5, 7, 3)].any_nk          # the per-(N, K) file first
     assert set(models) == {(2, 3, 3), (5, 7, 3)} and len(said) == 2           # N=9 > 8 and even K: skipped, said
+
+
+@pytest.mark.parametrize("prior", ["vertebra-anatomical", "kidney-anatomical"])
+def test_the_trained_any_sampler_places_n_distinct_centres_near_the_shape_for_any_n_and_k(prior):
+    """The any-(N, K) samplers trained for #18 (results/learned_any_nk/models/, not bundled)."""
+    from PatchSamplerLib.data.synthetic import make_shape
+    from scipy import ndimage
+    model = SamplerModel.load(TRAINED / prior / "sampler_any_t100.pt")
+    assert model.any_nk and model.n == 64 and model.t == 100
+    vol = make_shape(prior, 5, 0)                                      # a family seed no sampler was trained on
+    voxels_off = ndimage.distance_transform_edt(~vol.mask)
+    for k in (3, 9, 13, 31):
+        full = learned_centres(model, vol.mask, 64, k)[1]
+        ijk = np.floor(full + 0.5).astype(int)
+        assert len({tuple(v) for v in ijk}) == 64, k                   # 64 distinct voxels
+        # the soft projection averages 32 cloud neighbours: most centres are shape voxels, the
+        # others next to the surface (measured: 72-94 % on, at most 3.6 voxels off)
+        assert (voxels_off[tuple(ijk.T)] == 0).mean() >= 2 / 3 and voxels_off[tuple(ijk.T)].max() <= 4, k
+        for n in (1, 2, 4, 8, 12, 16, 32, 63):
+            np.testing.assert_array_equal(learned_centres(model, vol.mask, n, k)[1], full[:n])
+    assert np.abs(learned_centres(model, vol.mask, 8, 5)[1] - learned_centres(model, vol.mask, 8, 21)[1]).max() > 0.01
+
+
+def test_a_centre_on_an_earlier_centres_voxel_moves_to_the_farthest_shape_voxel():
+    from PatchSamplerLib.method.sampler import distinct_centres
+    mask = np.zeros((10, 10, 10), bool)
+    mask[2:8, 2:8, 2:8] = True
+    centres = np.array([[2.2, 2.0, 2.0], [1.8, 2.1, 2.0], [5.0, 5.0, 5.0], [7.1, 6.9, 7.0]], np.float32)
+    out = distinct_centres(centres, mask)
+    np.testing.assert_array_equal(out[[0, 2]], centres[[0, 2]])                 # the first on a voxel stays
+    np.testing.assert_array_equal(out[1], [7, 7, 7])                           # farthest from (2.2, 2, 2)
+    voxels = {tuple(np.floor(c + 0.5).astype(int)) for c in out}
+    assert len(voxels) == 4 and all(mask[v] for v in voxels)                   # (7.1, 6.9, 7) moved on too
+    np.testing.assert_array_equal(distinct_centres(centres[:3], mask), out[:3])  # prefixes stay nested
+    np.testing.assert_array_equal(distinct_centres(out, mask), out)             # nothing to move: unchanged

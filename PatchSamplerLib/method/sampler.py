@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 
 from PatchSamplerLib.checkpoints import ANY_K_RANGE, ANY_N_MAX, in_any_range
-from PatchSamplerLib.method.pointcloud import simplified_cloud
+from PatchSamplerLib.method.pointcloud import dense_cloud, simplified_cloud
 
 CONV_WIDTHS = (64, 128, 128, 256, 128)
 FC_WIDTHS = (256, 256)
@@ -228,7 +228,25 @@ def learned_centres(model: SamplerModel, mask: np.ndarray, n: int | None = None,
         generated, projected = model.sampler(torch.from_numpy(cloud)[None], k)
     take = slice(0, n if model.any_nk else model.n)
     return (norm.inverse(generated[0, take].numpy()).astype(np.float32),
-            norm.inverse(projected[0, take].numpy()).astype(np.float32))
+            distinct_centres(norm.inverse(projected[0, take].numpy()).astype(np.float32), mask))
+
+
+def distinct_centres(centres: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(N, 3) float32 voxel-index centres, with each centre that rounds to the voxel of an
+    earlier one replaced by the mask voxel farthest (in voxels) from all earlier centres -- one
+    FPS step, so no two patches share a centre voxel. In order: a prefix's centres never depend
+    on later ones (an any-(N, K) sampler's prefixes stay nested). Unchanged without duplicates
+    (measured: 2 of 64 kidney centres at K = 3 round to a voxel already taken)."""
+    out, taken, voxels = centres.copy(), set(), None
+    for i in range(len(out)):
+        key = tuple(np.floor(out[i] + 0.5).astype(int))
+        if key in taken:
+            voxels = dense_cloud(mask) if voxels is None else voxels
+            gaps = ((voxels[:, None, :] - out[None, :i]) ** 2).sum(-1).min(1)
+            out[i] = voxels[int(np.argmax(gaps))]
+            key = tuple(np.floor(out[i] + 0.5).astype(int))
+        taken.add(key)
+    return out
 
 
 def load_learned_sampler(prior, n: int, k: int, t: int, sampler_model=None) -> tuple[SamplerModel, list[str]]:

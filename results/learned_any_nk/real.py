@@ -1,0 +1,95 @@
+"""The any-(N, K) sampler on every real shape of this repository (the settings of results/real/).
+
+    python results/learned_any_nk/real.py --priors vertebra-anatomical,kidney-anatomical --threads 1 \
+        --out results/learned_any_nk/real_rows.csv
+    python results/learned_any_nk/real.py --table results/learned_any_nk/real_rows.csv
+
+Each real shape (`results/real/measure.py`: SHAPES, resampled to its prior's spacing, fed as
+TotalSegmentator stores it) is reconstructed from the bundled any-(N, K) sampler's centres
+(sampler_<prior>_any_t100.pt) at results/real's (N, K) = (4, 9), (8, 9), (8, 11), (12, 13), T = 100,
+with the thesis's fit (`fit="adam"`, as results/real). The table puts each beside the FPS rows
+(mean ± SD over seeds) and the per-(N, K) learned rows already measured in results/real/rows_*.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "results" / "real"))
+import measure  # noqa: E402
+from PatchSamplerLib.checkpoints import MODELS_DIR, any_sampler_file_name  # noqa: E402
+from PatchSamplerLib.method.inr import ShapePrior  # noqa: E402
+from PatchSamplerLib.method.sampler import SamplerModel  # noqa: E402
+from PatchSamplerLib.pipeline import RunConfig, reconstruct  # noqa: E402
+from PatchSamplerLib.volume import read_labelmap, resample_isotropic  # noqa: E402
+
+METHOD = "learned-any"
+
+
+def run(priors: list[str], out: Path) -> None:
+    new = not out.exists()
+    with out.open("a", newline="") as f:
+        writer = csv.DictWriter(f, measure.FIELDS)
+        if new:
+            writer.writeheader()
+        for prior_name in priors:
+            prior = ShapePrior.load(prior_name, device="cpu")
+            model = SamplerModel.load(MODELS_DIR / any_sampler_file_name(prior_name, 100))
+            for shape, (path, organ) in measure.SHAPES.items():
+                if organ != measure.organ_of(prior_name):
+                    continue
+                volume = resample_isotropic(read_labelmap(str(path)), prior.spacing_mm[0])
+                for n, k in measure.CONFIGS:
+                    t0 = time.time()
+                    m = reconstruct(volume, RunConfig(n=n, k=k, t=100, sampler="learned", device="cpu", fit="adam"),
+                                    prior, learned=model).metrics
+                    writer.writerow(dict(shape=shape, prior=prior_name, method=METHOD, n=n, k=k, seed=0,
+                                         dice=round(m["dice"], 4), asd_mm=round(m["asd_mm"], 3),
+                                         hd95_mm=round(m["hd95_mm"], 3), seconds=round(time.time() - t0, 1)))
+                    f.flush()
+
+
+def table(any_csv: str) -> str:
+    """Markdown: per shape, prior, (N, K): Dice of the any sampler, per-(N, K) learned, FPS mean ± SD."""
+    mine = list(csv.DictReader(open(any_csv)))
+    earlier = [r for p in sorted((ROOT / "results" / "real").glob("rows_*.csv")) for r in csv.DictReader(open(p))]
+    lines = ["| shape | prior | N | K | Dice any-(N, K) | Dice per-(N, K) learned | Dice FPS (mean ± SD, seeds) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in mine:
+        key = (r["shape"], r["prior"], r["n"], r["k"])
+        same = [e for e in earlier if (e["shape"], e["prior"], e["n"], e["k"]) == key]
+        per = [float(e["dice"]) for e in same if e["method"] == "learned"]
+        fps = [float(e["dice"]) for e in same if e["method"] == "fps"]
+        per_text = f"{per[0]:.3f}" if per else "—"
+        fps_text = f"{np.mean(fps):.3f} ± {np.std(fps):.3f} ({len(fps)})" if fps else "—"
+        lines.append(f"| {r['shape']} | {r['prior']} | {r['n']} | {r['k']} | {float(r['dice']):.3f} | {per_text} | "
+                     f"{fps_text} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--priors", default="vertebra-anatomical,kidney-anatomical")
+    parser.add_argument("--out", default="results/learned_any_nk/real_rows.csv")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--table", help="print the Markdown table of this CSV file and stop")
+    args = parser.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
+    torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore")
+    run(args.priors.split(","), Path(args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -151,11 +151,6 @@ def in_any_range(n: int, k: int) -> bool:
     return 1 <= n <= ANY_N_MAX and ANY_K_RANGE[0] <= k <= ANY_K_RANGE[1] and k % 2 == 1
 
 
-def any_sampler_file_name(prior: str, t: int) -> str:
-    """A bundled any-(N, K) sampler's file name: sampler_<prior>_any_t<T>.pt (#18)."""
-    return f"sampler_{prior}_any_t{t}.pt"
-
-
 def bundled_any_samplers() -> dict[tuple[str, int], Path]:
     """Bundled any-(N, K) samplers: {(prior name, T): path} from Resources/Models/sampler_*_any_t*.pt."""
     import re

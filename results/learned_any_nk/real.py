@@ -5,8 +5,8 @@
     python results/learned_any_nk/real.py --table results/learned_any_nk/real_rows.csv
 
 Each real shape (`results/real/measure.py`: SHAPES, resampled to its prior's spacing, fed as
-TotalSegmentator stores it) is reconstructed from the bundled any-(N, K) sampler's centres
-(sampler_<prior>_any_t100.pt) at results/real's (N, K) = (4, 9), (8, 9), (8, 11), (12, 13), T = 100,
+TotalSegmentator stores it) is reconstructed from the centres of the any-(N, K) sampler trained
+for its prior (results/learned_any_nk/models/<prior>/sampler_any_t100.pt, not bundled) at results/real's (N, K) = (4, 9), (8, 9), (8, 11), (12, 13), T = 100,
 with the thesis's fit (`fit="adam"`, as results/real). The table puts each beside the FPS rows
 (mean ± SD over seeds) and the per-(N, K) learned rows already measured in results/real/rows_*.csv.
 """
@@ -26,13 +26,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "results" / "real"))
 import measure  # noqa: E402
-from PatchSamplerLib.checkpoints import MODELS_DIR, any_sampler_file_name  # noqa: E402
 from PatchSamplerLib.method.inr import ShapePrior  # noqa: E402
 from PatchSamplerLib.method.sampler import SamplerModel  # noqa: E402
 from PatchSamplerLib.pipeline import RunConfig, reconstruct  # noqa: E402
 from PatchSamplerLib.volume import read_labelmap, resample_isotropic  # noqa: E402
 
 METHOD = "learned-any"
+MODELS = ROOT / "results" / "learned_any_nk" / "models"
 
 
 def run(priors: list[str], out: Path) -> None:
@@ -43,7 +43,7 @@ def run(priors: list[str], out: Path) -> None:
             writer.writeheader()
         for prior_name in priors:
             prior = ShapePrior.load(prior_name, device="cpu")
-            model = SamplerModel.load(MODELS_DIR / any_sampler_file_name(prior_name, 100))
+            model = SamplerModel.load(MODELS / prior_name / "sampler_any_t100.pt")
             for shape, (path, organ) in measure.SHAPES.items():
                 if organ != measure.organ_of(prior_name):
                     continue

@@ -176,7 +176,7 @@ def test_without_patience_the_run_goes_on_and_the_last_epoch_is_validated(tmp_pa
 # ---------------------------------------------------------------- imports inside training/
 TRAINING = ROOT / "PatchSamplerLib" / "training"
 ORDER = {"points": 0, "scores": 0, "loop": 0, "budget": 0, "distributed": 0, "sparse_prior": 1, "sampler_init": 1,
-         "prior": 2, "sampler": 2}
+         "prior": 2, "sampler": 2, "any_sampler": 3}
 
 
 def test_training_modules_import_one_way_only():

@@ -64,7 +64,6 @@ def test_an_any_sampler_round_trips_through_its_file(tmp_path):
     model.save(tmp_path / "any.pt")
     loaded = SamplerModel.load(tmp_path / "any.pt")
     assert loaded.any_nk and loaded.n == 64 and loaded.record()["any_nk"]
-    assert loaded.describe() == "any N <= 64, any odd K 3-31, T=100"
     mask = held_out_vertebra(1).mask
     np.testing.assert_array_equal(learned_centres(loaded, mask, 6, 13)[1], learned_centres(model, mask, 6, 13)[1])
     with pytest.raises(ValueError, match="needs N and K"):
@@ -109,6 +108,17 @@ def test_the_schedule_covers_every_prefix_and_odd_k_and_favours_the_thesis_grid(
     assert 0.5 < np.mean([n in GRID_N for n, _ in drawn]) < 0.7
     assert 0.5 < np.mean([k in GRID_K for _, k in drawn]) < 0.7
     assert max(n for n, _ in (draw_setting(gen, 8) for _ in range(300))) == 8
+
+
+def test_the_per_n_k_trainer_refuses_an_any_sampler_config(tmp_path):
+    from PatchSamplerLib.data.synthetic import make_shapes
+    from PatchSamplerLib.training.sampler import SamplerConfig, SamplerTrainer
+    from tiny_prior import TINY_SCALE
+    with pytest.raises(ValueError, match="AnySamplerTrainer"):
+        SamplerTrainer(make_shapes("vertebra", 2, seed=0, scale=TINY_SCALE), [], ShapePrior.load(tiny_prior_path()),
+                       tmp_path, SamplerConfig(n=8, any_nk=True))
+    with pytest.raises(ValueError, match="at most 64 patches"):
+        SamplerConfig(n=65, any_nk=True).check()
 
 
 def test_training_an_any_sampler_validates_on_the_cells_and_keeps_the_best():

@@ -173,12 +173,6 @@ class SamplerModel:
         """Whether this sampler places any N <= n patches of any odd K (#18)."""
         return self.sampler.conditioned
 
-    def describe(self) -> str:
-        """'N=4 K=9 T=100' or 'any N <= 64, any odd K 3-31, T=100'."""
-        if self.any_nk:
-            return f"any N <= {self.n}, any odd K {K_RANGE[0]}-{K_RANGE[1]}, T={self.t}"
-        return f"N={self.n} K={self.k} T={self.t}"
-
     @classmethod
     def new(cls, n: int, k: int, t: int, neighbours: int = DEFAULT_NEIGHBOURS,
             initial_temperature: float = 1.0, anchor: str = "none", conditioned: bool = False) -> "SamplerModel":

@@ -185,6 +185,8 @@ class SamplerTrainer(TrainingLoop):
         cfg.check()
         if len(train) < 2:
             raise ValueError("at least 2 training shapes are needed")
+        if cfg.any_nk and type(self) is SamplerTrainer:
+            raise ValueError("an any-(N, K) sampler trains with training.any_sampler.AnySamplerTrainer")
         super().__init__(out_dir, LoopSettings(cfg.epochs, cfg.val_every, cfg.max_minutes), log)
         self.cfg, self.prior = cfg, prior
         self.device = next(prior.decoder.parameters()).device

@@ -17,8 +17,8 @@
   thesis's free generator.
 - Any (N, K) (`conditioned`, not in [T]; issue #18, after ProgressiveNet in
   Dovrat et al., Learning to Sample, CVPR 2019):
-  one sampler places an ordered set of `N_MAX` = 64 centres and takes the patch size K as an
-  input; the first N are the N patches, for any N <= 64 and odd K in 3..31 (`K_RANGE`). Nested
+  one sampler places an ordered set of `ANY_N_MAX` = 64 centres and takes the patch size K as an
+  input; the first N are the N patches, for any N <= 64 and odd K in 3..31 (`ANY_K_RANGE`). Nested
   by construction: the FPS anchor is progressive (FPS's first N points are FPS of N) and the
   soft projection acts on each point alone. K enters as the scalar (K - 17) / 14 in [-1, 1]
   concatenated to the pooled features before the first fully connected layer (each shape of a
@@ -40,22 +40,22 @@ FC_WIDTHS = (256, 256)
 DEFAULT_NEIGHBOURS = 32
 MIN_SIGMA = 1e-4
 ANCHORS = ("none", "fps")
-N_MAX, K_RANGE = ANY_N_MAX, ANY_K_RANGE    # an any-(N, K) sampler: up to 64 ordered centres, odd K in 3..31
 
 
 def k_feature(k, batch: int) -> torch.Tensor:
     """The K input of a conditioned generator: (B, 1) float32 (K - 17) / 14, so K = 3..31 maps
     to [-1, 1]. k: an int (the same for the batch) or B ints."""
     ks = torch.as_tensor(k, dtype=torch.float32).reshape(-1, 1).expand(batch, 1)
-    return (ks - sum(K_RANGE) / 2) / ((K_RANGE[1] - K_RANGE[0]) / 2)
+    return (ks - sum(ANY_K_RANGE) / 2) / ((ANY_K_RANGE[1] - ANY_K_RANGE[0]) / 2)
 
 
-def check_any_setting(n: int, k: int, n_max: int = N_MAX) -> None:
-    """ValueError unless 1 <= N <= n_max and K is odd within K_RANGE (an any-(N, K) sampler's range)."""
+def check_any_setting(n: int, k: int, n_max: int = ANY_N_MAX) -> None:
+    """ValueError unless 1 <= N <= n_max and K is odd within ANY_K_RANGE (an any-(N, K) sampler's range)."""
     if not 1 <= int(n) <= n_max:
         raise ValueError(f"the any-(N, K) learned sampler places 1 to {n_max} patches; N={n} was requested")
     if not in_any_range(1, int(k)):
-        raise ValueError(f"the any-(N, K) learned sampler takes odd K from {K_RANGE[0]} to {K_RANGE[1]}; "
+        low, high = ANY_K_RANGE
+        raise ValueError(f"the any-(N, K) learned sampler takes odd K from {low} to {high}; "
                          f"K={k} was requested")
 
 
@@ -153,8 +153,8 @@ class SamplerModel:
     """A trained LearnedSampler with what it was trained for.
 
     n, k, t: patches, patch size and latent-fit steps it was trained with; an any-(N, K) sampler
-    (`any_nk`: its network is conditioned on K) has n = the most patches it places (N_MAX) and
-    k = 0 (any odd K in K_RANGE). metadata: provenance (prior, data, hyperparameters, validation
+    (`any_nk`: its network is conditioned on K) has n = the most patches it places (ANY_N_MAX) and
+    k = 0 (any odd K in ANY_K_RANGE). metadata: provenance (prior, data, hyperparameters, validation
     Dice, command line)."""
 
     KIND = "sampler"
@@ -201,7 +201,7 @@ class SamplerModel:
 
     def record(self) -> dict:
         """Which sampler a run used: {"path", "sha256", "n", "k", "t", "any_nk"} (path None: in
-        memory; n, k: what it was trained for, N_MAX and 0 for an any-(N, K) sampler)."""
+        memory; n, k: what it was trained for, ANY_N_MAX and 0 for an any-(N, K) sampler)."""
         return {"path": self.metadata.get("path"), "sha256": self.file_sha256, "n": self.n, "k": self.k, "t": self.t,
                 "any_nk": self.any_nk}
 

@@ -36,11 +36,7 @@ MODELS = ROOT / "results" / "learned_any_nk" / "models"
 
 
 def run(priors: list[str], out: Path) -> None:
-    new = not out.exists()
-    with out.open("a", newline="") as f:
-        writer = csv.DictWriter(f, measure.FIELDS)
-        if new:
-            writer.writeheader()
+    with measure.row_writer(out) as write:
         for prior_name in priors:
             prior = ShapePrior.load(prior_name, device="cpu")
             model = SamplerModel.load(MODELS / prior_name / "sampler_any_t100.pt")
@@ -50,12 +46,9 @@ def run(priors: list[str], out: Path) -> None:
                 volume = resample_isotropic(read_labelmap(str(path)), prior.spacing_mm[0])
                 for n, k in measure.CONFIGS:
                     t0 = time.time()
-                    m = reconstruct(volume, RunConfig(n=n, k=k, t=100, sampler="learned", device="cpu", fit="adam"),
-                                    prior, learned=model).metrics
-                    writer.writerow(dict(shape=shape, prior=prior_name, method=METHOD, n=n, k=k, seed=0,
-                                         dice=round(m["dice"], 4), asd_mm=round(m["asd_mm"], 3),
-                                         hd95_mm=round(m["hd95_mm"], 3), seconds=round(time.time() - t0, 1)))
-                    f.flush()
+                    config = RunConfig(n=n, k=k, t=100, sampler="learned", device="cpu", fit="adam")
+                    metrics = reconstruct(volume, config, prior, learned=model).metrics
+                    write(shape, prior_name, METHOD, n, k, 0, metrics, t0)
 
 
 def table(any_csv: str) -> str:

@@ -29,6 +29,7 @@ already there).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import sys
 import time
@@ -109,11 +110,7 @@ def run(priors: list[str], out: Path, seeds: dict, slices_only: bool = False) ->
     if out.exists():
         with out.open() as f:
             done = {(r["shape"], r["prior"], r["method"], r["n"], r["k"], r["seed"]) for r in csv.DictReader(f)}
-    new = not out.exists()
-    with out.open("a", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        if new:
-            writer.writeheader()
+    with row_writer(out) as write:
         for prior_name in priors:
             prior = ShapePrior.load(prior_name, device="cpu")
             volumes = {}
@@ -123,11 +120,25 @@ def run(priors: list[str], out: Path, seeds: dict, slices_only: bool = False) ->
                 if shape not in volumes:
                     volumes[shape] = resample_isotropic(read_labelmap(str(SHAPES[shape][0])), prior.spacing_mm[0])
                 t0 = time.time()
-                m = measure(volumes[shape], prior, method, n, k, seed)
-                writer.writerow(dict(shape=shape, prior=prior_name, method=method, n=n, k=k, seed=seed,
-                                     dice=round(m["dice"], 4), asd_mm=round(m["asd_mm"], 3),
-                                     hd95_mm=round(m["hd95_mm"], 3), seconds=round(time.time() - t0, 1)))
-                f.flush()
+                write(shape, prior_name, method, n, k, seed, measure(volumes[shape], prior, method, n, k, seed), t0)
+
+
+@contextlib.contextmanager
+def row_writer(out: Path):
+    """Append rows (FIELDS) to the CSV `out` (header when new), each flushed as written; yields
+    write(shape, prior, method, n, k, seed, metrics, start time) (seconds: time since the start)."""
+    new = not out.exists()
+    with out.open("a", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        if new:
+            writer.writeheader()
+
+        def write(shape, prior, method, n, k, seed, m: dict, t0: float) -> None:
+            writer.writerow(dict(shape=shape, prior=prior, method=method, n=n, k=k, seed=seed,
+                                 dice=round(m["dice"], 4), asd_mm=round(m["asd_mm"], 3),
+                                 hd95_mm=round(m["hd95_mm"], 3), seconds=round(time.time() - t0, 1)))
+            f.flush()
+        yield write
 
 
 def table(paths: list[str]) -> str:

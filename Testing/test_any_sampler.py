@@ -23,17 +23,21 @@ from tiny_prior import held_out_vertebra, tiny_any_sampler_path, tiny_prior_path
 TRAINED = Path(__file__).resolve().parents[1] / "results" / "learned_any_nk" / "models"   # #18's trained samplers
 
 
-def _moving_any_sampler(seed=0) -> SamplerModel:
-    """An any-(N, K) sampler whose offsets depend on K (last layer not zero), projection t small."""
+ANY_ANCHORS = ("fps", "central", "lead", "none")
+
+
+def _moving_any_sampler(seed=0, anchor="fps") -> SamplerModel:
+    """An any-(N, K) sampler whose centres depend on K (last layer not zero), projection t small."""
     torch.manual_seed(seed)
-    model = SamplerModel.new(64, 0, 100, initial_temperature=1e-3, anchor="fps", conditioned=True)
+    model = SamplerModel.new(64, 0, 100, initial_temperature=1e-3, anchor=anchor, conditioned=True)
     torch.nn.init.normal_(model.sampler.generator.head[-1].weight, std=0.02)
     model.sampler.eval()
     return model
 
 
-def test_prefixes_are_nested_and_the_centres_lie_in_the_shape():
-    model, vol = _moving_any_sampler(), held_out_vertebra(0)
+@pytest.mark.parametrize("anchor", ANY_ANCHORS)
+def test_prefixes_are_nested_and_the_centres_lie_in_the_shape(anchor):
+    model, vol = _moving_any_sampler(anchor=anchor), held_out_vertebra(0)
     gen64, proj64 = learned_centres(model, vol.mask, 64, 9)
     for n in (1, 4, 5, 17, 63):
         gen, proj = learned_centres(model, vol.mask, n, 9)
@@ -44,11 +48,36 @@ def test_prefixes_are_nested_and_the_centres_lie_in_the_shape():
     assert len({tuple(v) for v in ijk}) == 64                      # distinct
 
 
-def test_the_patch_size_changes_the_centres():
-    model, vol = _moving_any_sampler(), held_out_vertebra(0)
+@pytest.mark.parametrize("anchor", ANY_ANCHORS)
+def test_the_patch_size_changes_the_centres(anchor):
+    model, vol = _moving_any_sampler(anchor=anchor), held_out_vertebra(0)
     small, large = learned_centres(model, vol.mask, 8, 5)[0], learned_centres(model, vol.mask, 8, 21)[0]
     assert np.abs(small - large).max() > 0.1
     np.testing.assert_array_equal(small, learned_centres(model, vol.mask, 8, 5)[0])   # deterministic
+
+
+def test_a_lead_sampler_generates_four_centres_and_continues_them_by_fps():
+    from PatchSamplerLib.method.sampler import LEAD_POINTS
+    model = _moving_any_sampler(anchor="lead")
+    assert model.sampler.generator.n_points == LEAD_POINTS == 4
+    cloud = torch.rand(2, 400, 3) - 0.5
+    model.sampler.train()
+    generated, projected = model.sampler(cloud, [9, 13])
+    assert generated.shape == projected.shape == (2, 64, 3)
+    for b in range(2):                                   # the later 60: greedy FPS after the 4 projected lead centres
+        c, lead = cloud[b].numpy(), projected[b, :4].detach().numpy()
+        np.testing.assert_array_equal(generated[b, 4:].detach().numpy(), c[_fps_after(c, lead, 60)])
+    projected[:, :4].sum().backward()
+    assert model.sampler.generator.head[-1].weight.grad.abs().sum() > 0    # the lead is learned
+
+
+def _fps_after(cloud: np.ndarray, chosen: np.ndarray, m: int) -> list[int]:
+    """Indices of the next m greedy-FPS points of cloud (n, 3) after the points chosen (j, 3)."""
+    dist, picked = ((cloud[:, None] - chosen[None]) ** 2).sum(-1).min(1), []
+    for _ in range(m):
+        picked.append(int(dist.argmax()))
+        dist = np.minimum(dist, ((cloud - cloud[picked[-1]]) ** 2).sum(1))
+    return picked
 
 
 @pytest.mark.parametrize("n, k, message", [(0, 9, "1 to 64 patches; N=0"), (65, 9, "1 to 64 patches; N=65"),

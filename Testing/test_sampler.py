@@ -149,31 +149,34 @@ def test_the_projection_passes_the_gradient_on_only_when_t_is_near_the_point_spa
     assert jacobian_norm(1.0) < 0.05 < 0.3 < jacobian_norm(0.05)
 
 
-def test_cloud_fps_anchor_is_greedy_fps_from_the_point_farthest_from_the_centroid():
+@pytest.mark.parametrize("start, pick", [("fps", np.argmax), ("central", np.argmin)])
+def test_cloud_fps_anchor_is_greedy_fps_from_the_point_farthest_from_or_nearest_to_the_centroid(start, pick):
     from PatchSamplerLib.method.baselines import farthest_point_indices
     from PatchSamplerLib.method.sampler import cloud_fps_anchor
     rng = np.random.default_rng(3)
     clouds = torch.from_numpy(rng.uniform(-0.5, 0.5, (2, 300, 3)).astype(np.float32))
-    anchor = cloud_fps_anchor(clouds, 5)
+    anchor = cloud_fps_anchor(clouds, 5, start)
     for cloud, got in zip(clouds.numpy(), anchor.numpy()):
-        first = int(np.argmax(((cloud - cloud.mean(0)) ** 2).sum(1)))
+        first = int(pick(((cloud - cloud.mean(0)) ** 2).sum(1)))
         np.testing.assert_array_equal(got, cloud[farthest_point_indices(cloud, 5, first)])
+        assert (np.linalg.norm(got[0] - cloud.mean(0)) < 0.3) == (start == "central")
 
 
-def test_an_fps_anchored_sampler_starts_at_fps_and_learns_offsets(tmp_path):
+@pytest.mark.parametrize("anchor_kind", ["fps", "central"])
+def test_an_fps_anchored_sampler_starts_at_fps_and_learns_offsets(tmp_path, anchor_kind):
     from PatchSamplerLib.method.sampler import SamplerModel, cloud_fps_anchor
-    model = SamplerModel.new(4, 9, 10, initial_temperature=1e-3, anchor="fps")
+    model = SamplerModel.new(4, 9, 10, initial_temperature=1e-3, anchor=anchor_kind)
     clouds = torch.rand(3, 256, 3) - 0.5
     model.sampler.train()
     generated, projected = model.sampler(clouds)
-    anchor = cloud_fps_anchor(clouds, 4)
+    anchor = cloud_fps_anchor(clouds, 4, anchor_kind)
     torch.testing.assert_close(generated, anchor)                   # zero offsets at the start
     torch.testing.assert_close(projected, anchor, atol=1e-4, rtol=0)  # t small: the point itself
     generated.sum().backward()
     assert model.sampler.generator.head[-1].bias.grad.abs().sum() > 0   # the offsets can move
     model.save(tmp_path / "s.pt")
     loaded = SamplerModel.load(tmp_path / "s.pt")
-    assert loaded.sampler.anchor == "fps"
-    torch.testing.assert_close(loaded.sampler(clouds)[0], cloud_fps_anchor(clouds, 4))
+    assert loaded.sampler.anchor == anchor_kind
+    torch.testing.assert_close(loaded.sampler(clouds)[0], anchor)
     with pytest.raises(ValueError, match="anchor must be"):
         SamplerModel.new(4, 9, 10, anchor="random")

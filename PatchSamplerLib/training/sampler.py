@@ -70,7 +70,7 @@ class SamplerConfig:
     mode: str = "faithful"
     init: str = "random"               # "fps": first fit the generator to FPS points; "file": start from
     init_from: str = ""                # this sampler file's weights (e.g. to fine-tune one); not in [T]
-    anchor: str = "none"               # "fps": generator offsets from the cloud's FPS points (not in [T])
+    anchor: str = "none"               # "fps" / "central": generator offsets from the cloud's FPS points (not in [T])
     init_steps: int = 3000             # init "fps": generator steps of that fit
     init_lr: float = 3e-3              # init "fps": its Adam lr (cosine decay to 0)
     init_count: int = 0                # init "fps", synthetic data: extra shapes for that fit only
@@ -109,8 +109,8 @@ class SamplerConfig:
             raise ValueError("batch size must be >= 2 (the generator's BatchNorm needs a batch)")
         if self.anchor not in ANCHORS:
             raise ValueError(f"anchor must be one of {', '.join(ANCHORS)}, got {self.anchor!r}")
-        if self.anchor == "fps" and self.init == "fps":
-            raise ValueError("--anchor fps already starts at FPS points; drop --init fps")
+        if self.anchor != "none" and self.init == "fps":
+            raise ValueError(f"--anchor {self.anchor} already starts at FPS points; drop --init fps")
         if (self.init == "file") != bool(self.init_from):
             raise ValueError("--init file needs --init-from SAMPLER.pt (and --init-from needs --init file)")
         if self.init_count < 0 or self.init_steps < 0:

@@ -38,7 +38,7 @@ def initialise(model: SamplerModel, cfg, shapes: list[SamplerShape], extra: list
     if cfg.init == "fps":
         clouds, targets = fps_targets(shapes, extra, cfg.n)
         return {"init": "fps", "fit_loss": imitate_fps(model.sampler, clouds, targets, cfg, gen)}
-    return {"init": "fps anchor"}
+    return {"init": f"{cfg.anchor} anchor"}
 
 
 def fps_targets(shapes: list[SamplerShape], extra: list[BinaryVolume], n: int) -> tuple[torch.Tensor, torch.Tensor]:

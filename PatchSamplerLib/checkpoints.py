@@ -173,9 +173,12 @@ def prior_name(prior_path: str | os.PathLike | None) -> str | None:
 
 
 def resolve_sampler_path(prior_path, n: int, k: int, t: int) -> tuple[Path, str | None]:
-    """The bundled sampler for (prior, N, K) -> (path, note). The prior's any-(N, K) sampler
-    (#18) when one is bundled and N <= 64, K odd in 3..31; else the per-(N, K) one. Prefers the
-    same T; another T is used with a note. Raises CheckpointError naming the bundled ones."""
+    """The bundled sampler for (prior, N, K) -> (path, note). The per-(N, K) sampler trained for
+    exactly (N, K, T) when one is bundled (specialised: at vertebra-anatomical 4 x 9 it is 0.005
+    Dice above the any-(N, K) one, results/learned_any_nk/lead/); else the prior's any-(N, K)
+    sampler (#18) when one is bundled and N <= 64, K odd in 3..31; else a per-(N, K) one for
+    another T. Prefers the same T; another T is used with a note (as `evaluate --sampler-dir`
+    does, experiments.crossval.folder_samplers). Raises CheckpointError naming the bundled ones."""
     name = prior_name(prior_path)
     bundled, any_nk = bundled_samplers(), bundled_any_samplers()
     listing = ", ".join([f"{p} N={bn} K={bk} T={bt}" for p, bn, bk, bt in sorted(bundled)]
@@ -183,13 +186,13 @@ def resolve_sampler_path(prior_path, n: int, k: int, t: int) -> tuple[Path, str 
     if name is None:
         raise CheckpointError(f"no bundled learned sampler belongs to the prior {prior_path}; pass a sampler trained "
                               f"with it (--sampler-model FILE). Bundled samplers: {listing}")
+    if (name, n, k, t) in bundled:
+        return bundled[(name, n, k, t)], None
     any_t = sorted(bt for p, bt in any_nk if p == name)
     if any_t and in_any_range(n, k):
         bt = min(any_t, key=lambda value: abs(value - t))
         note = None if bt == t else f"no bundled sampler for T={t}; using the one trained for T={bt}"
         return any_nk[(name, bt)], note
-    if (name, n, k, t) in bundled:
-        return bundled[(name, n, k, t)], None
     other_t = sorted((bt, path) for (p, bn, bk, bt), path in bundled.items() if (p, bn, bk) == (name, n, k))
     if other_t:
         bt, path = min(other_t, key=lambda item: abs(item[0] - t))

@@ -24,6 +24,11 @@ training [T §3.6] with three changes:
 - **Validation**: the mean Dice over `VALIDATION_CELLS` (the thesis grid's corners and 32 x 15),
   each with the product's fast fit (T steps) decoded at stride 2; the FPS baseline is the same
   mean for FPS (seed 0). The epoch with the best mean is kept.
+
+Which generator: `--anchor` (`method.sampler`). The bundled vertebra-anatomical sampler uses
+`lead` (4 generated centres, then FPS continued from them); `fps` / `central` (learned offsets on
+64 FPS-anchored centres) and `none` (64 free centres) validated below FPS on the CPU budget tried
+(results/learned_any_nk/README.md).
 """
 from __future__ import annotations
 

@@ -6,7 +6,8 @@
 
 Each real shape (`results/real/measure.py`: SHAPES, resampled to its prior's spacing, fed as
 TotalSegmentator stores it) is reconstructed from the centres of the any-(N, K) sampler trained
-for its prior (results/learned_any_nk/models/<prior>/sampler_any_t100.pt, not bundled) at results/real's (N, K) = (4, 9), (8, 9), (8, 11), (12, 13), T = 100,
+for its prior (`--models DIR`: DIR/<prior>/sampler_any_t100.pt; default results/learned_any_nk/models,
+the first attempt's, not bundled) at results/real's (N, K) = (4, 9), (8, 9), (8, 11), (12, 13), T = 100,
 with the thesis's fit (`fit="adam"`, as results/real). The table puts each beside the FPS rows
 (mean ± SD over seeds) and the per-(N, K) learned rows already measured in results/real/rows_*.csv.
 """
@@ -35,11 +36,11 @@ METHOD = "learned-any"
 MODELS = ROOT / "results" / "learned_any_nk" / "models"
 
 
-def run(priors: list[str], out: Path) -> None:
+def run(priors: list[str], out: Path, models: Path = MODELS) -> None:
     with measure.row_writer(out) as write:
         for prior_name in priors:
             prior = ShapePrior.load(prior_name, device="cpu")
-            model = SamplerModel.load(MODELS / prior_name / "sampler_any_t100.pt")
+            model = SamplerModel.load(models / prior_name / "sampler_any_t100.pt")
             for shape, (path, organ) in measure.SHAPES.items():
                 if organ != measure.organ_of(prior_name):
                     continue
@@ -73,6 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--priors", default="vertebra-anatomical,kidney-anatomical")
     parser.add_argument("--out", default="results/learned_any_nk/real_rows.csv")
+    parser.add_argument("--models", type=Path, default=MODELS, help="folder of <prior>/sampler_any_t100.pt")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--table", help="print the Markdown table of this CSV file and stop")
     args = parser.parse_args()
@@ -81,7 +83,7 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
-    run(args.priors.split(","), Path(args.out))
+    run(args.priors.split(","), Path(args.out), args.models)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 # The fit is the product's fast fit (paired: every sampler of a case gets the same fit).
 set -e
 F=${FAMILY:-vertebra-anatomical}
-OUT=results/learned_any_nk/$F
+OUT=${OUT_ROOT:-results/learned_any_nk}/$F                # the lead-anchor samplers: OUT_ROOT=results/learned_any_nk/lead
 GRID=4x9,4x11,4x13,8x9,8x11,8x13,12x9,12x11,12x13
 RANGE=1x9,2x9,16x9,32x9,64x9,8x5,8x7,8x15,8x21
 SAMPLERS=${SAMPLER_DIR:+--sampler-dir $SAMPLER_DIR}      # the trained any samplers: results/learned_any_nk/models/<F>

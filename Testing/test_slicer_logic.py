@@ -587,6 +587,19 @@ def test_the_status_line_names_the_bundled_sampler_of_the_chosen_prior(tmp_path,
     assert "tiny N=2 K=3 T=5" in choices.learned_sampler_status("tiny", 4, 9, 100)
 
 
+def test_the_status_names_the_bundled_vertebra_samplers_per_setting():
+    """vertebra-anatomical: its per-(4, 9) sampler at 4 x 9, its any-(N, K) sampler elsewhere, a
+    clear error outside the range."""
+    assert choices.learned_sampler_status("vertebra-anatomical", 4, 9, 100) == (
+        "Learned sampler: sampler_vertebra-anatomical_n4_k9_t100.pt")
+    assert choices.learned_sampler_status("vertebra-anatomical", 8, 11, 100) == (
+        "Learned sampler: sampler_vertebra-anatomical_any_t100.pt (one model for any N and K, here the first 8 "
+        "of its centres for K=11)")
+    assert "no bundled learned sampler for N=65, K=11" in choices.learned_sampler_status("vertebra-anatomical", 65,
+                                                                                       11, 100)
+    assert "no bundled learned sampler for N=8, K=11" in choices.learned_sampler_status("kidney-anatomical", 8, 11, 100)
+
+
 def test_an_any_nk_sampler_makes_learned_and_compare_all_work_where_no_sampler_was(tmp_path, monkeypatch):
     import shutil
     from PatchSamplerLib import checkpoints

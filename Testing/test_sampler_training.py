@@ -227,8 +227,9 @@ def test_an_fps_anchored_start_is_validated_as_epoch_zero_and_scores_like_fps(sh
                                    s.norm.inverse(cloud_fps_anchor(s.cloud[None], cfg.n)[0].numpy()),
                                    cfg.k, cfg.t, cfg.fit_lr) for s in trainer.val_shapes])
     assert trainer.history[0]["val_dice"] == pytest.approx(expected, abs=1e-3)
-    with pytest.raises(ValueError, match="drop --init fps"):
-        SamplerConfig(anchor="fps", init="fps").check()
+    for anchor in ("fps", "central", "lead"):
+        with pytest.raises(ValueError, match=f"--anchor {anchor} places FPS points itself.*drop --init fps"):
+            SamplerConfig(anchor=anchor, init="fps").check()
     resumed = SamplerTrainer(shapes[:2], [], prior, tmp_path, tiny_sampler_config(epochs=0), log=lambda *a: None)
     with pytest.raises(ValueError, match="options differ"):
         resumed.resume()

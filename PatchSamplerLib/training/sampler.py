@@ -70,7 +70,8 @@ class SamplerConfig:
     mode: str = "faithful"
     init: str = "random"               # "fps": first fit the generator to FPS points; "file": start from
     init_from: str = ""                # this sampler file's weights (e.g. to fine-tune one); not in [T]
-    anchor: str = "none"               # "fps" / "central": generator offsets from the cloud's FPS points (not in [T])
+    anchor: str = "none"               # "fps" / "central": generator offsets from the cloud's FPS points;
+    #                                    "lead": 4 generated centres, then FPS continued from them (not in [T])
     init_steps: int = 3000             # init "fps": generator steps of that fit
     init_lr: float = 3e-3              # init "fps": its Adam lr (cosine decay to 0)
     init_count: int = 0                # init "fps", synthetic data: extra shapes for that fit only
@@ -110,7 +111,8 @@ class SamplerConfig:
         if self.anchor not in ANCHORS:
             raise ValueError(f"anchor must be one of {', '.join(ANCHORS)}, got {self.anchor!r}")
         if self.anchor != "none" and self.init == "fps":
-            raise ValueError(f"--anchor {self.anchor} already starts at FPS points; drop --init fps")
+            raise ValueError(f"--anchor {self.anchor} places FPS points itself (from the start or after the lead "
+                             "centres); drop --init fps")
         if (self.init == "file") != bool(self.init_from):
             raise ValueError("--init file needs --init-from SAMPLER.pt (and --init-from needs --init file)")
         if self.init_count < 0 or self.init_steps < 0:

@@ -17,11 +17,9 @@ import argparse
 import csv
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -78,11 +76,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--table", help="print the Markdown table of this CSV file and stop")
     args = parser.parse_args()
-    if args.table:
-        print(table(args.table))
+    if measure.printed_table_or_set_up(args, table):
         return
-    torch.set_num_threads(args.threads)
-    warnings.simplefilter("ignore")
     run(args.priors.split(","), Path(args.out), args.models)
 
 

@@ -156,6 +156,17 @@ def table(paths: list[str]) -> str:
     return "\n".join(lines)
 
 
+def printed_table_or_set_up(args, table_of) -> bool:
+    """With --table: print table_of(args.table) and return True. Else set torch's thread count to
+    --threads, silence warnings and return False (the measuring run follows)."""
+    if args.table:
+        print(table_of(args.table))
+        return True
+    torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore")
+    return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--priors", default="kidney,vertebra")
@@ -166,11 +177,8 @@ def main() -> None:
     parser.add_argument("--slices-only", action="store_true", help=f"only the {SLICES} rows (module docstring)")
     parser.add_argument("--table", nargs="*", help="print the Markdown table of these CSV files and stop")
     args = parser.parse_args()
-    if args.table:
-        print(table(args.table))
+    if printed_table_or_set_up(args, table):
         return
-    torch.set_num_threads(args.threads)
-    warnings.simplefilter("ignore")
     run(args.priors.split(","), Path(args.out), dict(SEEDS, fps=args.fps_seeds, random=args.random_seeds),
         args.slices_only)
 

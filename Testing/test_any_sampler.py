@@ -56,19 +56,37 @@ def test_the_patch_size_changes_the_centres(anchor):
     np.testing.assert_array_equal(small, learned_centres(model, vol.mask, 8, 5)[0])   # deterministic
 
 
-def test_a_lead_sampler_generates_four_centres_and_continues_them_by_fps():
+@pytest.mark.parametrize("lead", [1, 2, 4])
+def test_a_lead_sampler_generates_its_lead_and_continues_it_by_fps(lead, tmp_path):
     from PatchSamplerLib.method.sampler import LEAD_POINTS
-    model = _moving_any_sampler(anchor="lead")
-    assert model.sampler.generator.n_points == LEAD_POINTS == 4
+    torch.manual_seed(0)
+    model = SamplerModel.new(64, 0, 100, initial_temperature=1e-3, anchor="lead", conditioned=True, lead_points=lead)
+    torch.nn.init.normal_(model.sampler.generator.head[-1].weight, std=0.02)
+    assert model.sampler.generator.n_points == lead and LEAD_POINTS == 4
     cloud = torch.rand(2, 400, 3) - 0.5
     model.sampler.train()
     generated, projected = model.sampler(cloud, [9, 13])
     assert generated.shape == projected.shape == (2, 64, 3)
-    for b in range(2):                                   # the later 60: greedy FPS after the 4 projected lead centres
-        c, lead = cloud[b].numpy(), projected[b, :4].detach().numpy()
-        np.testing.assert_array_equal(generated[b, 4:].detach().numpy(), c[_fps_after(c, lead, 60)])
-    projected[:, :4].sum().backward()
+    for b in range(2):                                   # the later 64 - lead: greedy FPS after the projected lead
+        c, first = cloud[b].numpy(), projected[b, :lead].detach().numpy()
+        np.testing.assert_array_equal(generated[b, lead:].detach().numpy(), c[_fps_after(c, first, 64 - lead)])
+    projected[:, :lead].sum().backward()
     assert model.sampler.generator.head[-1].weight.grad.abs().sum() > 0    # the lead is learned
+    model.sampler.eval()
+    model.save(tmp_path / "lead.pt")
+    loaded = SamplerModel.load(tmp_path / "lead.pt")
+    assert loaded.sampler.lead_points == loaded.metadata["lead_points"] == lead
+    mask = held_out_vertebra(0).mask
+    np.testing.assert_array_equal(learned_centres(loaded, mask, 12, 9)[1], learned_centres(model, mask, 12, 9)[1])
+
+
+@pytest.mark.parametrize("lead", [0, 5])
+def test_a_lead_outside_one_to_four_is_refused(lead):
+    from PatchSamplerLib.training.sampler import SamplerConfig
+    with pytest.raises(ValueError, match=f"lead points must be 1-4, got {lead}"):
+        SamplerModel.new(64, 0, 100, anchor="lead", conditioned=True, lead_points=lead)
+    with pytest.raises(ValueError, match="lead points must be 1-4"):
+        SamplerConfig(n=64, any_nk=True, anchor="lead", lead_points=lead).check()
 
 
 def _fps_after(cloud: np.ndarray, chosen: np.ndarray, m: int) -> list[int]:

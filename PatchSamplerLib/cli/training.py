@@ -113,7 +113,8 @@ CONFIG_HELP = {
     "init_from": "with --init file: the sampler file whose weights start the training",
     "anchor": "none: the thesis's free generator; fps: the generator learns offsets from the cloud's FPS points "
               "(FPS from the point farthest from the centroid); central: the same, FPS from the point nearest it; "
-              "lead: the generator places the first 4 centres, the rest are FPS continued from them",
+              "lead: the generator places the first --lead-points centres, the rest are FPS continued from them",
+    "lead_points": "--anchor lead: how many centres the generator places before FPS continues (1-4)",
     "init_steps": "--init fps: generator steps of the FPS fit",
     "init_lr": "--init fps: Adam learning rate of the FPS fit (cosine decay to 0)",
     "init_count": "--init fps with --family: extra synthetic shapes seen only by the FPS fit",

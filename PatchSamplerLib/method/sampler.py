@@ -16,9 +16,10 @@
   untrained sampler places FPS patches and training learns offsets from them. ``"central"``: the
   same from the point nearest the centroid (FPS's first patch then lies inside the shape's bulk,
   not on a process tip; issue #18: on held-out vertebrae at N = 4 the extreme-point start fell
-  below random-start FPS, the central one did not). ``"lead"``: the first `LEAD_POINTS` = 4
-  centres come from the thesis's free generator; the later ones are FPS of the cloud continued
-  from those four (projected) centres, without learned offsets (issue #18: a free generator
+  below random-start FPS, the central one did not). ``"lead"``: the first `lead_points`
+  (default `LEAD_POINTS` = 4; 1-4, recorded in the model's metadata) centres come from the
+  thesis's free generator; the later ones are FPS of the cloud continued
+  from those (projected) centres, without learned offsets (issue #18: a free generator
   learns where the first few patches of a shape in its anatomical frame belong -- the per-(4, 9)
   sampler beat FPS after one epoch -- while FPS covers what they leave; learned offsets on all 64
   anchored centres lowered the validation Dice, results/learned_any_nk/README.md). Progressive
@@ -50,6 +51,13 @@ MIN_SIGMA = 1e-4
 ANCHORS = ("none", "fps", "central", "lead")
 FPS_ANCHORS = ("fps", "central")
 LEAD_POINTS = 4
+LEAD_RANGE = (1, 4)
+
+
+def check_lead_points(lead_points: int) -> None:
+    """ValueError unless the lead anchor's generated centres are within LEAD_RANGE."""
+    if not LEAD_RANGE[0] <= int(lead_points) <= LEAD_RANGE[1]:
+        raise ValueError(f"lead points must be {LEAD_RANGE[0]}-{LEAD_RANGE[1]}, got {lead_points}")
 
 
 def k_feature(k, batch: int) -> torch.Tensor:
@@ -152,15 +160,18 @@ class LearnedSampler(nn.Module):
     """cloud (B, n, 3) in [-0.5, 0.5]^3 [, K: int or (B,) ints, when `conditioned`] ->
     (generated G, projected R), each (B, m, 3). anchor "fps" / "central": G = FPS points of the
     cloud (`cloud_fps_anchor`) + generator offsets (zero at the start); "lead": the generator
-    places the first min(m, LEAD_POINTS), the rest are FPS continued from their projections."""
+    places the first min(m, lead_points), the rest are FPS continued from their projections.
+    Raises ValueError for an unknown anchor or lead_points outside LEAD_RANGE."""
 
     def __init__(self, n_patches: int, neighbours: int = DEFAULT_NEIGHBOURS, initial_temperature: float = 1.0,
-                 anchor: str = "none", conditioned: bool = False):
+                 anchor: str = "none", conditioned: bool = False, lead_points: int = LEAD_POINTS):
         super().__init__()
         if anchor not in ANCHORS:
             raise ValueError(f"anchor must be one of {', '.join(ANCHORS)}, got {anchor!r}")
+        check_lead_points(lead_points)
         self.n_patches, self.anchor, self.conditioned = n_patches, anchor, conditioned
-        generated = min(n_patches, LEAD_POINTS) if anchor == "lead" else n_patches
+        self.lead_points = int(lead_points)
+        generated = min(n_patches, self.lead_points) if anchor == "lead" else n_patches
         self.generator = PointGenerator(generated, conditioned)
         self.projection = SoftProjection(neighbours, initial_temperature)
         if anchor in FPS_ANCHORS:
@@ -208,13 +219,16 @@ class SamplerModel:
 
     @classmethod
     def new(cls, n: int, k: int, t: int, neighbours: int = DEFAULT_NEIGHBOURS,
-            initial_temperature: float = 1.0, anchor: str = "none", conditioned: bool = False) -> "SamplerModel":
-        return cls(LearnedSampler(n, neighbours, initial_temperature, anchor, conditioned), k, t)
+            initial_temperature: float = 1.0, anchor: str = "none", conditioned: bool = False,
+            lead_points: int = LEAD_POINTS) -> "SamplerModel":
+        return cls(LearnedSampler(n, neighbours, initial_temperature, anchor, conditioned, lead_points), k, t)
 
     def save(self, path) -> None:
         from PatchSamplerLib.checkpoints import save_checkpoint
         meta = dict(self.metadata, n=self.n, k=self.k, t=self.t, neighbours=self.sampler.projection.neighbours,
                     anchor=self.sampler.anchor, any_nk=self.any_nk)
+        if self.sampler.anchor == "lead":
+            meta["lead_points"] = self.sampler.lead_points
         save_checkpoint(path, self.KIND, self.sampler.state_dict(), meta)
 
     @classmethod
@@ -222,7 +236,8 @@ class SamplerModel:
         from PatchSamplerLib.checkpoints import CheckpointError, file_sha256, load_checkpoint
         state, meta = load_checkpoint(path, cls.KIND)
         model = cls.new(meta["n"], meta["k"], meta["t"], meta.get("neighbours", DEFAULT_NEIGHBOURS),
-                        anchor=meta.get("anchor", "none"), conditioned=meta.get("any_nk", False))
+                        anchor=meta.get("anchor", "none"), conditioned=meta.get("any_nk", False),
+                        lead_points=meta.get("lead_points", LEAD_POINTS))
         try:
             model.sampler.load_state_dict(state)
         except RuntimeError as exc:

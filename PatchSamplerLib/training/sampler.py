@@ -49,7 +49,7 @@ from PatchSamplerLib.method.inr import ShapePrior, fit_latent_unrolled
 from PatchSamplerLib.method.losses import (coverage_loss, occupancy_loss_and_logit_gradient, proximity_loss,
                                            repulsion_loss)
 from PatchSamplerLib.method.patches import patch_labels, patch_offsets, soft_patch_labels
-from PatchSamplerLib.method.sampler import ANCHORS, SamplerModel, learned_centres
+from PatchSamplerLib.method.sampler import ANCHORS, SamplerModel, check_lead_points, learned_centres
 from PatchSamplerLib.progress import Progress, tracked
 from PatchSamplerLib.training.loop import LoopSettings, TrainingLoop, curves_figure
 from PatchSamplerLib.training.points import SamplerShape, full_grid_points, prepare_sampler_shape, sample_points
@@ -71,7 +71,8 @@ class SamplerConfig:
     init: str = "random"               # "fps": first fit the generator to FPS points; "file": start from
     init_from: str = ""                # this sampler file's weights (e.g. to fine-tune one); not in [T]
     anchor: str = "none"               # "fps" / "central": generator offsets from the cloud's FPS points;
-    #                                    "lead": 4 generated centres, then FPS continued from them (not in [T])
+    #                                    "lead": generated centres, then FPS continued from them (not in [T])
+    lead_points: int = 4               # anchor "lead": how many centres the generator places (1-4)
     init_steps: int = 3000             # init "fps": generator steps of that fit
     init_lr: float = 3e-3              # init "fps": its Adam lr (cosine decay to 0)
     init_count: int = 0                # init "fps", synthetic data: extra shapes for that fit only
@@ -110,6 +111,7 @@ class SamplerConfig:
             raise ValueError("batch size must be >= 2 (the generator's BatchNorm needs a batch)")
         if self.anchor not in ANCHORS:
             raise ValueError(f"anchor must be one of {', '.join(ANCHORS)}, got {self.anchor!r}")
+        check_lead_points(self.lead_points)
         if self.anchor != "none" and self.init == "fps":
             raise ValueError(f"--anchor {self.anchor} places FPS points itself (from the start or after the lead "
                              "centres); drop --init fps")
@@ -127,7 +129,7 @@ class SamplerConfig:
 
 # Settings a resumed run must share with its last.pt (with the value of a last.pt from before the option).
 RESUME_KEYS = {"n": None, "k": None, "t": None, "mode": None, "neighbours": None, "init": "random", "anchor": "none",
-               "any_nk": False}
+               "any_nk": False, "lead_points": 4}
 
 
 def patch_subset(k: int, stride: int) -> torch.Tensor:
@@ -199,7 +201,8 @@ class SamplerTrainer(TrainingLoop):
         self.provenance = dict(provenance or {}, device=str(self.device))
         torch.manual_seed(cfg.seed)
         self.model = SamplerModel.new(cfg.n, 0 if cfg.any_nk else cfg.k, cfg.t, cfg.neighbours,
-                                      cfg.initial_temperature, cfg.anchor, conditioned=cfg.any_nk)
+                                      cfg.initial_temperature, cfg.anchor, conditioned=cfg.any_nk,
+                                      lead_points=cfg.lead_points)
         self.opt = torch.optim.Adam(self.model.sampler.parameters(), lr=cfg.lr)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_step_epoch, gamma=cfg.lr_gamma)
         self.gen = torch.Generator().manual_seed(cfg.seed)

@@ -109,3 +109,39 @@ def test_multi_label_file_with_label_runs(tmp_path):
     assert main(["run", "--input", str(tmp_path / "multi.nii.gz"), "--label", "5", "--n", "4", "--k", "3", "--t",
                  "5", "--prior", str(tiny_prior_path()), "--out", str(out)]) == 0
     assert json.loads((out / "metrics.json").read_text())["dice"] > 0
+
+
+LEAVE_SCRIPT = """
+import atexit, sys, threading, time, types
+from PatchSamplerLib.cli.main import leave
+atexit.register(lambda: print("finalised"))
+if "thread" in sys.argv:
+    threading.Thread(target=time.sleep, args=(0.2,)).start()
+if "ray" in sys.argv:
+    sys.modules["ray"] = types.ModuleType("ray")
+sys.stdout.write("x" * 100000)
+sys.stderr.write("message")
+leave(3)
+"""
+
+
+@pytest.mark.parametrize("case, finalised", [("plain", False), ("thread", True), ("ray", True)])
+def test_leave_keeps_the_status_and_output_and_finalises_only_when_needed(case, finalised):
+    """`leave` (the end of `python -m PatchSamplerLib`): the status and every byte written reach
+    the caller; the interpreter's finalisation (atexit) runs only with a live non-daemon thread
+    or Ray imported."""
+    proc = subprocess.run([sys.executable, "-c", LEAVE_SCRIPT, case], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 3
+    assert proc.stdout.startswith("x" * 100000) and proc.stderr == "message"
+    assert proc.stdout[100000:] == ("finalised\n" if finalised else "")
+
+
+def test_module_entry_point_exits_with_the_command_status(tmp_path):
+    """`python -m PatchSamplerLib`: 0 after a command, 2 with the message on a bad input."""
+    ok = subprocess.run([sys.executable, "-m", "PatchSamplerLib", "synth", "--family", "kidney", "--count", "1",
+                         "--scale", "0.3", "--out", str(tmp_path / "syn")], cwd=ROOT, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert len(list((tmp_path / "syn").glob("kidney_*.nii.gz"))) == 1
+    bad = subprocess.run([sys.executable, "-m", "PatchSamplerLib", "run", "--input", str(tmp_path / "missing.nii.gz"),
+                          "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "error:" in bad.stderr and not (tmp_path / "out").exists()

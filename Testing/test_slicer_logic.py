@@ -24,7 +24,7 @@ from PatchSamplerLib.method.metrics import dice  # noqa: E402
 from PatchSamplerLib.method.patches import patch_boxes  # noqa: E402
 from PatchSamplerLib.orientation import anatomical_reorientation  # noqa: E402
 from PatchSamplerLib.pipeline import Cancelled, reconstruct  # noqa: E402
-from PatchSamplerLib.reporting.figures import ERROR_COLOURS  # noqa: E402
+from PatchSamplerLib.reporting.overview import ERROR_COLOURS  # noqa: E402
 from PatchSamplerLib.volume import BinaryVolume, index_to_world  # noqa: E402
 
 N, K, T, FIT_LR = 6, 5, 20, 3e-2          # small: a run takes well under a second

@@ -49,7 +49,7 @@ def output_styles() -> dict[str, SegmentStyle]:
     Patches are translucent boxes, outlined in slices; the reconstruction is outlined in slices
     and hidden in 3-D, where intersection + extra show it; extra voxels often form a shell around
     the intersection, so extra is the most transparent."""
-    from PatchSamplerLib.reporting.figures import ERROR_COLOURS
+    from PatchSamplerLib.reporting.overview import ERROR_COLOURS
     return {"Patch": SegmentStyle(PATCH_COLOUR, 0.3, True, False),
             "Reconstruction": SegmentStyle(RECONSTRUCTION_COLOUR, 0.5, False, False),
             "Extra": SegmentStyle(tuple(ERROR_COLOURS[2]), 0.35),

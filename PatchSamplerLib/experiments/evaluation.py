@@ -34,7 +34,8 @@ from PatchSamplerLib.method.sampler import load_learned_sampler
 from PatchSamplerLib.method.samplers import sampler_label
 from PatchSamplerLib.pipeline import RunConfig, reconstruct
 from PatchSamplerLib.progress import task
-from PatchSamplerLib.reporting.figures import dice_surface_figure, overview_figure, placement_figure
+from PatchSamplerLib.reporting.figures import dice_surface_figure, placement_figure
+from PatchSamplerLib.reporting.overview import overview_picture
 from PatchSamplerLib.volume import BinaryVolume
 
 FIELDS = ["case", "n", "k", "t", "sampler", "run", "dice", "asd_mm", "hd95_mm", "fit_s", "decode_s"]
@@ -245,7 +246,7 @@ def evaluation_figures(csv_path, case: tuple[str, BinaryVolume], grid: Evaluatio
         label = sampler_label(sampler)
         placements[label] = res.centres
         paths.append(out / f"errors_{sampler}.png")
-        overview_figure(res.errors, vol.spacing, res.centres, k,
+        overview_picture(res.errors, vol.spacing, res.centres, k,
                         f"{name}, {label}, N={n}, K={k}, T={t}: Dice {res.metrics['dice']:.3f}", paths[-1])
     paths.append(out / "placement.png")
     placement_figure(vol.mask, vol.spacing, placements, k, f"{name}: where each sampler puts {n} patches", paths[-1])

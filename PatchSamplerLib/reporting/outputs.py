@@ -16,7 +16,7 @@ import numpy as np
 
 from PatchSamplerLib.method.patches import patch_boxes
 from PatchSamplerLib.pipeline import ReconstructionResult
-from PatchSamplerLib.reporting.figures import overview_figure, sparse_overview_figure
+from PatchSamplerLib.reporting.overview import overview_picture, sparse_overview_picture
 from PatchSamplerLib.sparse.inputs import SparseInput
 from PatchSamplerLib.sparse.reconstruction import SparseResult
 from PatchSamplerLib.volume import BinaryVolume, index_to_world, write_labelmap
@@ -76,7 +76,7 @@ def _run_writers(result: ReconstructionResult, volume: BinaryVolume, title: str)
         "errors.nii.gz": lambda p: write_labelmap(p, result.errors, volume),
         "patches.json": lambda p: p.write_text(json.dumps(patches_record(result, volume), indent=2)),
         "metrics.json": lambda p: p.write_text(json.dumps(metrics_record(result), indent=2)),
-        "overview.png": lambda p: overview_figure(result.errors, volume.spacing, result.centres,
+        "overview.png": lambda p: overview_picture(result.errors, volume.spacing, result.centres,
                                                   result.settings["k"], title, p),
     }
 
@@ -125,7 +125,7 @@ def write_sparse_outputs(result: SparseResult, sparse: SparseInput, volume: Bina
         "reconstruction.nii.gz": lambda p: write_labelmap(p, result.reconstruction.astype(np.uint8), volume),
         "sparse_input.nii.gz": lambda p: write_labelmap(p, sparse_input_codes(sparse), volume),
         "metrics.json": lambda p: p.write_text(json.dumps(sparse_metrics_record(result), indent=2)),
-        "overview.png": lambda p: sparse_overview_figure(shown, sparse.known, volume.spacing, title, p),
+        "overview.png": lambda p: sparse_overview_picture(shown, sparse.known, volume.spacing, title, p),
     }
     if result.errors is not None:
         writers["errors.nii.gz"] = lambda p: write_labelmap(p, result.errors, volume)

@@ -1,0 +1,258 @@
+"""The overview picture of a run (`overview.png`), drawn with Pillow: three axial (z) slices, one
+coronal (y) and one sagittal (x) slice of the error codes in the thesis's colours [T Fig. 5.5]
+with the patch boxes (or, for sparse input, the known voxels outlined in green), and a 3-D view
+of the patches on the input surface [T Fig. 5.10].
+
+Pillow, not matplotlib: importing matplotlib and drawing this figure with it took about 1 s of
+the README's 5 s demo on the 2-core CPU (issue #19: the demo in under 3 s); with Pillow (which
+matplotlib installs) it takes about 0.1 s. The grid figures of `figures` keep matplotlib.
+
+Geometry of a slice panel (`SlicePanel`): voxel index (a, b) of the plane -- a along the first
+shown array axis, b along the second -- maps to pixel x = left + (a + 0.5) * px_a,
+y = bottom - (b + 0.5) * px_b, with px_a / px_b = spacing_a / spacing_b (true aspect in mm; b
+grows upwards, as the matplotlib version drew it with origin="lower").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from PatchSamplerLib.method.metrics import surface
+
+WIDTH, HEIGHT = 1200, 720                  # pixels (the matplotlib version: 15 x 9 in at 80 dpi)
+TITLE_BAND, LEGEND_BAND, PANEL_TITLE = 40, 40, 22
+COLUMNS, ROWS = 3, 2
+ERROR_COLOURS = {1: (0.6, 0.6, 0.6), 2: (0.12, 0.47, 0.85), 3: (1.0, 0.55, 0.0)}  # grey, blue, orange [T Fig. 5.5]
+ERROR_NAMES = {1: "intersection", 2: "extra", 3: "missing"}   # both, reconstruction only, input only
+ERROR_RGB = {code: tuple(round(255 * v) for v in rgb) for code, rgb in ERROR_COLOURS.items()}
+PATCH_RGB, KNOWN_RGB, SURFACE_RGB = (220, 0, 0), (0, 150, 0), (115, 115, 115)
+VIEW_ELEVATION_DEG, VIEW_AZIMUTH_DEG = 30.0, -60.0   # matplotlib's default 3-D view
+AXIS_NAMES = {0: "sagittal x", 1: "coronal y", 2: "axial z"}
+
+
+def _font(size: int):
+    """Pillow's built-in font at `size` px (a scalable one from Pillow 10.1; the bitmap one before)."""
+    from PIL import ImageFont
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+@dataclass(frozen=True)
+class SlicePanel:
+    """Where a (A, B) plane sits on the canvas: `left`, `bottom` pixel of the plane's corner
+    (voxel edge -0.5, -0.5) and `px_a`, `px_b` pixels per voxel along a and b."""
+    left: float
+    bottom: float
+    px_a: float
+    px_b: float
+
+    def pixel(self, a, b) -> tuple[float, float]:
+        """Canvas (x, y) of the voxel-index position (a, b) of the plane (voxel centres at integers)."""
+        return self.left + (np.asarray(a) + 0.5) * self.px_a, self.bottom - (np.asarray(b) + 0.5) * self.px_b
+
+
+def panel_box(index: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) pixels of grid cell `index` (0-5, row-major) below its title."""
+    cell_w, cell_h = WIDTH // COLUMNS, (HEIGHT - TITLE_BAND - LEGEND_BAND) // ROWS
+    x0, y0 = (index % COLUMNS) * cell_w, TITLE_BAND + (index // COLUMNS) * cell_h
+    return x0 + 8, y0 + PANEL_TITLE, x0 + cell_w - 8, y0 + cell_h - 4
+
+
+def slice_panel(shape_ab, spacing_ab, box) -> SlicePanel:
+    """The largest true-aspect placement of an (A, B) plane with voxel sizes `spacing_ab` (mm),
+    centred in `box` (x0, y0, x1, y1)."""
+    (a, b), (sa, sb) = shape_ab, spacing_ab
+    x0, y0, x1, y1 = box
+    scale = min((x1 - x0) / (a * sa), (y1 - y0) / (b * sb))          # pixels per mm
+    w, h = a * sa * scale, b * sb * scale
+    left, top = x0 + (x1 - x0 - w) / 2, y0 + (y1 - y0 - h) / 2
+    return SlicePanel(left, top + h, sa * scale, sb * scale)
+
+
+def error_image(plane: np.ndarray) -> np.ndarray:
+    """(A, B) error codes -> (B, A, 3) uint8 RGB rows from the top (b = B - 1) down, white background."""
+    rgb = np.full(plane.shape + (3,), 255, np.uint8)
+    for code, colour in ERROR_RGB.items():
+        rgb[plane == code] = colour
+    return rgb.transpose(1, 0, 2)[::-1]
+
+
+def _paste_plane(canvas, rgb_rows: np.ndarray, panel: SlicePanel):
+    """Nearest-neighbour scale the (B, A, 3) rows onto the canvas at `panel`."""
+    from PIL import Image
+    rows, cols = rgb_rows.shape[:2]
+    size = (max(1, round(cols * panel.px_a)), max(1, round(rows * panel.px_b)))
+    canvas.paste(Image.fromarray(np.ascontiguousarray(rgb_rows)).resize(size, Image.NEAREST),
+                 (round(panel.left), round(panel.bottom - rows * panel.px_b)))
+
+
+def _slice_positions(mask: np.ndarray, axis: int, count: int) -> list[int]:
+    occupied = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+    if len(occupied) == 0:
+        return [mask.shape[axis] // 2] * count
+    return [int(v) for v in np.quantile(occupied, np.linspace(0.25, 0.75, count)).round()]
+
+
+def overview_views(errors: np.ndarray) -> list[tuple[int, int]]:
+    """(axis, index) of the five slices an overview shows: three axial at the quartiles of the
+    shape's z extent (the extra voxels included), one coronal and one sagittal at the first
+    quartile of the reference's y and x extent."""
+    reference = (errors == 1) | (errors == 3)
+    views = [(2, z) for z in _slice_positions(reference | (errors == 2), 2, 3)]
+    return views + [(1, _slice_positions(reference, 1, 1)[0]), (0, _slice_positions(reference, 0, 1)[0])]
+
+
+def _draw_patch_boxes(draw, panel: SlicePanel, centres: np.ndarray, k: int, axis: int, index: int, font) -> None:
+    """Red boxes (and numbers) of the patches whose K^3 box meets the plane `axis = index`."""
+    shown = [a for a in range(3) if a != axis]
+    half = (k - 1) / 2.0
+    for n, c in enumerate(np.asarray(centres, float)):
+        if abs(c[axis] - index) <= half + 0.5:
+            (x0, x1), (y_bottom, y_top) = panel.pixel(c[shown[0]] + np.array([-1, 1]) * (half + 0.5),
+                                                      c[shown[1]] + np.array([-1, 1]) * (half + 0.5))
+            draw.rectangle((x0, y_top, x1, y_bottom), outline=PATCH_RGB, width=2)
+            draw.text(panel.pixel(c[shown[0]], c[shown[1]]), str(n + 1), fill=PATCH_RGB, font=font, anchor="mm")
+
+
+def known_outline(known_plane: np.ndarray) -> np.ndarray:
+    """(A, B) bool: the known voxels of a plane with an unknown (or outside) 4-neighbour; a
+    wholly known plane gives its border (a frame)."""
+    padded = np.pad(known_plane, 1, constant_values=False)
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return known_plane & ~interior
+
+
+def _outline_known(canvas, panel: SlicePanel, known_plane: np.ndarray) -> None:
+    """Green outline (`known_outline`) of the known voxels of an (A, B) plane on its panel."""
+    from PIL import Image
+    edge = known_outline(np.asarray(known_plane, bool)).T[::-1]
+    if not edge.any():
+        return
+    size = (max(1, round(edge.shape[1] * panel.px_a)), max(1, round(edge.shape[0] * panel.px_b)))
+    mask = Image.fromarray(edge.astype(np.uint8) * 255).resize(size, Image.NEAREST)
+    canvas.paste(KNOWN_RGB, (round(panel.left), round(panel.bottom - edge.shape[0] * panel.px_b)), mask)
+
+
+def view_basis() -> np.ndarray:
+    """(2, 3): the screen's right and up directions of the 3-D view (orthographic, elevation
+    30 deg, azimuth -60 deg as matplotlib's default), in the array's (x, y, z) mm."""
+    el, az = np.radians(VIEW_ELEVATION_DEG), np.radians(VIEW_AZIMUTH_DEG)
+    right = np.array([-np.sin(az), np.cos(az), 0.0])
+    up = np.array([-np.sin(el) * np.cos(az), -np.sin(el) * np.sin(az), np.cos(el)])
+    return np.stack([right, up])
+
+
+def cube_edges(centre: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """(12, 2, 3): the edges of the axis-aligned box `centre` +- `half` (mm)."""
+    corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float)
+    pairs = [(a, b) for a in range(8) for b in range(a + 1, 8) if np.sum(corners[a] != corners[b]) == 1]
+    return np.array([[corners[a], corners[b]] for a, b in pairs]) * half + centre
+
+
+def surface_points_mm(mask: np.ndarray, spacing, max_points: int = 4000) -> np.ndarray:
+    """(M, 3) mm (index x spacing) of the surface voxels of `mask`, M <= max_points (a seeded
+    random subset when there are more)."""
+    pts = np.argwhere(surface(mask)) * np.asarray(spacing, float)
+    if len(pts) > max_points:
+        pts = pts[np.random.default_rng(0).choice(len(pts), max_points, replace=False)]
+    return pts
+
+
+def _draw_surface_view(canvas, draw, box, mask: np.ndarray, spacing, centres: np.ndarray, k: int,
+                       max_points: int = 4000) -> None:
+    """The input surface (grey dots, at most `max_points`) and the patch boxes (red wire cubes),
+    projected by `view_basis`, fitted into `box`."""
+    spacing = np.asarray(spacing, float)
+    pts = surface_points_mm(mask, spacing, max_points)
+    edges = np.array([cube_edges(c, spacing * k / 2.0) for c in np.asarray(centres, float) * spacing]).reshape(-1, 3)
+    every = np.concatenate([pts.reshape(-1, 3), edges]) @ view_basis().T
+    if len(every) == 0:
+        return
+    lo, hi = every.min(0), every.max(0)
+    x0, y0, x1, y1 = box
+    scale = min((x1 - x0) / max(hi[0] - lo[0], 1e-6), (y1 - y0) / max(hi[1] - lo[1], 1e-6))
+    offset = np.array([x0 + (x1 - x0 - (hi[0] - lo[0]) * scale) / 2, y1 - (y1 - y0 - (hi[1] - lo[1]) * scale) / 2])
+
+    def to_pixels(p2):
+        return np.stack([offset[0] + (p2[:, 0] - lo[0]) * scale, offset[1] - (p2[:, 1] - lo[1]) * scale], 1)
+
+    dots = np.round(to_pixels(every[:len(pts)])).astype(int)
+    image = np.asarray(canvas).copy()
+    for dy in (0, 1):
+        for dx in (0, 1):
+            image[np.clip(dots[:, 1] + dy, 0, HEIGHT - 1), np.clip(dots[:, 0] + dx, 0, WIDTH - 1)] = SURFACE_RGB
+    from PIL import Image
+    canvas.paste(Image.fromarray(image))
+    for a, b in to_pixels(every[len(pts):]).reshape(-1, 2, 2):
+        draw.line((tuple(a), tuple(b)), fill=PATCH_RGB, width=1)
+
+
+def _draw_legend(draw, entries, font) -> None:
+    """Coloured squares with names, centred in the bottom band; entries: (name, fill, outline)."""
+    widths = [24 + draw.textlength(name, font=font) + 24 for name, _, _ in entries]
+    x, y = (WIDTH - sum(widths)) / 2, HEIGHT - LEGEND_BAND / 2
+    for (name, fill, outline), w in zip(entries, widths):
+        draw.rectangle((x, y - 7, x + 14, y + 7), fill=fill, outline=outline, width=2)
+        draw.text((x + 20, y), name, fill=(0, 0, 0), font=font, anchor="lm")
+        x += w
+
+
+def _draw_slices(canvas, draw, errors: np.ndarray, spacing, overlay, font) -> None:
+    """The five overview slices in cells 0-4; `overlay(panel, axis, index)` draws on each."""
+    for i, (axis, index) in enumerate(overview_views(errors)):
+        shown = [a for a in range(3) if a != axis]
+        plane = np.take(errors, index, axis=axis)
+        box = panel_box(i)
+        panel = slice_panel(plane.shape, (spacing[shown[0]], spacing[shown[1]]), box)
+        _paste_plane(canvas, error_image(plane), panel)
+        overlay(panel, axis, index)
+        draw.text(((box[0] + box[2]) / 2, box[1] - PANEL_TITLE / 2), f"{AXIS_NAMES[axis]} = {index}",
+                  fill=(0, 0, 0), font=font, anchor="mm")
+
+
+def _new_canvas(title: str):
+    from PIL import Image, ImageDraw
+    canvas = Image.new("RGB", (WIDTH, HEIGHT), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((WIDTH / 2, TITLE_BAND / 2), title, fill=(0, 0, 0), font=_font(17), anchor="mm")
+    return canvas, draw
+
+
+def _draw_view_cell(canvas, draw, mask, spacing, centres, k, title: str, font) -> None:
+    box = panel_box(5)
+    _draw_surface_view(canvas, draw, box, mask, spacing, centres, k)
+    draw.text(((box[0] + box[2]) / 2, box[1] - PANEL_TITLE / 2), title, fill=(0, 0, 0), font=font, anchor="mm")
+
+
+def error_legend(extra) -> list:
+    return [(ERROR_NAMES[c], ERROR_RGB[c], ERROR_RGB[c]) for c in ERROR_RGB] + list(extra)
+
+
+def overview_picture(errors: np.ndarray, spacing, centres: np.ndarray, k: int, title: str, path) -> None:
+    """Write the PNG at `path`: errors (X, Y, Z) codes 0-3 (`metrics.error_labels`), spacing (3,)
+    mm, centres (N, 3) voxel index of the patches of size k voxels, `title` on top."""
+    canvas, draw = _new_canvas(title)
+    font = _font(13)
+    _draw_slices(canvas, draw, errors, spacing,
+                 lambda panel, axis, index: _draw_patch_boxes(draw, panel, centres, k, axis, index, font), font)
+    reference = (errors == 1) | (errors == 3)
+    _draw_view_cell(canvas, draw, reference, spacing, centres, k, "patches on the input surface (mm)", font)
+    _draw_legend(draw, error_legend([("patch", None, PATCH_RGB)]), font)
+    canvas.save(path, format="PNG")
+
+
+def sparse_overview_picture(errors: np.ndarray, known: np.ndarray, spacing, title: str, path) -> None:
+    """Write the PNG at `path` for a reconstruction from sparse input: errors (X, Y, Z) codes 0-3
+    (or the reconstruction as code 1 when there is no reference), known (X, Y, Z) bool voxels
+    outlined in green (a whole known plane gets a green frame), spacing (3,) mm."""
+    canvas, draw = _new_canvas(title)
+    font = _font(13)
+    _draw_slices(canvas, draw, errors, spacing,
+                 lambda panel, axis, index: _outline_known(canvas, panel, np.take(known, index, axis=axis)), font)
+    reference = (errors == 1) | (errors == 3)
+    _draw_view_cell(canvas, draw, reference, spacing, np.zeros((0, 3)), 1, "reference surface (mm)", font)
+    _draw_legend(draw, error_legend([("known voxels", None, KNOWN_RGB)]), font)
+    canvas.save(path, format="PNG")

@@ -1,0 +1,99 @@
+"""The run's overview picture (reporting.overview, Pillow): where voxels and patch boxes land."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from PatchSamplerLib.reporting.overview import (ERROR_RGB, HEIGHT, KNOWN_RGB, LEGEND_BAND, PATCH_RGB, WIDTH,
+                                                cube_edges, known_outline, overview_picture, overview_views,
+                                                panel_box, slice_panel, sparse_overview_picture, view_basis)
+
+SPACING = (0.8, 1.0, 2.5)           # anisotropic: the panels keep the aspect in mm
+
+
+def _errors() -> np.ndarray:
+    """A 40 x 36 x 20 block of intersection with an extra layer on one side and a missing corner."""
+    errors = np.zeros((40, 36, 20), np.uint8)
+    errors[8:32, 6:30, 4:16] = 1
+    errors[32:35, 6:30, 4:16] = 2
+    errors[8:12, 6:10, 4:16] = 3
+    return errors
+
+
+def _panel(errors, cell):
+    axis, index = overview_views(errors)[cell]
+    shown = [a for a in range(3) if a != axis]
+    plane = np.take(errors, index, axis=axis)
+    return slice_panel(plane.shape, (SPACING[shown[0]], SPACING[shown[1]]), panel_box(cell)), plane, axis, index
+
+
+def _rgb_at(image: np.ndarray, xy) -> tuple:
+    x, y = (int(np.floor(v)) for v in xy)
+    return tuple(image[y, x])
+
+
+def test_every_voxel_of_each_slice_lands_at_its_pixel_with_its_colour(tmp_path):
+    errors = _errors()
+    overview_picture(errors, SPACING, np.zeros((0, 3)), 5, "title", tmp_path / "o.png")
+    image = np.asarray(Image.open(tmp_path / "o.png").convert("RGB"))
+    assert image.shape == (HEIGHT, WIDTH, 3)
+    for cell in range(5):
+        panel, plane, axis, _ = _panel(errors, cell)
+        shown = [a for a in range(3) if a != axis]
+        assert panel.px_a / panel.px_b == pytest.approx(SPACING[shown[0]] / SPACING[shown[1]])
+        for a, b in zip(*np.nonzero(plane)):
+            assert _rgb_at(image, panel.pixel(a, b)) == ERROR_RGB[plane[a, b]], (cell, a, b)
+        a, b = np.argwhere(plane == 0)[0]
+        assert _rgb_at(image, panel.pixel(a, b)) == (255, 255, 255)
+
+
+def test_patch_boxes_frame_their_patch_in_the_slices_they_cross(tmp_path):
+    errors, k = _errors(), 5
+    axis, index = overview_views(errors)[0]                       # axial: the plane z = index
+    centres = np.array([[20.0, 18.0, index], [10.0, 10.0, index + 10]])   # the second misses the plane
+    overview_picture(errors, SPACING, centres, k, "title", tmp_path / "o.png")
+    image = np.asarray(Image.open(tmp_path / "o.png").convert("RGB"))
+    panel, *_ = _panel(errors, 0)
+    left, middle = panel.pixel(20 - 2.5, 18)[0], panel.pixel(20, 18)[1]
+    assert any(_rgb_at(image, (left + dx, middle)) == PATCH_RGB for dx in (-1, 0, 1))
+    right = panel.pixel(20 + 2.5, 18)[0]
+    assert any(_rgb_at(image, (right + dx, middle)) == PATCH_RGB for dx in (-1, 0, 1))
+    inside = panel.pixel(20 - 1.5, 18 + 1.5)
+    assert _rgb_at(image, inside) == ERROR_RGB[1]                 # the box is drawn, not filled
+    x0, y0, x1, y1 = panel_box(0)
+    ys, xs = np.nonzero(np.all(image[y0:y1, x0:x1] == PATCH_RGB, axis=-1))
+    (bx0, bx1), (by1, by0) = panel.pixel(20 + np.array([-2.5, 2.5]), 18 + np.array([-2.5, 2.5]))
+    assert xs.min() + x0 >= bx0 - 2 and xs.max() + x0 <= bx1 + 2      # only the first patch's box
+    assert ys.min() + y0 >= by0 - 2 and ys.max() + y0 <= by1 + 2
+
+
+def test_known_outline_is_the_border_of_the_known_voxels():
+    plane = np.zeros((9, 9), bool)
+    plane[2:7, 2:7] = True
+    edge = known_outline(plane)
+    assert edge.sum() == 16 and not edge[3:6, 3:6].any() and edge[2, 2:7].all()
+    whole = known_outline(np.ones((4, 6), bool))
+    assert whole.sum() == 2 * 4 + 2 * 6 - 4
+
+
+def test_sparse_overview_outlines_the_known_voxels_in_green(tmp_path):
+    errors = _errors()
+    known = np.zeros(errors.shape, bool)
+    known[:, :, ::4] = True                                       # every 4th axial slice is known
+    sparse_overview_picture(errors, known, SPACING, "title", tmp_path / "s.png")
+    image = np.asarray(Image.open(tmp_path / "s.png").convert("RGB"))
+    green = np.all(image[:HEIGHT - LEGEND_BAND] == KNOWN_RGB, axis=-1)
+    assert green.any()
+    for cell in range(3):                                         # axial: green iff the slice is known
+        panel, plane, axis, index = _panel(errors, cell)
+        corner = _rgb_at(image, panel.pixel(0, 0))
+        assert (corner == KNOWN_RGB) == (index % 4 == 0), (cell, index)
+
+
+def test_cube_edges_and_view_basis():
+    edges = cube_edges(np.array([1.0, 2.0, 3.0]), np.array([0.5, 1.0, 2.0]))
+    lengths = np.abs(edges[:, 1] - edges[:, 0])
+    assert edges.shape == (12, 2, 3)
+    assert sorted(np.count_nonzero(lengths, axis=1)) == [1] * 12
+    assert sorted(lengths.max(1)) == [1.0] * 4 + [2.0] * 4 + [4.0] * 4
+    basis = view_basis()
+    assert basis @ basis.T == pytest.approx(np.eye(2))

@@ -1,7 +1,7 @@
 """Command line: ``python -m PatchSamplerLib <command> ...``."""
 from __future__ import annotations
 
-from PatchSamplerLib.cli.main import leave, main
+from PatchSamplerLib.cli.main import entry
 
 if __name__ == "__main__":
-    leave(main())
+    entry()

@@ -9,8 +9,8 @@ numbers out of range (argparse types in `cli.arguments`) and an --out that canno
 (`check_output_location`), both before any work. Every command runs with its --threads applied
 (`arguments.threads_applied`) and shows the progress of its long stages on stderr
 (`progress.console_progress`: tqdm bars on a terminal, plain lines with the time left otherwise).
-`python -m PatchSamplerLib` leaves through `leave` (no interpreter finalisation when nothing
-needs it).
+`python -m PatchSamplerLib` and the `patchsampler` command run `entry`: the command, then `leave`
+(no interpreter finalisation when nothing needs it).
 """
 from __future__ import annotations
 
@@ -71,3 +71,8 @@ def leave(status: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     os._exit(int(status))
+
+
+def entry() -> None:
+    """`python -m PatchSamplerLib` and the installed `patchsampler` command: `main`, then `leave`."""
+    leave(main())

@@ -121,17 +121,17 @@ if "ray" in sys.argv:
     sys.modules["ray"] = types.ModuleType("ray")
 sys.stdout.write("x" * 100000)
 sys.stderr.write("message")
-leave(3)
+leave(None if "none" in sys.argv else 3)
 """
 
 
-@pytest.mark.parametrize("case, finalised", [("plain", False), ("thread", True), ("ray", True)])
+@pytest.mark.parametrize("case, finalised", [("plain", False), ("thread", True), ("ray", True), ("none", False)])
 def test_leave_keeps_the_status_and_output_and_finalises_only_when_needed(case, finalised):
-    """`leave` (the end of `python -m PatchSamplerLib`): the status and every byte written reach
-    the caller; the interpreter's finalisation (atexit) runs only with a live non-daemon thread
-    or Ray imported."""
+    """`leave` (the end of `python -m PatchSamplerLib`): the status (None: 0) and every byte
+    written reach the caller; the interpreter's finalisation (atexit) runs only with a live
+    non-daemon thread or Ray imported."""
     proc = subprocess.run([sys.executable, "-c", LEAVE_SCRIPT, case], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 3
+    assert proc.returncode == (0 if case == "none" else 3)
     assert proc.stdout.startswith("x" * 100000) and proc.stderr == "message"
     assert proc.stdout[100000:] == ("finalised\n" if finalised else "")
 

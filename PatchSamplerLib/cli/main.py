@@ -60,17 +60,21 @@ def finalisation_needed() -> bool:
     return "ray" in sys.modules or bool(multiprocessing.active_children()) or bool(others)
 
 
-def leave(status: int) -> None:
-    """Exit the process with `status` (an int). When `finalisation_needed` is False, flush
-    stdout / stderr and end with os._exit: tearing down the modules of torch, SciPy and SimpleITK
-    took about 0.5 s of every command on the 2-core CPU (the README's demo: issue #19); every
-    output file is closed by then. Otherwise sys.exit (atexit handlers run). Raises SystemExit
-    in that case, as sys.exit does."""
-    if finalisation_needed():
+def leave(status) -> None:
+    """Exit the process with `status` (an int, or None for 0). When `finalisation_needed` is
+    False, flush stdout / stderr and end with os._exit: tearing down the modules of torch, SciPy
+    and SimpleITK took about 0.5 s of every command on the 2-core CPU (the README's demo: issue
+    #19); every output file is closed by then. Otherwise (or for a status that is not an int or
+    None) sys.exit, so atexit handlers run; that raises SystemExit, as sys.exit does."""
+    code = 0 if status is None else status
+    if not isinstance(code, int) or finalisation_needed():
         sys.exit(status)
     for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(int(status))
+        try:
+            stream.flush()
+        except (OSError, ValueError):          # a closed pipe or stream: nothing more can reach it
+            pass
+    os._exit(code)
 
 
 def entry() -> None:

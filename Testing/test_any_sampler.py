@@ -217,10 +217,10 @@ def test_a_sampler_folder_falls_back_to_its_any_sampler(tmp_path):
 
 @pytest.mark.parametrize("models, prior", [(m, p) for m in ("models", "lead/models")
                                             for p in ("vertebra-anatomical", "kidney-anatomical")]
-                         + [("lead2/models", "kidney-anatomical")])
+                         + [("lead2/models", "kidney-anatomical"), ("lead1/models", "kidney-anatomical")])
 def test_the_trained_any_sampler_places_n_distinct_centres_near_the_shape_for_any_n_and_k(prior, models):
     """The any-(N, K) samplers trained for #18 (results/learned_any_nk/: models/, FPS anchor;
-    lead/models/, lead anchor, the vertebra one bundled; lead2/models/, a kidney lead of 2)."""
+    lead/models/, lead anchor, the vertebra one bundled; lead2/, lead1/: kidney leads of 2 and 1)."""
     from PatchSamplerLib.data.synthetic import make_shape
     from scipy import ndimage
     model = SamplerModel.load(TRAINED.parent / models / prior / "sampler_any_t100.pt")

@@ -32,12 +32,9 @@ AXIS_NAMES = {0: "sagittal x", 1: "coronal y", 2: "axial z"}
 
 
 def _font(size: int):
-    """Pillow's built-in font at `size` px (a scalable one from Pillow 10.1; the bitmap one before)."""
+    """Pillow's built-in scalable font at `size` px (Pillow >= 10.1, requirements.txt)."""
     from PIL import ImageFont
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:
-        return ImageFont.load_default()
+    return ImageFont.load_default(size=size)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ of the patches on the input surface [T Fig. 5.10].
 
 Pillow, not matplotlib: importing matplotlib and drawing this figure with it took about 1 s of
 the README's 5 s demo on the 2-core CPU (issue #19: the demo in under 3 s); with Pillow (which
-matplotlib installs) it takes about 0.1 s. The grid figures of `figures` keep matplotlib.
+matplotlib installs) drawing it took 0.06-0.07 s on that demo's kidney. The grid figures of `figures` keep matplotlib.
 
 Geometry of a slice panel (`SlicePanel`): voxel index (a, b) of the plane -- a along the first
 shown array axis, b along the second -- maps to pixel x = left + (a + 0.5) * px_a,
@@ -77,13 +77,18 @@ def error_image(plane: np.ndarray) -> np.ndarray:
     return rgb.transpose(1, 0, 2)[::-1]
 
 
+def _scaled_rows(image_rows: np.ndarray, panel: SlicePanel):
+    """(PIL image of the (B, A[, 3]) rows scaled nearest-neighbour to the panel, its top-left (x, y))."""
+    from PIL import Image
+    rows, cols = image_rows.shape[:2]
+    size = (max(1, round(cols * panel.px_a)), max(1, round(rows * panel.px_b)))
+    return (Image.fromarray(np.ascontiguousarray(image_rows)).resize(size, Image.NEAREST),
+            (round(panel.left), round(panel.bottom - rows * panel.px_b)))
+
+
 def _paste_plane(canvas, rgb_rows: np.ndarray, panel: SlicePanel):
     """Nearest-neighbour scale the (B, A, 3) rows onto the canvas at `panel`."""
-    from PIL import Image
-    rows, cols = rgb_rows.shape[:2]
-    size = (max(1, round(cols * panel.px_a)), max(1, round(rows * panel.px_b)))
-    canvas.paste(Image.fromarray(np.ascontiguousarray(rgb_rows)).resize(size, Image.NEAREST),
-                 (round(panel.left), round(panel.bottom - rows * panel.px_b)))
+    canvas.paste(*_scaled_rows(rgb_rows, panel))
 
 
 def _slice_positions(mask: np.ndarray, axis: int, count: int) -> list[int]:
@@ -93,11 +98,20 @@ def _slice_positions(mask: np.ndarray, axis: int, count: int) -> list[int]:
     return [int(v) for v in np.quantile(occupied, np.linspace(0.25, 0.75, count)).round()]
 
 
+def reference_mask(errors: np.ndarray) -> np.ndarray:
+    """The input shape (intersection or missing) of an error-code volume."""
+    return (errors == 1) | (errors == 3)
+
+
+def _panel_title(draw, box, text: str, font) -> None:
+    draw.text(((box[0] + box[2]) / 2, box[1] - PANEL_TITLE / 2), text, fill=(0, 0, 0), font=font, anchor="mm")
+
+
 def overview_views(errors: np.ndarray) -> list[tuple[int, int]]:
     """(axis, index) of the five slices an overview shows: three axial at the quartiles of the
     shape's z extent (the extra voxels included), one coronal and one sagittal at the first
     quartile of the reference's y and x extent."""
-    reference = (errors == 1) | (errors == 3)
+    reference = reference_mask(errors)
     views = [(2, z) for z in _slice_positions(reference | (errors == 2), 2, 3)]
     return views + [(1, _slice_positions(reference, 1, 1)[0]), (0, _slice_positions(reference, 0, 1)[0])]
 
@@ -124,13 +138,10 @@ def known_outline(known_plane: np.ndarray) -> np.ndarray:
 
 def _outline_known(canvas, panel: SlicePanel, known_plane: np.ndarray) -> None:
     """Green outline (`known_outline`) of the known voxels of an (A, B) plane on its panel."""
-    from PIL import Image
     edge = known_outline(np.asarray(known_plane, bool)).T[::-1]
-    if not edge.any():
-        return
-    size = (max(1, round(edge.shape[1] * panel.px_a)), max(1, round(edge.shape[0] * panel.px_b)))
-    mask = Image.fromarray(edge.astype(np.uint8) * 255).resize(size, Image.NEAREST)
-    canvas.paste(KNOWN_RGB, (round(panel.left), round(panel.bottom - edge.shape[0] * panel.px_b)), mask)
+    if edge.any():
+        mask, corner = _scaled_rows(edge.astype(np.uint8) * 255, panel)
+        canvas.paste(KNOWN_RGB, corner, mask)
 
 
 def view_basis() -> np.ndarray:
@@ -206,8 +217,7 @@ def _draw_slices(canvas, draw, errors: np.ndarray, spacing, overlay, font) -> No
         panel = slice_panel(plane.shape, (spacing[shown[0]], spacing[shown[1]]), box)
         _paste_plane(canvas, error_image(plane), panel)
         overlay(panel, axis, index)
-        draw.text(((box[0] + box[2]) / 2, box[1] - PANEL_TITLE / 2), f"{AXIS_NAMES[axis]} = {index}",
-                  fill=(0, 0, 0), font=font, anchor="mm")
+        _panel_title(draw, box, f"{AXIS_NAMES[axis]} = {index}", font)
 
 
 def _new_canvas(title: str):
@@ -221,7 +231,7 @@ def _new_canvas(title: str):
 def _draw_view_cell(canvas, draw, mask, spacing, centres, k, title: str, font) -> None:
     box = panel_box(5)
     _draw_surface_view(canvas, draw, box, mask, spacing, centres, k)
-    draw.text(((box[0] + box[2]) / 2, box[1] - PANEL_TITLE / 2), title, fill=(0, 0, 0), font=font, anchor="mm")
+    _panel_title(draw, box, title, font)
 
 
 def error_legend(extra) -> list:
@@ -235,8 +245,7 @@ def overview_picture(errors: np.ndarray, spacing, centres: np.ndarray, k: int, t
     font = _font(13)
     _draw_slices(canvas, draw, errors, spacing,
                  lambda panel, axis, index: _draw_patch_boxes(draw, panel, centres, k, axis, index, font), font)
-    reference = (errors == 1) | (errors == 3)
-    _draw_view_cell(canvas, draw, reference, spacing, centres, k, "patches on the input surface (mm)", font)
+    _draw_view_cell(canvas, draw, reference_mask(errors), spacing, centres, k, "patches on the input surface (mm)", font)
     _draw_legend(draw, error_legend([("patch", None, PATCH_RGB)]), font)
     canvas.save(path, format="PNG")
 
@@ -249,7 +258,6 @@ def sparse_overview_picture(errors: np.ndarray, known: np.ndarray, spacing, titl
     font = _font(13)
     _draw_slices(canvas, draw, errors, spacing,
                  lambda panel, axis, index: _outline_known(canvas, panel, np.take(known, index, axis=axis)), font)
-    reference = (errors == 1) | (errors == 3)
-    _draw_view_cell(canvas, draw, reference, spacing, np.zeros((0, 3)), 1, "reference surface (mm)", font)
+    _draw_view_cell(canvas, draw, reference_mask(errors), spacing, np.zeros((0, 3)), 1, "reference surface (mm)", font)
     _draw_legend(draw, error_legend([("known voxels", None, KNOWN_RGB)]), font)
     canvas.save(path, format="PNG")

@@ -49,7 +49,7 @@ from PatchSamplerLib.method.inr import ShapePrior, fit_latent_unrolled
 from PatchSamplerLib.method.losses import (coverage_loss, occupancy_loss_and_logit_gradient, proximity_loss,
                                            repulsion_loss)
 from PatchSamplerLib.method.patches import patch_labels, patch_offsets, soft_patch_labels
-from PatchSamplerLib.method.sampler import ANCHORS, SamplerModel, check_lead_points, learned_centres
+from PatchSamplerLib.method.sampler import ANCHORS, LEAD_POINTS, SamplerModel, check_lead_points, learned_centres
 from PatchSamplerLib.progress import Progress, tracked
 from PatchSamplerLib.training.loop import LoopSettings, TrainingLoop, curves_figure
 from PatchSamplerLib.training.points import SamplerShape, full_grid_points, prepare_sampler_shape, sample_points
@@ -72,7 +72,7 @@ class SamplerConfig:
     init_from: str = ""                # this sampler file's weights (e.g. to fine-tune one); not in [T]
     anchor: str = "none"               # "fps" / "central": generator offsets from the cloud's FPS points;
     #                                    "lead": generated centres, then FPS continued from them (not in [T])
-    lead_points: int = 4               # anchor "lead": how many centres the generator places (1-4)
+    lead_points: int = LEAD_POINTS     # anchor "lead": how many centres the generator places (1-4)
     init_steps: int = 3000             # init "fps": generator steps of that fit
     init_lr: float = 3e-3              # init "fps": its Adam lr (cosine decay to 0)
     init_count: int = 0                # init "fps", synthetic data: extra shapes for that fit only
@@ -129,7 +129,7 @@ class SamplerConfig:
 
 # Settings a resumed run must share with its last.pt (with the value of a last.pt from before the option).
 RESUME_KEYS = {"n": None, "k": None, "t": None, "mode": None, "neighbours": None, "init": "random", "anchor": "none",
-               "any_nk": False, "lead_points": 4}
+               "any_nk": False, "lead_points": LEAD_POINTS}
 
 
 def patch_subset(k: int, stride: int) -> torch.Tensor:

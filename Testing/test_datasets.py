@@ -486,10 +486,9 @@ def test_splits_keep_verse_patients_together(verse):
 def test_training_commands_read_a_verse_root_and_split_a_fold_by_subject(verse_root, verse, monkeypatch):
     import argparse
     from functools import partial
-    from PatchSamplerLib.cli import training
     from PatchSamplerLib.cli.training import load_training_data
-    from PatchSamplerLib.data.loaders import load_usable_dataset
-    monkeypatch.setattr(training, "load_usable_dataset", partial(load_usable_dataset, **QUARTER))
+    from PatchSamplerLib.data import loaders
+    monkeypatch.setattr(loaders, "load_usable_dataset", partial(loaders.load_usable_dataset, **QUARTER))
     args = argparse.Namespace(family=None, data=str(verse_root[0]), dataset="verse", fold=0, val_count=8)
     train, val, desc = load_training_data(args)
     assert len(train) == len(desc["train"]) and len(val) == len(desc["val"])

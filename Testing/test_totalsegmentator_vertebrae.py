@@ -297,7 +297,6 @@ def test_train_prior_without_subjects_exits_2(tmp_path, capsys):
 
 
 def test_evaluate_arguments_load_the_vertebrae_as_train_prior_does(cli_root, monkeypatch):
-    from PatchSamplerLib.cli import training as training_cli
     from PatchSamplerLib.cli.evaluate import apply_preset, evaluation_items
     from PatchSamplerLib.data import loaders
     calls = []
@@ -306,8 +305,7 @@ def test_evaluate_arguments_load_the_vertebrae_as_train_prior_does(cli_root, mon
         calls.append((kind, options))
         return load_usable_dataset(folder, kind, log=log, **options)
 
-    monkeypatch.setattr(loaders, "load_usable_dataset", spy)               # where evaluate imports it from
-    monkeypatch.setattr(training_cli, "load_usable_dataset", spy)          # train-prior's import of it
+    monkeypatch.setattr(loaders, "load_usable_dataset", spy)               # where evaluate and train-prior import it from
     data = ["--data", str(cli_root), "--dataset", "totalsegmentator", "--structure", "vertebra", "--levels", "L1-L2"]
     args = build_parser().parse_args(["evaluate", *data, "--prior", "vertebra", "--out", "unused"])
     apply_preset(args)

@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 
 from PatchSamplerLib.data.synthetic import FAMILIES
-from PatchSamplerLib.data.totalsegmentator import parse_levels
 from PatchSamplerLib.devices import DEVICE_CHOICES
 from PatchSamplerLib.method.samplers import SAMPLER_NAMES
 
@@ -109,6 +108,7 @@ def dataset_options(args) -> dict:
     if "levels" in given:
         if given.get("structure") != "vertebra":
             raise ValueError("--levels needs --structure vertebra")
+        from PatchSamplerLib.data.totalsegmentator import parse_levels   # the loaders: only when asked
         parse_levels(given["levels"])
     return given
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from PatchSamplerLib.cli.arguments import (FAMILIES, add_dataset_arguments, add_threads_argument, dataset_options,
                                            non_negative_float, non_negative_int, positive_float, positive_int)
 from PatchSamplerLib.data.augment import AugmentConfig, augment_shapes
-from PatchSamplerLib.data.loaders import load_usable_dataset
 from PatchSamplerLib.devices import resolve_device
 from PatchSamplerLib.training.loop import prepare_run_folder
 from PatchSamplerLib.training.prior import LR_SCHEDULES, PriorConfig, PriorTrainer
@@ -213,6 +212,7 @@ def load_training_data(args):
                 "data_seed": args.data_seed, "scale": args.scale,
                 "train_indices": [0, args.count - 1], "val_indices": [args.count, args.count + args.val_count - 1]}
         return vols[:args.count], vols[args.count:], desc
+    from PatchSamplerLib.data.loaders import load_usable_dataset
     options = dataset_options(args)
     items = load_usable_dataset(args.data, args.dataset, **options)
     desc = {"data": args.data, "dataset": args.dataset, **options}

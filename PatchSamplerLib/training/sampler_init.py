@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from PatchSamplerLib.method.baselines import extreme_fps_centres
 from PatchSamplerLib.method.pointcloud import simplified_cloud
@@ -76,6 +75,7 @@ def matched_squared_distance(points: torch.Tensor, targets: torch.Tensor) -> tor
     """Mean squared distance between (B, m, 3) points and (B, m, 3) targets after the optimal
     one-to-one matching per item (Hungarian, scipy): an order-free loss that, unlike Chamfer,
     cannot send two points to one target."""
+    from scipy.optimize import linear_sum_assignment   # about 0.1 s: imported by training only
     d2 = (points[:, :, None] - targets[:, None]).pow(2).sum(-1)                  # (B, m, m)
     cols = [torch.as_tensor(linear_sum_assignment(d.detach().cpu().numpy())[1]) for d in d2]
     rows = torch.arange(points.shape[1])

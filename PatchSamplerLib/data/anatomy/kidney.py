@@ -118,7 +118,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import ConvexHull, Delaunay
 
 from PatchSamplerLib.data.anatomy.rendering import (SDF, SmoothNoise, grid_points_mm, mask_bbox_centre_mm,
                                                     render_sdf, render_sdf_resampled)
@@ -342,6 +341,7 @@ def kidney_measurements(volume: BinaryVolume) -> dict:
 def convex_hull_mask(mask: np.ndarray) -> np.ndarray:
     """(X, Y, Z) bool: voxels whose centre lies in the convex hull of the foreground voxels
     (as cubes: their corners span the hull). Needs a non-flat foreground."""
+    from scipy.spatial import ConvexHull, Delaunay   # imported here: not needed to list the families
     idx = np.argwhere(mask)
     surface = idx[~ndimage.binary_erosion(mask)[tuple(idx.T)]]
     corners = (surface[:, None, :] + np.array(np.meshgrid(*[(-0.5, 0.5)] * 3)).reshape(3, -1).T[None]).reshape(-1, 3)

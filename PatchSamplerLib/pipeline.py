@@ -45,7 +45,7 @@ class RunConfig:
     sampler: a name of `method.samplers.SAMPLERS` (None: the caller gives the centres);
     seed: FPS / RS start, latent init and the fast fit's voxel subsets;
     device: "auto" | "cpu" | "cuda[:i]"; precision: "fp32", or on CUDA "tf32" / "bf16";
-    fit: "fast" (each step on a random eighth of the patch voxels, 512-2,048) or "adam" (the
+    fit: "fast" (each step on a random, boundary-weighted eighth of the patch voxels, 384-2,048) or "adam" (the
     thesis: each step on every patch voxel), `method.fitting`; fit_lr: Adam learning rate of the fit;
     dense_decode: every voxel instead of coarse-to-fine;
     chunk: points per decoder call; sampler_model: a learned sampler file (None: the bundled
@@ -183,7 +183,7 @@ def reconstruct_anatomical(volume: BinaryVolume, config: RunConfig, prior, given
     with monitor.stage("latent_fit", timings, total=fit.steps, every=10) as tick, \
             precision_context(dev, config.precision):
         latent = fit_patches(prior.decoder, coords_mm.reshape(1, -1, 3).to(dev), values.reshape(1, -1).to(dev),
-                             fit, seed=config.seed, callback=tick)
+                             fit, seed=config.seed, callback=tick, k=config.k)
         sync_device(dev)
     with monitor.stage("decode", timings, unit="points") as tick, precision_context(dev, config.precision):
         recon, evaluated = decode_in_frame(prior.decoder, latent, volume.shape, volume.spacing, centre_mm, lo, hi,
@@ -196,7 +196,7 @@ def reconstruct_anatomical(volume: BinaryVolume, config: RunConfig, prior, given
 
     record = dict(asdict(config), sampler=config.sampler or "given", device=str(dev),
                   sampler_model=model_record, prior=prior.metadata.get("path", "in memory"),
-                  fit_points_per_step=fit.points,
+                  fit_points_per_step=fit.points, fit_boundary_weight=fit.boundary_weight,
                   frame_centre_mm=centre_mm.tolist(), frame_extent_mm=list(prior.extent_mm),
                   decoded_box_index=[lo.tolist(), hi.tolist()],
                   decode="dense" if config.dense_decode else "coarse-to-fine", decoder_points=evaluated)

@@ -105,7 +105,7 @@ def test_sparse_reconstruction_gives_one_world_result_for_every_storage_order(pr
 
 
 @pytest.mark.parametrize("order, fit, lps_dice", [("RAS", "adam", 0.765), ("LPI", "adam", 0.765),
-                                                   ("PIR", "adam", 0.765), ("RAS", "fast", 0.769)])
+                                                   ("PIR", "adam", 0.765), ("RAS", "fast", 0.777)])
 def test_the_run_command_gives_the_lps_dice_for_a_reoriented_file(tmp_path, order, fit, lps_dice):
     """The issue's example: the synthetic vertebra of `synth --family vertebra --seed 1` rewritten
     with DICOMOrient (identical world geometry) gave Dice 0.385 (RAS) and 0.733 (LPI) instead of
@@ -124,7 +124,7 @@ def test_the_run_command_gives_the_lps_dice_for_a_reoriented_file(tmp_path, orde
     (m_lps, p_lps), (m_other, p_other) = runs["LPS"], runs[order]
     assert m_lps["dice"] == pytest.approx(lps_dice, abs=0.002)
     assert m_other["fit"] == p_other["fit"] == fit                      # the files say which fit ran
-    assert p_other["fit_points_per_step"] == (512 if fit == "fast" else None)
+    assert p_other["fit_points_per_step"] == (384 if fit == "fast" else None)
     assert m_other["dice"] == pytest.approx(m_lps["dice"], abs=1e-9)
     assert m_other["hd95_mm"] == pytest.approx(m_lps["hd95_mm"], abs=1e-6)
     centres = [sorted(tuple(p["centre_world_lps_mm"]) for p in record["patches"]) for record in (p_lps, p_other)]

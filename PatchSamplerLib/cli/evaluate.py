@@ -65,7 +65,7 @@ def add_commands(sub) -> None:
     p.add_argument("--prior", required=True, help="bundled prior name (vertebra, kidney) or a prior file")
     p.add_argument("--fit", choices=["adam", "fast"], default="adam",
                    help="latent fit: adam (default: the thesis protocol, every step on all patch voxels) or fast "
-                        "(the product's default: every step on a random eighth of them, method.fitting)")
+                        "(the product's default: every step on a boundary-weighted eighth of them, method.fitting)")
     p.add_argument("--fit-lr", type=positive_float, default=1e-2,
                    help="Adam learning rate of the latent fit (default 0.01)")
     add_device_argument(p)

@@ -32,7 +32,8 @@ def add_commands(sub) -> None:
     p.add_argument("--t", type=non_negative_int, default=100, help="latent-fit steps T (default 100)")
     p.add_argument("--fit", choices=["fast", "adam"], default="fast",
                    help="latent fit: fast (default: each of the T Adam steps on a random eighth of the patch voxels, "
-                        "512 to 2,048 of them; results/benchmark/fit) or adam (the thesis: each step on every patch "
+                        "384 to 2,048 of them, boundary voxels drawn 4x as often and weighted back; "
+                        "results/benchmark/fit) or adam (the thesis: each step on every patch "
                         "voxel)")
     p.add_argument("--sampler", choices=SAMPLER_NAMES, default="fps",
                    help="fps, random, or learned (the bundled sampler for the prior and (N, K), or --sampler-model)")

@@ -77,7 +77,7 @@ def fit_peak_mb(volume, prior, n: int, k: int, fit: str) -> float:
     centres = fps_centres(anatomical.mask, n, seed=0, spacing=anatomical.spacing)
     _, labels, coords = extract_patches(anatomical.mask, anatomical.spacing, centres, k, centre_mm)
     call = functools.partial(fit_patches, prior.decoder, coords.reshape(1, -1, 3), labels.reshape(1, -1),
-                             fit_settings(fit, n * k ** 3, 2))
+                             fit_settings(fit, n * k ** 3, 2), k=k)
     return first_call_peak_mb(call)
 
 

@@ -93,12 +93,16 @@ def initial_latent(batch: int, latent_dim: int = LATENT_DIM, std: float = 1e-4, 
 def fit_latent(decoder: OccupancyDecoder, coords: torch.Tensor, labels: torch.Tensor, steps: int = 100,
                lr: float = DEFAULT_FIT_LR, reg: float = DEFAULT_LATENT_REG, seed: int = 0,
                init: torch.Tensor | None = None, callback=None, points_per_step: int | None = None,
-               stop=None) -> torch.Tensor:
+               stop=None, sampling: torch.Tensor | None = None) -> torch.Tensor:
     """Fit latents to observed occupancies with the decoder frozen [T eq. 3.10].
 
     coords: (B, P, 3) mm in the INR frame; labels: (B, P) 0/1. Adam on z for `steps` steps,
     loss BCE + (1 - soft Dice) + reg * ||z||^2. With `points_per_step` < P each step uses that
     many of the P points, drawn uniformly with replacement (seeded by `seed`); else all of them.
+    `sampling` (B, P) >= 0, with `points_per_step`: draw point i of volume b with probability
+    proportional to sampling[b, i] instead, each drawn point's loss weighted by 1 / (P q_i),
+    scaled to mean 1 per volume (importance sampling: the subset's loss and gradient estimate
+    those of all P points, `method.fitting`'s boundary-weighted fast fit).
     `callback(step)` is called after every step (for progress; it may raise to cancel);
     `stop(step, z)` may end the fit early by returning True. Returns detached (B, D) latents.
 
@@ -112,12 +116,12 @@ def fit_latent(decoder: OccupancyDecoder, coords: torch.Tensor, labels: torch.Te
                                                              device=coords.device)
     z = z.to(coords).requires_grad_(True)
     m, v = torch.zeros_like(z), torch.zeros_like(z)
-    subset = _point_subsets(coords.shape[1], points_per_step, seed)
+    subset = (_point_subsets(coords.shape[1], points_per_step, seed) if sampling is None
+              else _weighted_subsets(sampling, points_per_step, steps, seed))
     with _Frozen(decoder):
         for step in range(steps):
-            idx = next(subset)
-            c, y = (coords, labels) if idx is None else (coords[:, idx.to(coords.device)], labels[:, idx.to(coords.device)])
-            loss = occupancy_loss(decoder(c, z), y) + reg * latent_regulariser(z)
+            c, y, w = _subset(coords, labels, next(subset))
+            loss = occupancy_loss(decoder(c, z), y, w) + reg * latent_regulariser(z)
             (g,) = torch.autograd.grad(loss, z)
             with torch.no_grad():
                 adam_update_(z, g, m, v, step + 1, lr)
@@ -137,6 +141,38 @@ def adam_update_(z: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Ten
     v.mul_(b2).addcmul_(g, g, value=1 - b2)
     denom = (v.sqrt() / math.sqrt(1 - b2 ** step)).add_(eps)
     z.addcdiv_(m, denom, value=-lr / (1 - b1 ** step))
+
+
+def _subset(coords: torch.Tensor, labels: torch.Tensor, drawn):
+    """The points of one step: coords (B, M, 3), labels (B, M) and their weights (B, M) or None,
+    from `drawn`: None (all points), (M,) indices shared by the volumes, or ((B, M) indices,
+    (B, M) weights)."""
+    if drawn is None:
+        return coords, labels, None
+    if isinstance(drawn, torch.Tensor):
+        idx = drawn.to(coords.device)
+        return coords[:, idx], labels[:, idx], None
+    idx, weights = (t.to(coords.device) for t in drawn)
+    return (coords.gather(1, idx[..., None].expand(-1, -1, coords.shape[-1])), labels.gather(1, idx),
+            weights.to(coords.dtype))
+
+
+def _weighted_subsets(sampling: torch.Tensor, size: int | None, steps: int, seed: int):
+    """`steps` draws of `size` points per volume with probability proportional to `sampling`
+    (B, P), with replacement, seeded: ((B, size) indices, (B, size) importance weights 1 / (P q),
+    scaled to mean 1 per volume); all points (None) when size is None or >= P. Drawn at once
+    (one cumulative sum over P, not one per step)."""
+    total = sampling.shape[-1]
+    if size is None or size >= total:
+        yield from _point_subsets(total, None, seed)
+        return
+    q = sampling.detach().to("cpu", torch.float64)
+    q = q / q.sum(-1, keepdim=True)
+    g = torch.Generator().manual_seed(int(seed))
+    idx = torch.multinomial(q, steps * int(size), replacement=True, generator=g).reshape(len(q), steps, -1)
+    for step in range(steps):
+        weights = 1.0 / (total * q.gather(1, idx[:, step]))
+        yield idx[:, step], (weights / weights.mean(-1, keepdim=True)).float()
 
 
 def _point_subsets(total: int, size: int | None, seed: int):

@@ -10,23 +10,30 @@ import torch.nn.functional as F
 SOFT_DICE_EPS = 1e-3
 
 
-def soft_dice(prob: torch.Tensor, target: torch.Tensor, eps: float = SOFT_DICE_EPS) -> torch.Tensor:
-    """(2 sum p t + eps) / (sum p + sum t + eps) over the last dim; (..., P) -> (...)."""
-    inter = (prob * target).sum(-1)
-    return (2.0 * inter + eps) / (prob.sum(-1) + target.sum(-1) + eps)
+def soft_dice(prob: torch.Tensor, target: torch.Tensor, eps: float = SOFT_DICE_EPS,
+              weights: torch.Tensor | None = None) -> torch.Tensor:
+    """(2 sum p t + eps) / (sum p + sum t + eps) over the last dim; (..., P) -> (...). With
+    `weights` (..., P) every sum is the weighted sum (an importance-sampled subset's estimate)."""
+    if weights is None:
+        return (2.0 * (prob * target).sum(-1) + eps) / (prob.sum(-1) + target.sum(-1) + eps)
+    inter = (weights * prob * target).sum(-1)
+    return (2.0 * inter + eps) / ((weights * prob).sum(-1) + (weights * target).sum(-1) + eps)
 
 
-def occupancy_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def occupancy_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """BCE (mean over points) + (1 - soft Dice), each per volume, averaged over volumes.
 
     logits, target: (..., P) with one volume per leading index. Returns a scalar. Half-precision
     logits (a bf16 autocast) are taken to float32 first, so the soft Dice's sums over thousands
-    of points are not rounded to an 8-bit mantissa; float32 / float64 stay as they are."""
+    of points are not rounded to an 8-bit mantissa; float32 / float64 stay as they are.
+    weights: None, or (..., P) importance weights of points drawn non-uniformly (mean 1 per
+    volume): the BCE mean and the soft Dice's sums are weighted by them (`inr.fit_latent`)."""
     if logits.dtype in (torch.bfloat16, torch.float16):
         logits = logits.float()
     target = target.to(logits.dtype)
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(-1)
-    dice = soft_dice(torch.sigmoid(logits), target)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    bce = (bce if weights is None else bce * weights).mean(-1)
+    dice = soft_dice(torch.sigmoid(logits), target, weights=weights)
     return (bce + 1.0 - dice).mean()
 
 

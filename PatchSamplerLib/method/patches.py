@@ -64,6 +64,23 @@ def extract_patches(mask: np.ndarray, spacing, centres: np.ndarray, k: int, cent
     return coords_idx, labels, coords_mm
 
 
+def boundary_voxels(labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Which patch voxels lie on the shape's boundary within their patch: a voxel one of whose
+    6 neighbours in the same patch has the other label. labels: (..., N K^3) 0/1 in
+    `extract_patches`' order (N patches of K^3 voxels, x slowest, z fastest). Returns (..., N K^3)
+    bool; a patch wholly inside or outside the shape has none. Raises ValueError when the last
+    dimension is not a multiple of K^3."""
+    if labels.shape[-1] % k ** 3:
+        raise ValueError(f"{labels.shape[-1]} patch voxels are not a whole number of {k}^3 patches")
+    cubes = labels.reshape(-1, k, k, k)
+    edge = torch.zeros(cubes.shape, dtype=torch.bool, device=labels.device)
+    for axis in (1, 2, 3):
+        differs = cubes.narrow(axis, 1, k - 1) != cubes.narrow(axis, 0, k - 1)   # between neighbours along axis
+        edge.narrow(axis, 1, k - 1).logical_or_(differs)
+        edge.narrow(axis, 0, k - 1).logical_or_(differs)
+    return edge.reshape(labels.shape)
+
+
 def patch_boxes(centres: np.ndarray, k: int) -> np.ndarray:
     """(N, 3) centres -> (N, 2, 3) inclusive voxel index box corners of the rounded patches."""
     lo = np.floor(np.asarray(centres, float) - (k - 1) / 2.0 + 0.5)  # same rounding as patch_labels

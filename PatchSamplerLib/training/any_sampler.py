@@ -16,14 +16,16 @@ training [T §3.6] with three changes:
   (not per batch) keeps K visible through the generator's BatchNorm.
 - **Unrolled fast fit** (issue #19, item 2): in `fast` mode each of the T unrolled Adam steps
   sees `fit_points` (512) patch voxels drawn uniformly with replacement from all N K^3 (the
-  fast fit of `method.fitting`, unrolled; all of them when there are fewer), so a training step
-  costs the same for N = 64, K = 31 as for 4 x 9. What is learned does not change in kind: the
-  reconstruction loss still reaches the centres through T fit steps on the patches' voxels; the
-  gradient is noisier (the product's fast fit uses 512-2,048 voxels per step, `evaluate` all of
-  them). `faithful` mode fits on every patch voxel (costly at large N K^3).
+  fast fit of `method.fitting` as it was when the bundled samplers were trained, unrolled; all
+  of them when there are fewer), so a training step costs the same for N = 64, K = 31 as for
+  4 x 9. What is learned does not change in kind: the reconstruction loss still reaches the
+  centres through T fit steps on the patches' voxels; the gradient is noisier (the product's
+  fast fit uses 384-2,048 boundary-weighted voxels per step, `evaluate` all of them). `faithful`
+  mode fits on every patch voxel (costly at large N K^3).
 - **Validation**: the mean Dice over `VALIDATION_CELLS` (the thesis grid's corners and 32 x 15),
-  each with the product's fast fit (T steps) decoded at stride 2; the FPS baseline is the same
-  mean for FPS (seed 0). The epoch with the best mean is kept.
+  each with T fit steps on the fast fit's number of voxels, drawn uniformly (`scores.patch_dice`;
+  the product's fast fit also weights the boundary), decoded at stride 2; the FPS baseline is
+  the same mean for FPS (seed 0). The epoch with the best mean is kept.
 
 Which generator: `--anchor` (`method.sampler`). The bundled vertebra-anatomical sampler uses
 `lead` (4 generated centres, then FPS continued from them); `fps` / `central` (learned offsets on

@@ -21,8 +21,9 @@ def patch_dice(decoder: OccupancyDecoder, vol: BinaryVolume, centre_mm, centres:
                fit_lr: float, seed: int = 0, points: int | None = None) -> float:
     """Dice (decoded at stride 2) of the reconstruction of `vol` from the K^3 patches at
     `centres` (N, 3) voxel index, with T latent-fit steps at Adam lr `fit_lr` (latent init
-    seeded by `seed`) on all patch voxels, or `points` of them per step (the fast fit,
-    `method.fitting`); centre_mm: (3,) the INR frame centre in local mm. The fit and the decode
+    seeded by `seed`) on all patch voxels, or `points` of them per step drawn uniformly (the fast
+    fit's subset size, `method.fitting`, without its boundary weighting: the validation the
+    bundled samplers were chosen with); centre_mm: (3,) the INR frame centre in local mm. The fit and the decode
     run on the decoder's device."""
     _, labels, coords = extract_patches(vol.mask, vol.spacing, centres, k, centre_mm)
     device = next(decoder.parameters()).device

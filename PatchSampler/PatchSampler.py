@@ -47,9 +47,9 @@ reconstruction is wrong.
 <li><b>N</b>: number of patches (1-64). <b>K</b>: patch edge in voxels (odd, 3-31); the prior
 sees N&middot;K&sup3; voxels of the segment and nothing else.</li>
 <li><b>T</b>: optimisation steps that fit the prior's shape code to the patch voxels (0-2000). By
-default each step looks at a random eighth of the patch voxels: 7-18 times faster at 8-12 patches,
-within 0.002 Dice on average but up to about one Dice point lower on a shape the prior fits
-poorly; <i>Thesis fit</i> (Advanced) makes every step look at all of them, as the thesis does.</li>
+default each step looks at a random eighth of the patch voxels, favouring those on the shape's
+edge: 5-18 times faster, within 0.002 Dice on average but up to about two Dice points lower on a
+single shape; <i>Thesis fit</i> (Advanced) makes every step look at all of them, as the thesis does.</li>
 <li><b>Sampler</b>: where the patches go. <i>FPS</i> (farthest point sampling) spreads them over
 the shape; <i>Random</i> picks segment voxels at random; <i>Learned</i> uses a sampler network
 trained for this N and K, else one trained for every N and K (installed for the anatomical

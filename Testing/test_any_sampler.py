@@ -155,6 +155,10 @@ def test_the_schedule_covers_every_prefix_and_odd_k_and_favours_the_thesis_grid(
     assert 0.5 < np.mean([n in GRID_N for n, _ in drawn]) < 0.7
     assert 0.5 < np.mean([k in GRID_K for _, k in drawn]) < 0.7
     assert max(n for n, _ in (draw_setting(gen, 8) for _ in range(300))) == 8
+    late = {n for n, _ in (draw_setting(gen, 64, 8) for _ in range(600))}
+    assert late == {n for n in PREFIXES if n >= 8}                     # --min-prefix 8
+    with pytest.raises(ValueError, match="no prefix size"):
+        draw_setting(gen, 64, 65)
 
 
 def test_the_per_n_k_trainer_refuses_an_any_sampler_config(tmp_path):

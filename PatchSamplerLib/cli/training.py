@@ -127,6 +127,7 @@ CONFIG_HELP = {
     "loss_voxels": "fast mode: voxels of the reconstruction loss per shape and step",
     "chunk": "voxels per decoder call (memory vs speed)",
     "fit_points": "--any-nk, fast mode: patch voxels per step of the unrolled latent fit (the fast fit, unrolled)",
+    "min_prefix": "--any-nk: the smallest N the training schedule draws (1: every prefix size)",
     # augmentation
     "augment_copies": "augmented copies added per training shape (0: off)",
     "augment_rotation_deg": "augmentation: rotation uniform in +- this many degrees about each anatomical axis",

@@ -52,11 +52,17 @@ ODD_K = tuple(range(3, 32, 2))
 VALIDATION_CELLS = ((4, 9), (8, 11), (12, 13), (32, 15))
 
 
-def draw_setting(gen: torch.Generator, n_max: int = 64) -> tuple[int, int]:
-    """One (N, K) of the training schedule (module docstring), N <= n_max, drawn with `gen`."""
+def draw_setting(gen: torch.Generator, n_max: int = 64, n_min: int = 1) -> tuple[int, int]:
+    """One (N, K) of the training schedule (module docstring), n_min <= N <= n_max, drawn with
+    `gen` (n_min > 1: `--min-prefix`, a schedule without the smallest prefixes). ValueError when
+    no prefix size lies in that range."""
     grid_n, grid_k, pick_n, pick_k = torch.rand(4, generator=gen).tolist()
-    prefixes = [n for n in PREFIXES if n <= n_max]
-    ns = [n for n in GRID_N if n <= n_max] if grid_n < 0.5 and n_max >= GRID_N[0] else prefixes
+    prefixes = [n for n in PREFIXES if n_min <= n <= n_max]
+    if not prefixes:
+        raise ValueError(f"no prefix size of the schedule ({', '.join(map(str, PREFIXES))}) lies in "
+                         f"{n_min}..{n_max}")
+    grid = [n for n in GRID_N if n_min <= n <= n_max]
+    ns = grid if grid_n < 0.5 and grid else prefixes
     ks = GRID_K if grid_k < 0.5 else ODD_K
     return ns[int(pick_n * len(ns))], ks[int(pick_k * len(ks))]
 
@@ -80,7 +86,7 @@ class AnySamplerTrainer(SamplerTrainer):
     """`SamplerTrainer` for one any-(N, K) sampler (cfg.any_nk; cfg.n: the most patches, 64)."""
 
     def draw_settings(self, batch: int) -> list[tuple[int, int]]:
-        return [draw_setting(self.gen, self.cfg.n) for _ in range(batch)]
+        return [draw_setting(self.gen, self.cfg.n, self.cfg.min_prefix) for _ in range(batch)]
 
     def fitted_latent(self, shape: SamplerShape, projected: torch.Tensor, k: int) -> torch.Tensor:
         cfg = self.cfg

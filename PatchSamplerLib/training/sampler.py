@@ -95,6 +95,7 @@ class SamplerConfig:
     surface_band_mm: float = 2.0
     any_nk: bool = False               # one sampler for every N <= n and odd K in 3..31 (#18; training.any_sampler)
     fit_points: int = 512              # any_nk, fast mode: patch voxels per step of the unrolled fit
+    min_prefix: int = 1                # any_nk: the smallest N the training schedule draws (1: every prefix)
     chunk: int = 65536                 # voxels per decode chunk
     val_every: int = 1
     max_minutes: float | None = None   # wall-clock budget (stops after the epoch that exceeds it)
@@ -125,6 +126,8 @@ class SamplerConfig:
             raise ValueError(f"an any-(N, K) sampler places at most 64 patches (--n), got {self.n}")
         if self.fit_points < 1:
             raise ValueError(f"fit points must be >= 1, got {self.fit_points}")
+        if not 1 <= self.min_prefix <= self.n:
+            raise ValueError(f"the smallest prefix N trained must be in 1..{self.n} (--n), got {self.min_prefix}")
 
 
 # Settings a resumed run must share with its last.pt (with the value of a last.pt from before the option).

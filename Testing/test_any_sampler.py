@@ -221,10 +221,12 @@ def test_a_sampler_folder_falls_back_to_its_any_sampler(tmp_path):
 
 @pytest.mark.parametrize("models, prior", [(m, p) for m in ("models", "lead/models")
                                             for p in ("vertebra-anatomical", "kidney-anatomical")]
-                         + [("lead2/models", "kidney-anatomical"), ("lead1/models", "kidney-anatomical")])
+                         + [("lead2/models", "kidney-anatomical"), ("lead1/models", "kidney-anatomical"),
+                            ("lead1_min8/models", "kidney-anatomical")])
 def test_the_trained_any_sampler_places_n_distinct_centres_near_the_shape_for_any_n_and_k(prior, models):
     """The any-(N, K) samplers trained for #18 (results/learned_any_nk/: models/, FPS anchor;
-    lead/models/, lead anchor, the vertebra one bundled; lead2/, lead1/: kidney leads of 2 and 1)."""
+    lead/models/, lead anchor, the vertebra one bundled; lead2/, lead1/: kidney leads of 2 and 1;
+    lead1_min8/: the kidney lead of 1 trained on N >= 8, bundled)."""
     from PatchSamplerLib.data.synthetic import make_shape
     from scipy import ndimage
     model = SamplerModel.load(TRAINED.parent / models / prior / "sampler_any_t100.pt")
@@ -245,16 +247,21 @@ def test_the_trained_any_sampler_places_n_distinct_centres_near_the_shape_for_an
     assert np.abs(learned_centres(model, vol.mask, 8, 5)[0] - learned_centres(model, vol.mask, 8, 21)[0]).max() > 0.1
 
 
-def test_the_bundled_any_sampler_is_the_lead_sampler_and_serves_what_no_per_n_k_sampler_does():
+@pytest.mark.parametrize("prior, trained, lead", [("vertebra-anatomical", "lead", 4),
+                                                   ("kidney-anatomical", "lead1_min8", 1)])
+def test_the_bundled_any_sampler_is_the_lead_sampler_and_serves_what_no_per_n_k_sampler_does(prior, trained, lead):
     from PatchSamplerLib.checkpoints import resolve_prior_path
-    prior = resolve_prior_path("vertebra-anatomical")
-    any_path = checkpoints.bundled_any_samplers()[("vertebra-anatomical", 100)]
-    assert any_path.read_bytes() == (TRAINED.parent / "lead" / "models" / "vertebra-anatomical"
-                                     / "sampler_any_t100.pt").read_bytes()
-    assert SamplerModel.load(any_path).sampler.anchor == "lead"
-    assert resolve_sampler_path(prior, 4, 9, 100)[0].name == "sampler_vertebra-anatomical_n4_k9_t100.pt"
-    for n, k in ((1, 3), (8, 11), (12, 13), (64, 31)):
-        assert resolve_sampler_path(prior, n, k, 100) == (any_path, None)
+    prior_path = resolve_prior_path(prior)
+    any_path = checkpoints.bundled_any_samplers()[(prior, 100)]
+    assert any_path.read_bytes() == (TRAINED.parent / trained / "models" / prior / "sampler_any_t100.pt").read_bytes()
+    model = SamplerModel.load(any_path)
+    assert model.sampler.anchor == "lead" and model.sampler.lead_points == lead
+    per_n_k = {(n, k) for p, n, k, _ in checkpoints.bundled_samplers() if p == prior}
+    assert per_n_k == ({(4, 9)} if prior == "vertebra-anatomical" else set())
+    if per_n_k:
+        assert resolve_sampler_path(prior_path, 4, 9, 100)[0].name == f"sampler_{prior}_n4_k9_t100.pt"
+    for n, k in ((1, 3), (8, 11), (12, 13), (64, 31)) + (() if per_n_k else ((4, 9),)):
+        assert resolve_sampler_path(prior_path, n, k, 100) == (any_path, None)
 
 
 def test_a_centre_on_an_earlier_centres_voxel_moves_to_the_farthest_shape_voxel():

@@ -597,7 +597,9 @@ def test_the_status_names_the_bundled_vertebra_samplers_per_setting():
         "of its centres for K=11)")
     assert "no bundled learned sampler for N=65, K=11" in choices.learned_sampler_status("vertebra-anatomical", 65,
                                                                                        11, 100)
-    assert "no bundled learned sampler for N=8, K=11" in choices.learned_sampler_status("kidney-anatomical", 8, 11, 100)
+    assert choices.learned_sampler_status("kidney-anatomical", 8, 11, 100) == (
+        "Learned sampler: sampler_kidney-anatomical_any_t100.pt (one model for any N and K, here the first 8 "
+        "of its centres for K=11)")
 
 
 def test_an_any_nk_sampler_makes_learned_and_compare_all_work_where_no_sampler_was(tmp_path, monkeypatch):

@@ -13,7 +13,10 @@ training [T §3.6] with three changes:
   per-(N, K) samplers, so it gets half the draws; the rest keeps every prefix and patch size
   trained. Drawing per shape is the stochastic form of ProgressiveNet's sum over prefix sizes
   (its expectation, up to a constant), at the cost of one fit per shape; drawing K per shape
-  (not per batch) keeps K visible through the generator's BatchNorm.
+  (not per batch) keeps K visible through the generator's BatchNorm. `--min-prefix M`
+  (cfg.min_prefix) leaves out the prefix sizes below M (the bundled kidney-anatomical sampler:
+  a lead of 1 centre trained on N >= 8, so the first centre is placed as a start for the FPS
+  continuation rather than as a patch of its own).
 - **Unrolled fast fit** (issue #19, item 2): in `fast` mode each of the T unrolled Adam steps
   sees `fit_points` (512) patch voxels drawn uniformly with replacement from all N K^3 (the
   fast fit of `method.fitting` as it was when the bundled samplers were trained, unrolled; all
@@ -28,7 +31,8 @@ training [T §3.6] with three changes:
   the same mean for FPS (seed 0). The epoch with the best mean is kept.
 
 Which generator: `--anchor` (`method.sampler`). The bundled vertebra-anatomical sampler uses
-`lead` (4 generated centres, then FPS continued from them); `fps` / `central` (learned offsets on
+`lead` (4 generated centres, then FPS continued from them), the kidney-anatomical one `lead`
+with 1; `fps` / `central` (learned offsets on
 64 FPS-anchored centres) and `none` (64 free centres) validated below FPS on the CPU budget tried
 (results/learned_any_nk/README.md).
 """

@@ -132,7 +132,7 @@ class SamplerConfig:
 
 # Settings a resumed run must share with its last.pt (with the value of a last.pt from before the option).
 RESUME_KEYS = {"n": None, "k": None, "t": None, "mode": None, "neighbours": None, "init": "random", "anchor": "none",
-               "any_nk": False, "lead_points": LEAD_POINTS}
+               "any_nk": False, "lead_points": LEAD_POINTS, "min_prefix": 1}
 
 
 def patch_subset(k: int, stride: int) -> torch.Tensor:

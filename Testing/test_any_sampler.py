@@ -172,6 +172,20 @@ def test_the_per_n_k_trainer_refuses_an_any_sampler_config(tmp_path):
         SamplerConfig(n=65, any_nk=True).check()
 
 
+def test_an_any_sampler_with_no_prefix_size_to_train_is_refused_before_anything_is_written(tmp_path):
+    from PatchSamplerLib.data.synthetic import make_shapes
+    from PatchSamplerLib.training.any_sampler import AnySamplerTrainer
+    from PatchSamplerLib.training.sampler import SamplerConfig
+    from tiny_prior import TINY_SCALE
+    out = tmp_path / "run"
+    cfg = SamplerConfig(n=10, any_nk=True, min_prefix=9)              # in 1..n, but no prefix size in 9..10
+    cfg.check()
+    with pytest.raises(ValueError, match=r"no prefix size .* 9\.\.10 \(--min-prefix\.\.--n\)"):
+        AnySamplerTrainer(make_shapes("vertebra", 2, seed=0, scale=TINY_SCALE), [], ShapePrior.load(tiny_prior_path()),
+                          out, cfg)
+    assert not out.exists()
+
+
 def test_training_an_any_sampler_validates_on_the_cells_and_keeps_the_best():
     path = tiny_any_sampler_path()
     model = SamplerModel.load(path)

@@ -56,15 +56,22 @@ ODD_K = tuple(range(3, 32, 2))
 VALIDATION_CELLS = ((4, 9), (8, 11), (12, 13), (32, 15))
 
 
+def schedule_prefixes(n_min: int, n_max: int) -> list[int]:
+    """The prefix sizes of `PREFIXES` in n_min..n_max (what the schedule draws N from besides the
+    grid). ValueError when there is none (e.g. --min-prefix 9 with --n 10)."""
+    prefixes = [n for n in PREFIXES if n_min <= n <= n_max]
+    if not prefixes:
+        raise ValueError(f"no prefix size of the schedule ({', '.join(map(str, PREFIXES))}) lies in "
+                         f"{n_min}..{n_max} (--min-prefix..--n)")
+    return prefixes
+
+
 def draw_setting(gen: torch.Generator, n_max: int = 64, n_min: int = 1) -> tuple[int, int]:
     """One (N, K) of the training schedule (module docstring), n_min <= N <= n_max, drawn with
     `gen` (n_min > 1: `--min-prefix`, a schedule without the smallest prefixes). ValueError when
     no prefix size lies in that range."""
     grid_n, grid_k, pick_n, pick_k = torch.rand(4, generator=gen).tolist()
-    prefixes = [n for n in PREFIXES if n_min <= n <= n_max]
-    if not prefixes:
-        raise ValueError(f"no prefix size of the schedule ({', '.join(map(str, PREFIXES))}) lies in "
-                         f"{n_min}..{n_max}")
+    prefixes = schedule_prefixes(n_min, n_max)
     grid = [n for n in GRID_N if n_min <= n <= n_max]
     ns = grid if grid_n < 0.5 and grid else prefixes
     ks = GRID_K if grid_k < 0.5 else ODD_K
@@ -87,7 +94,14 @@ def per_step_patch_points(shape: SamplerShape, projected: torch.Tensor, k: int, 
 
 
 class AnySamplerTrainer(SamplerTrainer):
-    """`SamplerTrainer` for one any-(N, K) sampler (cfg.any_nk; cfg.n: the most patches, 64)."""
+    """`SamplerTrainer` for one any-(N, K) sampler (cfg.any_nk; cfg.n: the most patches, 64).
+    ValueError before anything is written when no prefix size of the schedule lies in
+    cfg.min_prefix..cfg.n (`schedule_prefixes`)."""
+
+    def __init__(self, train, val, prior, out_dir, cfg, *args, **kwargs):
+        cfg.check()
+        schedule_prefixes(cfg.min_prefix, cfg.n)
+        super().__init__(train, val, prior, out_dir, cfg, *args, **kwargs)
 
     def draw_settings(self, batch: int) -> list[tuple[int, int]]:
         return [draw_setting(self.gen, self.cfg.n, self.cfg.min_prefix) for _ in range(batch)]

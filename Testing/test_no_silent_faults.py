@@ -185,6 +185,32 @@ def test_out_on_an_unwritable_location_is_refused(capsys, name):
     assert not Path(out).parent.exists()
 
 
+INPUT_IN_OUT = [("run", "--input", name) for name in ("reconstruction.nii.gz", "errors.nii.gz")] + \
+    [(command, "--input", name) for command in ("reconstruct-slices", "ceiling")
+     for name in ("reconstruction.nii.gz", "sparse_input.nii.gz", "errors.nii.gz")] + \
+    [("reconstruct-slices", "--reference", "errors.nii.gz")]
+
+
+@pytest.mark.parametrize("name, option, file_name", INPUT_IN_OUT)
+def test_an_out_whose_files_would_replace_the_input_is_refused_before_any_work(tmp_path, capsys, name, option,
+                                                                                   file_name):
+    """e.g. `run --input out/reconstruction.nii.gz --out out` (a second run on a first run's
+    output) would overwrite the user's input; the same file named another way (out/./) too."""
+    out = tmp_path / "out"
+    out.mkdir()
+    given = out / file_name
+    given.write_bytes(SAMPLE.read_bytes())
+    command = [*OUT_COMMANDS[name]]
+    if option == "--input":
+        command[command.index("--input") + 1] = str(given)
+    else:
+        command += [option, str(given)]
+    assert main([*command, "--out", str(out / ".")]) == 2
+    assert f"would replace the input {option} {given}" in capsys.readouterr().err
+    assert given.read_bytes() == SAMPLE.read_bytes()
+    assert [p.name for p in out.iterdir()] == [file_name]
+
+
 def test_mean_shape_out_must_be_a_file_name(tmp_path, capsys):
     assert main(["mean-shape", "--prior", "kidney", "--out", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err

@@ -138,6 +138,32 @@ def check_output_location(path, kind: str = "folder") -> None:
         raise ValueError(f"--out {path} cannot be written: no write permission")
 
 
+INPUT_OPTIONS = ("input", "reference")
+
+
+def written_paths(args) -> list[Path]:
+    """The files the command of `args` will write: --out itself (out_kind "file") or the names
+    `args.out_files` in the --out folder (none declared: nothing checked)."""
+    if getattr(args, "out_kind", "folder") == "file":
+        return [Path(args.out)]
+    return [Path(args.out) / name for name in getattr(args, "out_files", ())]
+
+
+def check_inputs_kept(args) -> None:
+    """Refuse a command whose outputs would replace one of its own input files (--input,
+    --reference), e.g. `run --input out/reconstruction.nii.gz --out out`, before any work: the
+    user's file would be lost. Raises ValueError naming both."""
+    written = [path for path in written_paths(args) if path.exists()]
+    for option in INPUT_OPTIONS:
+        given = getattr(args, option, None)
+        if not given or not Path(given).is_file():
+            continue
+        for path in written:
+            if os.path.samefile(given, path):
+                raise ValueError(f"--out {args.out} would replace the input --{option} {given} ({path.name}); "
+                                 "choose another output folder or move the input")
+
+
 THREADS_HELP = ("CPU threads of this command's computation: torch's intra-op threads and SimpleITK's (default: "
                 "their own, about one per core). On a shared machine give each job its share: two jobs side by "
                 "side on 2 cores run far faster with --threads 1 each than with both competing for all cores")

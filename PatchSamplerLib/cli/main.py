@@ -5,8 +5,9 @@ Each command group (`cli.run`, `cli.training`, `cli.evaluate`, `cli.sparse`, `cl
 registers its commands with `add_commands(subparsers)`; each command's handler takes the parsed
 arguments and returns the exit status. Library errors with a user-facing message (ValueError,
 FileNotFoundError, RuntimeError) exit with status 2 and the message, no traceback; so do
-numbers out of range (argparse types in `cli.arguments`) and an --out that cannot be written
-(`check_output_location`), both before any work. Every command runs with its --threads applied
+numbers out of range (argparse types in `cli.arguments`), an --out that cannot be written
+(`check_output_location`) and one whose files would replace the command's own input
+(`check_inputs_kept`), all before any work. Every command runs with its --threads applied
 (`arguments.threads_applied`) and shows the progress of its long stages on stderr
 (`progress.console_progress`: tqdm bars on a terminal, plain lines with the time left otherwise).
 `python -m PatchSamplerLib` and the `patchsampler` command run `entry`: the command, then `leave`
@@ -20,7 +21,7 @@ import sys
 import threading
 
 from PatchSamplerLib.cli import benchmark, evaluate, priors, run, sparse, training
-from PatchSamplerLib.cli.arguments import check_output_location, threads_applied
+from PatchSamplerLib.cli.arguments import check_inputs_kept, check_output_location, threads_applied
 from PatchSamplerLib.progress import console_progress
 
 COMMAND_GROUPS = (run, evaluate, sparse, benchmark, training, priors)
@@ -42,6 +43,7 @@ def main(argv=None) -> int:
     try:
         if getattr(args, "out", None):
             check_output_location(args.out, getattr(args, "out_kind", "folder"))   # before any work
+            check_inputs_kept(args)
         with threads_applied(args), console_progress(sys.stderr):
             return args.func(args)
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PatchSamplerLib.cli.arguments import (add_device_argument, add_threads_argument, non_negative_int, positive_float,
                                            positive_int)
+from PatchSamplerLib.reporting.names import SPARSE_FILES
 
 
 def add_commands(sub) -> None:
@@ -25,7 +26,7 @@ def add_commands(sub) -> None:
     add_device_argument(p)
     add_threads_argument(p)
     p.add_argument("--out", default=None, help="optional folder: reconstruction.nii.gz, errors.nii.gz, metrics.json")
-    p.set_defaults(func=ceiling_main)
+    p.set_defaults(func=ceiling_main, out_files=SPARSE_FILES)
 
     p = sub.add_parser("mean-shape", help="decode a prior's mean training latent ([A] App. C)")
     p.add_argument("--prior", required=True, help="bundled prior name or a prior file")

@@ -8,6 +8,7 @@ from pathlib import Path
 from PatchSamplerLib.cli.arguments import (FAMILIES, add_device_argument, add_threads_argument, non_negative_int,
                                            positive_float, positive_int)
 from PatchSamplerLib.method.samplers import SAMPLER_NAMES
+from PatchSamplerLib.reporting.names import RUN_FILES
 
 
 def add_commands(sub) -> None:
@@ -56,7 +57,7 @@ def add_commands(sub) -> None:
                         "device's memory)")
     add_threads_argument(p)
     p.add_argument("--out", required=True, help="output folder")
-    p.set_defaults(func=run_main)
+    p.set_defaults(func=run_main, out_files=RUN_FILES)
 
 
 def synth_main(args) -> int:

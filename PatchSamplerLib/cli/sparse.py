@@ -11,6 +11,7 @@ from PatchSamplerLib.cli.arguments import (FAMILIES, add_device_argument, add_th
 from PatchSamplerLib.sparse.inputs import AXIS_HELP
 from PatchSamplerLib.sparse.reconstruction import (DEFAULT_CHECK_EVERY, DEFAULT_POINTS_PER_STEP, DEFAULT_SPARSE_LR,
                                                    DEFAULT_SPARSE_STEPS)
+from PatchSamplerLib.reporting.names import SPARSE_FILES
 
 DESCRIPTION = f"""Reconstruct a whole shape from sparse input with the INR prior [Amiranashvili et al. 2022].
 Simulate the input from a full segmentation (--step S --axis A [--thick], or --orthogonal; the
@@ -27,7 +28,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("reconstruct-slices", help="reconstruct a whole shape from a few slices or labelled voxels",
                        description=DESCRIPTION)
     add_reconstruct_slices_arguments(p)
-    p.set_defaults(func=reconstruct_slices_main)
+    p.set_defaults(func=reconstruct_slices_main, out_files=SPARSE_FILES)
     p = sub.add_parser("evaluate-slices", help="sparse-slice reconstruction: INR vs interpolation and Fill between "
                                                "slices on held-out synthetic shapes ([A] Tables 1-3)")
     add_evaluate_slices_arguments(p)

@@ -16,12 +16,13 @@ import numpy as np
 
 from PatchSamplerLib.method.patches import patch_boxes
 from PatchSamplerLib.pipeline import ReconstructionResult
+from PatchSamplerLib.reporting.names import RUN_FILES, SPARSE_FILES
 from PatchSamplerLib.reporting.overview import overview_picture, sparse_overview_picture
 from PatchSamplerLib.sparse.inputs import SparseInput
 from PatchSamplerLib.sparse.reconstruction import SparseResult
 from PatchSamplerLib.volume import BinaryVolume, index_to_world, write_labelmap
 
-OUTPUT_FILES = ("reconstruction.nii.gz", "errors.nii.gz", "patches.json", "metrics.json", "overview.png")
+OUTPUT_FILES = RUN_FILES
 
 
 def _json_number(x):
@@ -70,8 +71,8 @@ def metrics_record(result: ReconstructionResult) -> dict:
 
 
 def _run_writers(result: ReconstructionResult, volume: BinaryVolume, title: str) -> dict:
-    """File name -> function(path) writing it, for the five outputs of a run."""
-    return {
+    """File name -> function(path) writing it, for the five outputs of a run (RUN_FILES)."""
+    writers = {
         "reconstruction.nii.gz": lambda p: write_labelmap(p, result.reconstruction.astype(np.uint8), volume),
         "errors.nii.gz": lambda p: write_labelmap(p, result.errors, volume),
         "patches.json": lambda p: p.write_text(json.dumps(patches_record(result, volume), indent=2)),
@@ -79,6 +80,8 @@ def _run_writers(result: ReconstructionResult, volume: BinaryVolume, title: str)
         "overview.png": lambda p: overview_picture(result.errors, volume.spacing, result.centres,
                                                   result.settings["k"], title, p),
     }
+    assert tuple(writers) == RUN_FILES
+    return writers
 
 
 def write_atomically(out_dir, writers: dict) -> Path:
@@ -129,4 +132,5 @@ def write_sparse_outputs(result: SparseResult, sparse: SparseInput, volume: Bina
     }
     if result.errors is not None:
         writers["errors.nii.gz"] = lambda p: write_labelmap(p, result.errors, volume)
+    assert set(writers) <= set(SPARSE_FILES)
     return write_atomically(out_dir, writers)

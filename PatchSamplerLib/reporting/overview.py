@@ -7,10 +7,15 @@ Pillow, not matplotlib: importing matplotlib and drawing this figure with it too
 the README's 5 s demo on the 2-core CPU (issue #19: the demo in under 3 s); with Pillow (which
 matplotlib installs) drawing it took 0.06-0.07 s on that demo's kidney. The grid figures of `figures` keep matplotlib.
 
+The slice panels show the part of the array around the shape (`view_window`: the non-zero
+error codes and the patch boxes, with a margin), not the whole array: a kidney of a whole-body
+labelmap fills its panels instead of being a speck in them.
+
 Geometry of a slice panel (`SlicePanel`): voxel index (a, b) of the plane -- a along the first
-shown array axis, b along the second -- maps to pixel x = left + (a + 0.5) * px_a,
-y = bottom - (b + 0.5) * px_b, with px_a / px_b = spacing_a / spacing_b (true aspect in mm; b
-grows upwards, as the matplotlib version drew it with origin="lower").
+shown array axis, b along the second, indices of the whole array -- maps to pixel
+x = left + (a - a0 + 0.5) * px_a, y = bottom - (b - b0 + 0.5) * px_b, where (a0, b0) is the
+window's first voxel, with px_a / px_b = spacing_a / spacing_b (true aspect in mm; b grows
+upwards, as the matplotlib version drew it with origin="lower").
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ WIDTH, HEIGHT = 1200, 720                  # pixels (the matplotlib version: 15 
 TITLE_BAND, LEGEND_BAND, PANEL_TITLE = 40, 40, 22
 COLUMNS, ROWS = 3, 2
 ERROR_COLOURS = {1: (0.6, 0.6, 0.6), 2: (0.12, 0.47, 0.85), 3: (1.0, 0.55, 0.0)}  # grey, blue, orange [T Fig. 5.5]
+WINDOW_MARGIN, WINDOW_MIN_MARGIN = 0.1, 3   # the window's margin: a tenth of its extent, at least 3 voxels
 ERROR_NAMES = {1: "intersection", 2: "extra", 3: "missing"}   # both, reconstruction only, input only
 ERROR_RGB = {code: tuple(round(255 * v) for v in rgb) for code, rgb in ERROR_COLOURS.items()}
 PATCH_RGB, KNOWN_RGB, SURFACE_RGB = (220, 0, 0), (0, 150, 0), (115, 115, 115)
@@ -39,16 +45,20 @@ def _font(size: int):
 
 @dataclass(frozen=True)
 class SlicePanel:
-    """Where a (A, B) plane sits on the canvas: `left`, `bottom` pixel of the plane's corner
-    (voxel edge -0.5, -0.5) and `px_a`, `px_b` pixels per voxel along a and b."""
+    """Where a (A, B) plane sits on the canvas: `left`, `bottom` pixel of the corner (voxel edge
+    -0.5, -0.5) of its shown part, which starts at voxel (a0, b0), and `px_a`, `px_b` pixels per
+    voxel along a and b."""
     left: float
     bottom: float
     px_a: float
     px_b: float
+    a0: int = 0
+    b0: int = 0
 
     def pixel(self, a, b) -> tuple[float, float]:
         """Canvas (x, y) of the voxel-index position (a, b) of the plane (voxel centres at integers)."""
-        return self.left + (np.asarray(a) + 0.5) * self.px_a, self.bottom - (np.asarray(b) + 0.5) * self.px_b
+        return (self.left + (np.asarray(a) - self.a0 + 0.5) * self.px_a,
+                self.bottom - (np.asarray(b) - self.b0 + 0.5) * self.px_b)
 
 
 def panel_box(index: int) -> tuple[int, int, int, int]:
@@ -67,6 +77,44 @@ def slice_panel(shape_ab, spacing_ab, box) -> SlicePanel:
     w, h = a * sa * scale, b * sb * scale
     left, top = x0 + (x1 - x0 - w) / 2, y0 + (y1 - y0 - h) / 2
     return SlicePanel(left, top + h, sa * scale, sb * scale)
+
+
+def view_window(errors: np.ndarray, centres=np.zeros((0, 3)), k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The part of the (X, Y, Z) array the slice panels show: lo (3,) inclusive and hi (3,)
+    exclusive voxel indices around every non-zero error code and every patch box (K voxels
+    around each of centres (N, 3), voxel index), widened by WINDOW_MARGIN of its extent (at
+    least WINDOW_MIN_MARGIN voxels) on each side and kept within the array; the whole array
+    when there is nothing to show."""
+    shape = np.array(errors.shape)
+    nonzero = errors != 0
+    lo, hi = shape.copy(), np.zeros(3, int)
+    for axis in range(3):
+        occupied = np.flatnonzero(nonzero.any(axis=tuple(a for a in range(3) if a != axis)))
+        if len(occupied):
+            lo[axis], hi[axis] = occupied[0], occupied[-1] + 1
+    centres = np.asarray(centres, float).reshape(-1, 3)
+    if len(centres):
+        half = (k - 1) / 2.0
+        lo = np.minimum(lo, np.floor(centres.min(0) - half).astype(int))
+        hi = np.maximum(hi, np.ceil(centres.max(0) + half).astype(int) + 1)
+    if np.any(hi <= lo):
+        return np.zeros(3, int), shape
+    margin = np.maximum(WINDOW_MIN_MARGIN, np.ceil(WINDOW_MARGIN * (hi - lo)).astype(int))
+    return np.maximum(lo - margin, 0), np.minimum(hi + margin, shape)
+
+
+def overview_panels(errors: np.ndarray, spacing, centres=np.zeros((0, 3)), k: int = 1) -> list[tuple]:
+    """(axis, index, panel, crop) of the five slice cells (`overview_views`): the plane
+    `axis = index`, its `SlicePanel` in its cell and `crop`, the two slices of the plane that
+    `view_window` keeps (plane[crop] is what the panel shows)."""
+    lo, hi = view_window(errors, centres, k)
+    cells = []
+    for i, (axis, index) in enumerate(overview_views(errors)):
+        a, b = [x for x in range(3) if x != axis]
+        panel = slice_panel((hi[a] - lo[a], hi[b] - lo[b]), (spacing[a], spacing[b]), panel_box(i))
+        cells.append((axis, index, SlicePanel(panel.left, panel.bottom, panel.px_a, panel.px_b, int(lo[a]), int(lo[b])),
+                      (slice(lo[a], hi[a]), slice(lo[b], hi[b]))))
+    return cells
 
 
 def error_image(plane: np.ndarray) -> np.ndarray:
@@ -116,15 +164,27 @@ def overview_views(errors: np.ndarray) -> list[tuple[int, int]]:
     return views + [(1, _slice_positions(reference, 1, 1)[0]), (0, _slice_positions(reference, 0, 1)[0])]
 
 
-def _draw_patch_boxes(draw, panel: SlicePanel, centres: np.ndarray, k: int, axis: int, index: int, font) -> None:
-    """Red boxes (and numbers) of the patches whose K^3 box meets the plane `axis = index`."""
+def _draw_clipped_rectangle(draw, rect, box, width: int = 2) -> None:
+    """The outline of `rect` (x0, y0, x1, y1) pixels in red, only where it lies inside `box`
+    (x0, y0, x1, y1): a patch box reaching past the array's edge does not run into the next cell."""
+    x0, y0, x1, y1 = rect
+    bx0, by0, bx1, by1 = box
+    for (a, b), (c, d) in (((x0, y0), (x1, y0)), ((x0, y1), (x1, y1)), ((x0, y0), (x0, y1)), ((x1, y0), (x1, y1))):
+        if bx0 <= a <= bx1 and by0 <= b <= by1 or bx0 <= c <= bx1 and by0 <= d <= by1:
+            draw.line((max(a, bx0), max(b, by0), min(c, bx1), min(d, by1)), fill=PATCH_RGB, width=width)
+
+
+def _draw_patch_boxes(draw, panel: SlicePanel, centres: np.ndarray, k: int, axis: int, index: int, font,
+                      box) -> None:
+    """Red boxes (and numbers) of the patches whose K^3 box meets the plane `axis = index`, drawn
+    within the cell `box` (x0, y0, x1, y1 pixels)."""
     shown = [a for a in range(3) if a != axis]
     half = (k - 1) / 2.0
     for n, c in enumerate(np.asarray(centres, float)):
         if abs(c[axis] - index) <= half + 0.5:
             (x0, x1), (y_bottom, y_top) = panel.pixel(c[shown[0]] + np.array([-1, 1]) * (half + 0.5),
                                                       c[shown[1]] + np.array([-1, 1]) * (half + 0.5))
-            draw.rectangle((x0, y_top, x1, y_bottom), outline=PATCH_RGB, width=2)
+            _draw_clipped_rectangle(draw, (x0, y_top, x1, y_bottom), box)
             draw.text(panel.pixel(c[shown[0]], c[shown[1]]), str(n + 1), fill=PATCH_RGB, font=font, anchor="mm")
 
 
@@ -136,9 +196,10 @@ def known_outline(known_plane: np.ndarray) -> np.ndarray:
     return known_plane & ~interior
 
 
-def _outline_known(canvas, panel: SlicePanel, known_plane: np.ndarray) -> None:
-    """Green outline (`known_outline`) of the known voxels of an (A, B) plane on its panel."""
-    edge = known_outline(np.asarray(known_plane, bool)).T[::-1]
+def _outline_known(canvas, panel: SlicePanel, known_plane: np.ndarray, crop) -> None:
+    """Green outline (`known_outline`) of the known voxels of an (A, B) plane's part `crop` on
+    its panel (the edge of the shown part counts as outside: a wholly known plane is framed)."""
+    edge = known_outline(np.asarray(known_plane, bool)[crop]).T[::-1]
     if edge.any():
         mask, corner = _scaled_rows(edge.astype(np.uint8) * 255, panel)
         canvas.paste(KNOWN_RGB, corner, mask)
@@ -208,16 +269,13 @@ def _draw_legend(draw, entries, font) -> None:
         x += w
 
 
-def _draw_slices(canvas, draw, errors: np.ndarray, spacing, overlay, font) -> None:
-    """The five overview slices in cells 0-4; `overlay(panel, axis, index)` draws on each."""
-    for i, (axis, index) in enumerate(overview_views(errors)):
-        shown = [a for a in range(3) if a != axis]
-        plane = np.take(errors, index, axis=axis)
-        box = panel_box(i)
-        panel = slice_panel(plane.shape, (spacing[shown[0]], spacing[shown[1]]), box)
-        _paste_plane(canvas, error_image(plane), panel)
-        overlay(panel, axis, index)
-        _panel_title(draw, box, f"{AXIS_NAMES[axis]} = {index}", font)
+def _draw_slices(canvas, draw, errors: np.ndarray, spacing, overlay, font, centres=np.zeros((0, 3)), k: int = 1) -> None:
+    """The five overview slices in cells 0-4 (`overview_panels`); `overlay(panel, axis, index,
+    crop, cell box)` draws on each."""
+    for i, (axis, index, panel, crop) in enumerate(overview_panels(errors, spacing, centres, k)):
+        _paste_plane(canvas, error_image(np.take(errors, index, axis=axis)[crop]), panel)
+        overlay(panel, axis, index, crop, panel_box(i))
+        _panel_title(draw, panel_box(i), f"{AXIS_NAMES[axis]} = {index}", font)
 
 
 def _new_canvas(title: str):
@@ -244,7 +302,9 @@ def overview_picture(errors: np.ndarray, spacing, centres: np.ndarray, k: int, t
     canvas, draw = _new_canvas(title)
     font = _font(13)
     _draw_slices(canvas, draw, errors, spacing,
-                 lambda panel, axis, index: _draw_patch_boxes(draw, panel, centres, k, axis, index, font), font)
+                 lambda panel, axis, index, crop, box: _draw_patch_boxes(draw, panel, centres, k, axis, index, font, box),
+                 font,
+                 centres, k)
     _draw_view_cell(canvas, draw, reference_mask(errors), spacing, centres, k, "patches on the input surface (mm)", font)
     _draw_legend(draw, error_legend([("patch", None, PATCH_RGB)]), font)
     canvas.save(path, format="PNG")
@@ -257,7 +317,8 @@ def sparse_overview_picture(errors: np.ndarray, known: np.ndarray, spacing, titl
     canvas, draw = _new_canvas(title)
     font = _font(13)
     _draw_slices(canvas, draw, errors, spacing,
-                 lambda panel, axis, index: _outline_known(canvas, panel, np.take(known, index, axis=axis)), font)
+                 lambda panel, axis, index, crop, box: _outline_known(canvas, panel, np.take(known, index, axis=axis), crop),
+                 font)
     _draw_view_cell(canvas, draw, reference_mask(errors), spacing, np.zeros((0, 3)), 1, "reference surface (mm)", font)
     _draw_legend(draw, error_legend([("known voxels", None, KNOWN_RGB)]), font)
     canvas.save(path, format="PNG")

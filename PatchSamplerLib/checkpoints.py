@@ -5,8 +5,8 @@ A checkpoint is a dict {"format": "patchsampler", "kind": str, "version": int,
 its frame), "prior-training" (resumable training state). Loading always uses
 ``torch.load(..., weights_only=True)`` and refuses another format, kind or version.
 
-Bundled resources (`resources_dir`): the priors, learned samplers and sample labelmaps of the
-repository's Resources/ folder, found next to this package (the source tree, a built Slicer
+Bundled resources (`resources_dir`): the priors, learned samplers, sample labelmaps and the
+table of Sobol points of the repository's Resources/ folder, found next to this package (the source tree, a built Slicer
 extension) or, after `pip install .`, inside it (PatchSamplerLib/_resources).
 """
 from __future__ import annotations
@@ -38,6 +38,7 @@ def resources_dir() -> Path:
 RESOURCES_DIR = resources_dir()
 MODELS_DIR = Path(os.environ.get("PATCHSAMPLER_MODELS", RESOURCES_DIR / "Models"))
 SAMPLE_DATA_DIR = RESOURCES_DIR / "SampleData"
+SOBOL_DIR = RESOURCES_DIR / "Sobol"          # SciPy's Sobol points of the sampler's cloud (method.pointcloud)
 
 
 class CheckpointError(ValueError):

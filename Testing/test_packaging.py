@@ -47,6 +47,15 @@ def test_the_sample_data_and_its_licence_are_packaged():
     assert packaged(RESOURCES / "SampleData" / "LICENSE") and packaged(RESOURCES / "SampleData" / "README.md")
 
 
+def test_the_sobol_table_is_packaged():
+    from PatchSamplerLib.method.pointcloud import SOBOL_TABLES
+    files = [RESOURCES / "Sobol" / name for name in SOBOL_TABLES.values()]
+    assert all(f.is_file() and packaged(f) for f in files) and packaged(RESOURCES / "Sobol" / "README.md")
+    assert checkpoints.SOBOL_DIR == RESOURCES / "Sobol"
+    cmake = (ROOT / "CMakeLists.txt").read_text()                   # the Slicer extension installs it too
+    assert '"${CMAKE_CURRENT_SOURCE_DIR}/Resources/Sobol/*.npy"' in cmake
+
+
 def test_every_resource_the_readme_uses_is_packaged():
     used = set(re.findall(r"Resources/(?:SampleData|Models)/[\w.-]+\.(?:nii\.gz|pt)", (ROOT / "README.md").read_text()))
     assert "Resources/SampleData/kidney_left_1.5mm.nii.gz" in used

@@ -11,6 +11,7 @@ from PatchSamplerLib.method.pointcloud import (
                                                dense_cloud,
                                                simplified_cloud,
                                                sobol_downsample,
+                                               sobol_points,
                                                )
 
 from conftest import ball
@@ -124,3 +125,22 @@ def test_simplified_cloud(box_mask):
     back = norm.inverse(cloud)
     np.testing.assert_allclose(back, np.round(back), atol=1e-4)  # maps back onto voxel indices
     assert _row_set(np.round(back)) <= _row_set(dense_cloud(box_mask))
+
+
+@pytest.mark.parametrize("n, seed", [(DEFAULT_CLOUD_SIZE, 0), (DEFAULT_CLOUD_SIZE, 3), (512, 0)])
+def test_sobol_points_are_scipys_scrambled_sobol_points_with_or_without_the_table(n, seed):
+    """The bundled table (2,048 points, seed 0) is exactly SciPy's output; other sizes and seeds
+    come from SciPy itself."""
+    from scipy.stats import qmc
+    expected = qmc.Sobol(d=3, scramble=True, seed=seed).random(n)
+    assert np.array_equal(sobol_points(n, seed), expected)
+
+
+def test_the_default_cloud_does_not_import_scipy_stats():
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np; from PatchSamplerLib.method.pointcloud import simplified_cloud; "
+            "m = np.zeros((20, 20, 20), bool); m[5:15, 4:16, 6:12] = True; simplified_cloud(m); "
+            "print('scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from PatchSamplerLib.checkpoints import SOBOL_DIR
+
 DEFAULT_CLOUD_SIZE = 2048
+SOBOL_TABLES = {(DEFAULT_CLOUD_SIZE, 0): "sobol_d3_n2048_seed0.npy"}   # (n, seed) -> file in Resources/Sobol/
 
 
 def dense_cloud(mask: np.ndarray) -> np.ndarray:
@@ -28,15 +31,26 @@ def sobol_downsample(points: np.ndarray, n: int = DEFAULT_CLOUD_SIZE, seed: int 
 
     Raises ValueError on an empty cloud."""
     from scipy.spatial import cKDTree
-    from scipy.stats import qmc
 
     if len(points) == 0:
         raise ValueError("cannot downsample an empty point cloud (the mask has no foreground)")
     lo, hi = points.min(0), points.max(0)
     unit = (points - lo) / np.maximum(hi - lo, 1e-6)
-    sobol = qmc.Sobol(d=3, scramble=True, seed=seed).random(n)
-    _, nearest = cKDTree(unit).query(sobol)
+    _, nearest = cKDTree(unit).query(sobol_points(n, seed))
     return points[nearest].astype(np.float32)
+
+
+def sobol_points(n: int = DEFAULT_CLOUD_SIZE, seed: int = 0) -> np.ndarray:
+    """(n, 3) float64 in [0, 1)^3: `scipy.stats.qmc.Sobol(d=3, scramble=True, seed=seed).random(n)`.
+    The default (2,048 points, seed 0: every learned-sampler run's cloud) is read from the table
+    SciPy wrote (Resources/Sobol/, `SOBOL_TABLES`; the tests check it against SciPy): importing
+    scipy.stats took 0.5-1.4 s of each such run on the 2-core CPU. Other sizes and seeds, or a
+    missing table, come from SciPy."""
+    table = SOBOL_DIR / SOBOL_TABLES.get((int(n), int(seed)), "-")
+    if table.is_file():
+        return np.load(table)
+    from scipy.stats import qmc
+    return qmc.Sobol(d=3, scramble=True, seed=seed).random(n)
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ def test_cube_edges_and_view_basis():
     assert basis @ basis.T == pytest.approx(np.eye(2))
 
 
-def test_a_small_shape_in_a_large_array_fills_its_panels(tmp_path):
+def test_a_small_shape_in_a_large_array_fills_its_panels(tmp_path, monkeypatch):
     """A 12^3 kidney-sized block in a 300 x 260 x 200 whole-body array: the panels show the window
     around it (a tenth of its extent, at least 3 voxels, on each side) and the patch boxes."""
     errors = np.zeros((300, 260, 200), np.uint8)
@@ -112,7 +112,14 @@ def test_a_small_shape_in_a_large_array_fills_its_panels(tmp_path):
     edge = np.zeros((10, 10, 10), np.uint8)
     edge[0:2, 8:10, 4:6] = 2                                      # at the array's corner: kept within the array
     assert [v.tolist() for v in view_window(edge)] == [[0, 5, 1], [5, 10, 9]]
+    from PatchSamplerLib.reporting import overview
+    titles = []
+    drawn = overview._panel_title
+    monkeypatch.setattr(overview, "_panel_title", lambda draw, box, text, font: (titles.append(text),
+                                                                               drawn(draw, box, text, font)))
     overview_picture(errors, SPACING, np.zeros((0, 3)), k, "title", tmp_path / "o.png")
+    assert titles[:5] == [f"{overview.AXIS_NAMES[a]} = {i}" for a, i in overview_views(errors)]   # whole-grid index
+    assert titles[2] == "axial z = 48"
     image = np.asarray(Image.open(tmp_path / "o.png").convert("RGB"))
     for cell in range(5):
         panel, plane, *_ = _panel(errors, cell)

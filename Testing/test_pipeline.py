@@ -61,6 +61,55 @@ def test_shape_inside_a_large_scan_gives_the_same_reconstruction(prior):
     assert large_res.metrics["dice"] == pytest.approx(small_res.metrics["dice"], abs=0.01)
 
 
+def _embedded_in_a_large_flipped_grid(vol, at=(50, 35, 30), shape=(140, 110, 90)) -> BinaryVolume:
+    """`vol` inside a much larger grid stored with its axes permuted and two of them reversed."""
+    big = np.zeros(shape, bool)
+    big[at[0]:at[0] + vol.shape[0], at[1]:at[1] + vol.shape[1], at[2]:at[2] + vol.shape[2]] = vol.mask
+    stored = np.flip(np.transpose(big, (2, 0, 1)), (0, 2))
+    direction = np.eye(3)[:, [2, 0, 1]] * np.array([-1.0, 1.0, -1.0])
+    return BinaryVolume(np.ascontiguousarray(stored), np.array(vol.spacing)[[2, 0, 1]], np.array([5.0, -7.0, 3.0]),
+                        direction)
+
+
+@pytest.mark.parametrize("sampler", ["fps", "random", "given", "learned"])
+def test_a_run_on_its_work_box_equals_a_run_on_the_whole_grid(prior, sampler):
+    """`reconstruct` runs on the part of the grid the prior's frame can reach (`work_box`) and
+    puts the result back: voxel for voxel, index for index and record for record the run on the
+    whole grid (the path before the work box), for a shape in a large grid stored permuted and
+    flipped."""
+    from PatchSamplerLib.orientation import to_anatomical
+    from PatchSamplerLib.pipeline import RunConfig, reconstruct_anatomical, result_on_input_grid, work_box
+    from PatchSamplerLib.progress import Monitor
+    big = _embedded_in_a_large_flipped_grid(held_out_vertebra(2))
+    lo, hi = work_box(big, prior.extent_mm, 5)
+    assert np.prod(hi - lo) < 0.5 * big.mask.size and lo.any()        # the box is a real crop here
+    centres = reconstruct(big, n=6, k=5, t=10, prior=prior, seed=1).centres if sampler == "given" else None
+    config = RunConfig(n=6, k=5, t=10, sampler="fps" if sampler == "given" else sampler, seed=1)
+    if sampler == "learned":
+        from tiny_prior import tiny_sampler_path
+        config = RunConfig(n=2, k=3, t=5, sampler="learned", sampler_model=str(tiny_sampler_path()))
+    boxed = reconstruct(big, config, prior, centres=centres)
+    anatomical, orient = to_anatomical(big)
+    given = None if centres is None else (orient.index_to_anatomical(centres), None)
+    whole = reconstruct_anatomical(anatomical, config, prior, given, None, Monitor())
+    whole.settings["anatomical_frame"] = orient.record()
+    whole = result_on_input_grid(whole, orient)
+    if sampler == "learned":
+        assert np.array_equal(boxed.generated, whole.generated)
+    assert np.array_equal(boxed.reconstruction, whole.reconstruction) and boxed.reconstruction.any()
+    assert np.array_equal(boxed.errors, whole.errors)
+    # a learned sampler's soft projection averages cloud points in normalised coordinates, whose
+    # float32 rounding depends on where the grid starts: its centres agree to 1e-4 voxel
+    tol = 1e-4 if sampler == "learned" else 0.0
+    assert np.allclose(boxed.centres, whole.centres, rtol=0, atol=tol)
+    assert np.allclose(boxed.patch_coords, whole.patch_coords, rtol=0, atol=tol)
+    assert np.allclose(boxed.latent, whole.latent, rtol=0, atol=tol)
+    assert boxed.metrics == pytest.approx(whole.metrics, rel=0, abs=tol)
+    for key in ("decoded_box_index", "anatomical_frame", "decoder_points"):
+        assert boxed.settings[key] == whole.settings[key], key
+    assert boxed.settings["frame_centre_mm"] == pytest.approx(whole.settings["frame_centre_mm"], abs=1e-9)
+
+
 def test_frame_box_is_centred_on_the_shape():
     lo, hi = frame_box(np.array([100.0, 100.0, 100.0]), (40.0, 40.0, 40.0), (2.0, 2.0, 2.0), (100, 100, 100))
     assert lo.tolist() == [40, 40, 40] and hi.tolist() == [59, 59, 59]   # 20 voxels of 2 mm = 40 mm

@@ -143,7 +143,8 @@ def _slice_positions(mask: np.ndarray, axis: int, count: int) -> list[int]:
     occupied = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
     if len(occupied) == 0:
         return [mask.shape[axis] // 2] * count
-    return [int(v) for v in np.quantile(occupied, np.linspace(0.25, 0.75, count)).round()]
+    return [int(v) for v in np.floor(np.quantile(occupied, np.linspace(0.25, 0.75, count)) + 0.5)]   # ties up:
+    # the same slices wherever the array starts (round() rounds ties to even)
 
 
 def reference_mask(errors: np.ndarray) -> np.ndarray:
@@ -269,13 +270,25 @@ def _draw_legend(draw, entries, font) -> None:
         x += w
 
 
-def _draw_slices(canvas, draw, errors: np.ndarray, spacing, overlay, font, centres=np.zeros((0, 3)), k: int = 1) -> None:
+def _draw_slices(canvas, draw, errors: np.ndarray, spacing, overlay, font, centres=np.zeros((0, 3)), k: int = 1,
+                 offset=(0, 0, 0)) -> None:
     """The five overview slices in cells 0-4 (`overview_panels`); `overlay(panel, axis, index,
-    crop, cell box)` draws on each."""
+    crop, cell box)` draws on each; a title gives its slice's index + offset[axis] (the index in
+    the whole grid when `errors` is a window of it starting at `offset`)."""
     for i, (axis, index, panel, crop) in enumerate(overview_panels(errors, spacing, centres, k)):
         _paste_plane(canvas, error_image(np.take(errors, index, axis=axis)[crop]), panel)
         overlay(panel, axis, index, crop, panel_box(i))
-        _panel_title(draw, panel_box(i), f"{AXIS_NAMES[axis]} = {index}", font)
+        _panel_title(draw, panel_box(i), f"{AXIS_NAMES[axis]} = {index + int(offset[axis])}", font)
+
+
+def windowed(errors: np.ndarray, centres, k: int, *arrays) -> tuple:
+    """(errors, centres (N, 3), [arrays...], lo (3,)) cut to `view_window`: the part an overview
+    draws, so that a shape in a whole-body grid costs what the shape costs (the slices, the
+    surface of the 3-D view); lo is the window's first voxel in the whole grid. The window of the
+    cut errors is all of them, so the panels are the same."""
+    lo, hi = view_window(errors, centres, k)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    return errors[box], np.asarray(centres, float).reshape(-1, 3) - lo, [a[box] for a in arrays], lo
 
 
 def _new_canvas(title: str):
@@ -301,10 +314,10 @@ def overview_picture(errors: np.ndarray, spacing, centres: np.ndarray, k: int, t
     mm, centres (N, 3) voxel index of the patches of size k voxels, `title` on top."""
     canvas, draw = _new_canvas(title)
     font = _font(13)
+    errors, centres, _, lo = windowed(errors, centres, k)
     _draw_slices(canvas, draw, errors, spacing,
                  lambda panel, axis, index, crop, box: _draw_patch_boxes(draw, panel, centres, k, axis, index, font, box),
-                 font,
-                 centres, k)
+                 font, centres, k, lo)
     _draw_view_cell(canvas, draw, reference_mask(errors), spacing, centres, k, "patches on the input surface (mm)", font)
     _draw_legend(draw, error_legend([("patch", None, PATCH_RGB)]), font)
     canvas.save(path, format="PNG")
@@ -316,9 +329,10 @@ def sparse_overview_picture(errors: np.ndarray, known: np.ndarray, spacing, titl
     outlined in green (a whole known plane gets a green frame), spacing (3,) mm."""
     canvas, draw = _new_canvas(title)
     font = _font(13)
+    errors, _, (known,), lo = windowed(errors, np.zeros((0, 3)), 1, known)
     _draw_slices(canvas, draw, errors, spacing,
                  lambda panel, axis, index, crop, box: _outline_known(canvas, panel, np.take(known, index, axis=axis), crop),
-                 font)
+                 font, offset=lo)
     _draw_view_cell(canvas, draw, reference_mask(errors), spacing, np.zeros((0, 3)), 1, "reference surface (mm)", font)
     _draw_legend(draw, error_legend([("known voxels", None, KNOWN_RGB)]), font)
     canvas.save(path, format="PNG")

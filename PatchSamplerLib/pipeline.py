@@ -7,7 +7,7 @@ shape's bounding box. The prior knows shapes only inside its training box
 (`ShapePrior.extent_mm`) around that centre, so only the voxels of the input grid inside that
 box are decoded; everything else is background. A shape larger than the box gets a warning
 (its outside parts cannot be reconstructed). Inputs of any size work: a run works on the part
-of the grid that box can reach (`work_box`: the shape's bounding box widened by half the box)
+of the grid that box can reach (`frame.work_box`: the shape's bounding box widened by half the box)
 and puts the result back on the whole grid, so a vertebra inside a 512 x 512 x 300 CT labelmap
 costs about the same as the cropped vertebra, with the same result voxel for voxel.
 """
@@ -23,7 +23,7 @@ from PatchSamplerLib.devices import check_precision, precision_context, resolve_
 from PatchSamplerLib.method.components import component_note, largest_component
 from PatchSamplerLib.method.cost import check_affordable, decoder_macs_per_point, estimate_run
 from PatchSamplerLib.method.decoding import DEFAULT_CHUNK, decode_in_frame
-from PatchSamplerLib.method.frame import place_frame
+from PatchSamplerLib.method.frame import frame_records_on_whole_grid, padded_to, place_frame, work_box
 from PatchSamplerLib.method.fitting import check_fit, fit_patches, fit_settings
 from PatchSamplerLib.method.inr import DEFAULT_FIT_LR, ShapePrior
 from PatchSamplerLib.method.metrics import all_metrics, error_labels
@@ -32,7 +32,7 @@ from PatchSamplerLib.method.sampler import learned_centres, load_learned_sampler
 from PatchSamplerLib.method.samplers import baseline_centres, sampler_spec
 from PatchSamplerLib.orientation import AxisReorientation, anatomical_reorientation, to_anatomical
 from PatchSamplerLib.progress import Cancelled, Monitor  # noqa: F401  (Cancelled: part of this API)
-from PatchSamplerLib.volume import BinaryVolume, VolumeError, foreground_bbox, index_to_world
+from PatchSamplerLib.volume import BinaryVolume, VolumeError, sub_volume
 
 DEFAULT_N, DEFAULT_K, DEFAULT_T = 8, 11, 100
 
@@ -143,8 +143,8 @@ def reconstruct(volume: BinaryVolume, config: RunConfig | None = None, prior: Sh
     if volume.voxel_count == 0:
         raise VolumeError("the mask is empty: nothing to reconstruct")
     prior = prior if isinstance(prior, ShapePrior) else ShapePrior.load(prior)
-    lo, hi = work_box(volume, prior.extent_mm, config.k)
-    anatomical, orient = to_anatomical(cropped(volume, lo, hi))
+    lo, hi = work_box(volume.mask, volume.spacing, prior.extent_mm, config.k)
+    anatomical, orient = to_anatomical(sub_volume(volume, lo, hi))
     given = None if centres is None else (orient.index_to_anatomical(np.reshape(centres, (-1, 3)) - lo),
                                           None if generated is None else
                                           orient.index_to_anatomical(np.asarray(generated) - lo))
@@ -155,36 +155,6 @@ def reconstruct(volume: BinaryVolume, config: RunConfig | None = None, prior: Sh
     return on_whole_grid(result_on_input_grid(result, orient), lo, volume.shape)
 
 
-def work_box(volume: BinaryVolume, extent_mm, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """lo (3,) inclusive and hi (3,) exclusive voxel index of the part of `volume` a run needs:
-    the foreground's bounding box widened on each side by half the prior's frame (`extent_mm`
-    (3,), its largest side over the smallest voxel size, as the frame's axes are the anatomical
-    ones) or by half a patch of K voxels, whichever is more, + 2 voxels, within the grid. The
-    frame is centred inside that bounding box, so the box holds every voxel the frame, the
-    patches and the decode can reach: a run on it equals a run on the whole grid."""
-    first, last = foreground_bbox(volume.mask)
-    reach = int(np.ceil(max(max(extent_mm) / 2.0 / min(volume.spacing), (k - 1) / 2.0))) + 2
-    return np.maximum(first - reach, 0), np.minimum(last + 1 + reach, volume.shape)
-
-
-def cropped(volume: BinaryVolume, lo, hi) -> BinaryVolume:
-    """The voxels lo..hi-1 of `volume` (a view of its mask) as a volume at the same world place."""
-    if np.all(np.asarray(lo) == 0) and tuple(hi) == volume.shape:
-        return volume
-    mask = volume.mask[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))]
-    return BinaryVolume(mask, volume.spacing, index_to_world(np.asarray(lo, float), volume), volume.direction.copy())
-
-
-def frame_records_on_whole_grid(settings: dict, orient: AxisReorientation, whole: AxisReorientation, lo,
-                                spacing) -> None:
-    """Move `frame_centre_mm` (anatomical local mm) and `decoded_box_index` (anatomical index) of
-    a run on the work box starting at input voxel `lo` (`orient`: the box's reorientation) to the
-    anatomical frame of the whole grid (`whole`), as a run on the whole grid records them."""
-    shift = whole.index_to_anatomical(orient.index_from_anatomical(np.zeros(3)) + np.asarray(lo, float))
-    settings["frame_centre_mm"] = (np.asarray(settings["frame_centre_mm"]) + shift * np.asarray(spacing)).tolist()
-    settings["decoded_box_index"] = [(np.asarray(b) + shift).astype(int).tolist() for b in settings["decoded_box_index"]]
-
-
 def on_whole_grid(result: "ReconstructionResult", lo, shape) -> "ReconstructionResult":
     """A result on the work box starting at input voxel `lo` back on the whole grid of `shape`:
     arrays padded with 0 (background; no error), voxel indices shifted by `lo`."""
@@ -192,17 +162,12 @@ def on_whole_grid(result: "ReconstructionResult", lo, shape) -> "ReconstructionR
     if not lo.any() and result.reconstruction.shape == tuple(shape):
         return result
 
-    def padded(array):
-        out = np.zeros(shape, array.dtype)
-        out[tuple(slice(int(a), int(a) + n) for a, n in zip(lo, array.shape))] = array
-        return out
-
     def shifted(index):
         return None if index is None else (index + lo).astype(np.float32)
 
     return replace(result, centres=shifted(result.centres), patch_coords=shifted(result.patch_coords),
-                   reconstruction=padded(result.reconstruction), errors=padded(result.errors),
-                   generated=shifted(result.generated))
+                   reconstruction=padded_to(result.reconstruction, lo, shape),
+                   errors=padded_to(result.errors, lo, shape), generated=shifted(result.generated))
 
 
 def input_mask(volume: BinaryVolume, config: RunConfig, notes: list) -> BinaryVolume:

@@ -9,7 +9,7 @@ from PatchSamplerLib.method.inr import ShapePrior
 from PatchSamplerLib.method.metrics import all_metrics, dice
 from PatchSamplerLib.pipeline import reconstruct
 from PatchSamplerLib.volume import BinaryVolume, VolumeError
-from tiny_prior import held_out_vertebra, tiny_prior_path
+from tiny_prior import embedded_in_a_large_flipped_grid, held_out_vertebra, tiny_prior_path
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +61,6 @@ def test_shape_inside_a_large_scan_gives_the_same_reconstruction(prior):
     assert large_res.metrics["dice"] == pytest.approx(small_res.metrics["dice"], abs=0.01)
 
 
-def _embedded_in_a_large_flipped_grid(vol, at=(50, 35, 30), shape=(140, 110, 90)) -> BinaryVolume:
-    """`vol` inside a much larger grid stored with its axes permuted and two of them reversed."""
-    big = np.zeros(shape, bool)
-    big[at[0]:at[0] + vol.shape[0], at[1]:at[1] + vol.shape[1], at[2]:at[2] + vol.shape[2]] = vol.mask
-    stored = np.flip(np.transpose(big, (2, 0, 1)), (0, 2))
-    direction = np.eye(3)[:, [2, 0, 1]] * np.array([-1.0, 1.0, -1.0])
-    return BinaryVolume(np.ascontiguousarray(stored), np.array(vol.spacing)[[2, 0, 1]], np.array([5.0, -7.0, 3.0]),
-                        direction)
-
-
 @pytest.mark.parametrize("sampler", ["fps", "random", "given", "learned"])
 def test_a_run_on_its_work_box_equals_a_run_on_the_whole_grid(prior, sampler):
     """`reconstruct` runs on the part of the grid the prior's frame can reach (`work_box`) and
@@ -78,10 +68,11 @@ def test_a_run_on_its_work_box_equals_a_run_on_the_whole_grid(prior, sampler):
     whole grid (the path before the work box), for a shape in a large grid stored permuted and
     flipped."""
     from PatchSamplerLib.orientation import to_anatomical
-    from PatchSamplerLib.pipeline import RunConfig, reconstruct_anatomical, result_on_input_grid, work_box
+    from PatchSamplerLib.method.frame import work_box
+    from PatchSamplerLib.pipeline import RunConfig, reconstruct_anatomical, result_on_input_grid
     from PatchSamplerLib.progress import Monitor
-    big = _embedded_in_a_large_flipped_grid(held_out_vertebra(2))
-    lo, hi = work_box(big, prior.extent_mm, 5)
+    big = embedded_in_a_large_flipped_grid(held_out_vertebra(2))
+    lo, hi = work_box(big.mask, big.spacing, prior.extent_mm, 5)
     assert np.prod(hi - lo) < 0.5 * big.mask.size and lo.any()        # the box is a real crop here
     centres = reconstruct(big, n=6, k=5, t=10, prior=prior, seed=1).centres if sampler == "given" else None
     config = RunConfig(n=6, k=5, t=10, sampler="fps" if sampler == "given" else sampler, seed=1)

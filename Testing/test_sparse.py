@@ -271,3 +271,32 @@ def test_a_case_log_drops_a_row_left_unfinished_and_keeps_the_finished_ones(tmp_
         assert done == set()
         write({"case": "a", "dice": 0.9})
     assert path.read_text().splitlines() == ["case,dice", "a,0.9"]
+
+
+def test_a_sparse_run_on_its_work_box_equals_a_run_on_the_whole_grid():
+    """`reconstruct_sparse` works on the part of the grid the frame can reach around the labelled
+    voxels and the reference (`frame.work_box`): voxel for voxel and record for record the run on
+    the whole grid, for a shape in a large grid stored permuted and flipped."""
+    from PatchSamplerLib.method.frame import work_box
+    from PatchSamplerLib.method.inr import ShapePrior
+    from PatchSamplerLib.orientation import to_anatomical
+    from PatchSamplerLib.progress import Monitor
+    from PatchSamplerLib.sparse.reconstruction import STAGES, SparseConfig, reconstruct_sparse_anatomical
+    from tiny_prior import embedded_in_a_large_flipped_grid
+    prior = ShapePrior.load(tiny_prior_path())
+    big = embedded_in_a_large_flipped_grid(held_out_vertebra(2))
+    s = every_nth_slice(big.mask, 3, 1, seed=0)
+    lo, hi = work_box(s.labels, big.spacing, prior.extent_mm, also=big.mask)
+    assert np.prod(hi - lo) < 0.5 * big.mask.size and lo.any()
+    config = SparseConfig(steps=20, points_per_step=256, device="cpu")
+    boxed = reconstruct_sparse(big, s, prior, config, reference=big.mask)
+    anatomical, orient = to_anatomical(big)
+    whole = reconstruct_sparse_anatomical(anatomical, s.to_anatomical(orient), prior, config,
+                                          orient.array_to_anatomical(big.mask), Monitor(None, None, STAGES))
+    assert np.array_equal(boxed.reconstruction, orient.array_from_anatomical(whole.reconstruction))
+    assert np.array_equal(boxed.errors, orient.array_from_anatomical(whole.errors)) and boxed.reconstruction.any()
+    assert np.array_equal(boxed.latent, whole.latent) and boxed.metrics == whole.metrics
+    for key in ("decoded_box_index", "known_voxels", "fit_points", "decoder_points", "steps_run"):
+        assert boxed.settings[key] == whole.settings[key], key
+    assert boxed.settings["frame_centre_mm"] == pytest.approx(whole.settings["frame_centre_mm"], abs=1e-9)
+    assert s.cropped(lo, hi).positions.tolist() == [p - lo[1] for p in s.positions if lo[1] <= p < hi[1]]

@@ -69,3 +69,15 @@ def tiny_any_sampler_path() -> Path:
     with contextlib.redirect_stdout(io.StringIO()):
         AnySamplerTrainer(vols[:4], vols[4:], ShapePrior.load(tiny_prior_path()), out, cfg, log=lambda *a: None).run()
     return out / "sampler.pt"
+
+
+def embedded_in_a_large_flipped_grid(vol, at=(50, 35, 30), shape=(140, 110, 90)):
+    """`vol` inside a much larger grid stored with its axes permuted and two of them reversed."""
+    import numpy as np
+    from PatchSamplerLib.volume import BinaryVolume
+    big = np.zeros(shape, bool)
+    big[at[0]:at[0] + vol.shape[0], at[1]:at[1] + vol.shape[1], at[2]:at[2] + vol.shape[2]] = vol.mask
+    stored = np.flip(np.transpose(big, (2, 0, 1)), (0, 2))
+    direction = np.eye(3)[:, [2, 0, 1]] * np.array([-1.0, 1.0, -1.0])
+    return BinaryVolume(np.ascontiguousarray(stored), np.array(vol.spacing)[[2, 0, 1]], np.array([5.0, -7.0, 3.0]),
+                        direction)

@@ -11,7 +11,8 @@ import warnings
 import numpy as np
 
 from PatchSamplerLib.method.components import main_components
-from PatchSamplerLib.volume import bbox_centre_mm
+from PatchSamplerLib.orientation import AxisReorientation
+from PatchSamplerLib.volume import bbox_centre_mm, foreground_bbox
 
 
 def frame_box(centre_mm: np.ndarray, extent_mm, spacing, shape=None) -> tuple[np.ndarray, np.ndarray]:
@@ -47,3 +48,46 @@ def place_frame(foreground: np.ndarray, spacing, extent_mm, notes: list, robust:
                      "voxels lie outside it and cannot be reconstructed")
         warnings.warn(notes[-1])
     return centre_mm, lo, hi
+
+
+# ---------------------------------------------------------------- the work box of a run
+def work_box(mask: np.ndarray, spacing, extent_mm, k: int = 1, also: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """lo (3,) inclusive and hi (3,) exclusive voxel index of the part of a grid a run needs:
+    the bounding box of `mask` (X, Y, Z) bool, on which the frame is centred, widened on each
+    side by half the prior's frame (`extent_mm` (3,): its largest side over the smallest voxel
+    size, as the frame's axes are the anatomical ones) or by half a patch of K voxels, whichever
+    is more, + 2 voxels; joined with the bounding box of `also` (a reference to score against)
+    when it has foreground; within the grid. It holds every voxel the frame, the patches and the
+    decode can reach, so a run on it equals a run on the whole grid. Raises VolumeError for an
+    empty mask."""
+    first, last = foreground_bbox(mask)
+    spacing = np.asarray(spacing, float)
+    reach = int(np.ceil(max(max(extent_mm) / 2.0 / spacing.min(), (k - 1) / 2.0))) + 2
+    lo, hi = first - reach, last + 1 + reach
+    if also is not None and np.any(also):
+        first, last = foreground_bbox(also)
+        lo, hi = np.minimum(lo, first), np.maximum(hi, last + 1)
+    return np.maximum(lo, 0), np.minimum(hi, mask.shape)
+
+
+def box_slices(lo, hi) -> tuple:
+    """The slices of the voxels lo..hi-1 (hi exclusive)."""
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
+def padded_to(array: np.ndarray, lo, shape) -> np.ndarray:
+    """`array` (a work box's result starting at voxel `lo`) on a grid of `shape`, 0 elsewhere."""
+    out = np.zeros(shape, array.dtype)
+    out[box_slices(lo, np.asarray(lo) + array.shape)] = array
+    return out
+
+
+def frame_records_on_whole_grid(settings: dict, orient: AxisReorientation, whole: AxisReorientation, lo,
+                                spacing) -> None:
+    """Move `frame_centre_mm` (anatomical local mm) and `decoded_box_index` (anatomical index) of
+    a run on the work box starting at input voxel `lo` (`orient`: the box's reorientation) to the
+    anatomical frame of the whole grid (`whole`), as a run on the whole grid records them."""
+    shift = whole.index_to_anatomical(orient.index_from_anatomical(np.zeros(3)) + np.asarray(lo, float))
+    settings["frame_centre_mm"] = (np.asarray(settings["frame_centre_mm"]) + shift * np.asarray(spacing)).tolist()
+    settings["decoded_box_index"] = [(np.asarray(b) + shift).astype(int).tolist() for b in settings["decoded_box_index"]]

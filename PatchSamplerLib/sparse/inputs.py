@@ -46,6 +46,16 @@ class SparseInput:
     def known_count(self) -> int:
         return int(self.known.sum())
 
+    def cropped(self, lo, hi) -> "SparseInput":
+        """The observation of the voxels lo..hi-1 (hi exclusive; it must hold every labelled
+        voxel), slice positions renumbered and those outside dropped; the description is kept."""
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        positions = self.positions
+        if positions is not None and self.axis is not None:
+            positions = np.asarray(positions)
+            positions = positions[(positions >= lo[self.axis]) & (positions < hi[self.axis])] - int(lo[self.axis])
+        return SparseInput(self.known[box], self.labels[box], self.axis, positions, self.description)
+
     def to_anatomical(self, orient: AxisReorientation) -> "SparseInput":
         """The same observation on the anatomical grid of `orient` (`orientation`): arrays
         reordered, the slice axis and positions renumbered; the description is kept."""

@@ -19,13 +19,13 @@ import torch
 
 from PatchSamplerLib.devices import resolve_device, sync_device
 from PatchSamplerLib.method.decoding import DEFAULT_CHUNK, decode_in_frame, logits_in_chunks
-from PatchSamplerLib.method.frame import place_frame
+from PatchSamplerLib.method.frame import box_slices, frame_records_on_whole_grid, padded_to, place_frame, work_box
 from PatchSamplerLib.method.inr import ShapePrior, fit_latent
 from PatchSamplerLib.method.metrics import all_metrics, dice, error_labels
-from PatchSamplerLib.orientation import to_anatomical
+from PatchSamplerLib.orientation import anatomical_reorientation, to_anatomical
 from PatchSamplerLib.progress import Monitor
 from PatchSamplerLib.sparse.inputs import SparseInput
-from PatchSamplerLib.volume import BinaryVolume, VolumeError
+from PatchSamplerLib.volume import BinaryVolume, VolumeError, sub_volume
 
 DEFAULT_SPARSE_STEPS = 300
 DEFAULT_SPARSE_LR = 1e-2
@@ -122,20 +122,30 @@ def reconstruct_sparse(volume: BinaryVolume, sparse: SparseInput, prior: ShapePr
 
     Runs in the anatomical frame (`orientation`), like `pipeline.reconstruct`: any storage order
     of the same anatomy gives the same result in world coordinates; the result's arrays are on
-    `volume`'s grid."""
+    `volume`'s grid. Like it, it works on the part of the grid the prior's frame can reach around
+    the labelled voxels (and the reference), `frame.work_box`, with the same result."""
     config = replace(config or SparseConfig(), **settings).check()
     if sparse.known.shape != volume.shape:
         raise VolumeError(f"the sparse input has shape {sparse.known.shape}, the image {volume.shape}")
     if reference is not None and np.shape(reference) != volume.shape:
         raise VolumeError(f"the reference has shape {np.shape(reference)}, the image {volume.shape}")
-    anatomical, orient = to_anatomical(volume)
+    prior = prior if isinstance(prior, ShapePrior) else ShapePrior.load(prior)
+    reference = None if reference is None else np.asarray(reference, bool)
+    lo, hi = work_box(sparse.labels, volume.spacing, prior.extent_mm, also=reference)   # see pipeline.reconstruct
+    anatomical, orient = to_anatomical(sub_volume(volume, lo, hi))
+    box = box_slices(lo, hi)
     result = reconstruct_sparse_anatomical(
-        anatomical, sparse.to_anatomical(orient), prior, config,
-        None if reference is None else orient.array_to_anatomical(np.asarray(reference, bool)),
+        anatomical, sparse.cropped(lo, hi).to_anatomical(orient), prior, config,
+        None if reference is None else orient.array_to_anatomical(reference[box]),
         Monitor(progress, should_cancel, STAGES))
-    result.settings["anatomical_frame"] = orient.record()
-    return replace(result, reconstruction=orient.array_from_anatomical(result.reconstruction),
-                   errors=None if result.errors is None else orient.array_from_anatomical(result.errors))
+    result.settings.update(anatomical_frame=orient.record(), known_voxels=sparse.known_count)
+    frame_records_on_whole_grid(result.settings, orient, anatomical_reorientation(volume.direction, volume.shape),
+                                lo, anatomical.spacing)
+
+    def on_whole_grid(array):
+        return None if array is None else padded_to(orient.array_from_anatomical(array), lo, volume.shape)
+
+    return replace(result, reconstruction=on_whole_grid(result.reconstruction), errors=on_whole_grid(result.errors))
 
 
 def reconstruct_sparse_anatomical(volume: BinaryVolume, sparse: SparseInput, prior, config: SparseConfig,

@@ -99,12 +99,17 @@ def foreground_bbox(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array([c[0] for c in coords]), np.array([c[-1] for c in coords])
 
 
+def box_slices(lo, hi) -> tuple:
+    """The slices of the voxels lo..hi-1 (hi exclusive) of a grid."""
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
 def sub_volume(volume: BinaryVolume, lo, hi) -> BinaryVolume:
     """The voxels lo..hi-1 (hi exclusive) of `volume` (a view of its mask) as a volume at the same
     world place (the origin moves to voxel lo); `volume` itself when that is all of it."""
     if not np.any(lo) and tuple(int(v) for v in hi) == volume.shape:
         return volume
-    mask = volume.mask[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))]
+    mask = volume.mask[box_slices(lo, hi)]
     return BinaryVolume(mask, volume.spacing, index_to_world(np.asarray(lo, float), volume), volume.direction.copy())
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from PatchSamplerLib.method.components import main_components
 from PatchSamplerLib.orientation import AxisReorientation
-from PatchSamplerLib.volume import bbox_centre_mm, foreground_bbox
+from PatchSamplerLib.volume import bbox_centre_mm, box_slices, foreground_bbox
 
 
 def frame_box(centre_mm: np.ndarray, extent_mm, spacing, shape=None) -> tuple[np.ndarray, np.ndarray]:
@@ -69,11 +69,6 @@ def work_box(mask: np.ndarray, spacing, extent_mm, k: int = 1, also: np.ndarray 
         first, last = foreground_bbox(also)
         lo, hi = np.minimum(lo, first), np.maximum(hi, last + 1)
     return np.maximum(lo, 0), np.minimum(hi, mask.shape)
-
-
-def box_slices(lo, hi) -> tuple:
-    """The slices of the voxels lo..hi-1 (hi exclusive)."""
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
 def padded_to(array: np.ndarray, lo, shape) -> np.ndarray:

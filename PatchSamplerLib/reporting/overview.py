@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from PatchSamplerLib.method.metrics import surface
+from PatchSamplerLib.volume import box_slices
 
 WIDTH, HEIGHT = 1200, 720                  # pixels (the matplotlib version: 15 x 9 in at 80 dpi)
 TITLE_BAND, LEGEND_BAND, PANEL_TITLE = 40, 40, 22
@@ -287,7 +288,7 @@ def windowed(errors: np.ndarray, centres, k: int, *arrays) -> tuple:
     surface of the 3-D view); lo is the window's first voxel in the whole grid. The window of the
     cut errors is all of them, so the panels are the same."""
     lo, hi = view_window(errors, centres, k)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    box = box_slices(lo, hi)
     return errors[box], np.asarray(centres, float).reshape(-1, 3) - lo, [a[box] for a in arrays], lo
 
 

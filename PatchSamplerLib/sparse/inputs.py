@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from PatchSamplerLib.orientation import AxisReorientation
-from PatchSamplerLib.volume import VolumeError
+from PatchSamplerLib.volume import VolumeError, box_slices
 
 AXIS_HELP = "0, 1, 2 = x, y, z (i, j, k) of the image as SimpleITK orders it"
 
@@ -49,7 +49,7 @@ class SparseInput:
     def cropped(self, lo, hi) -> "SparseInput":
         """The observation of the voxels lo..hi-1 (hi exclusive; it must hold every labelled
         voxel), slice positions renumbered and those outside dropped; the description is kept."""
-        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        box = box_slices(lo, hi)
         positions = self.positions
         if positions is not None and self.axis is not None:
             positions = np.asarray(positions)

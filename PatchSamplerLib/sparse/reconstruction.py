@@ -19,13 +19,13 @@ import torch
 
 from PatchSamplerLib.devices import resolve_device, sync_device
 from PatchSamplerLib.method.decoding import DEFAULT_CHUNK, decode_in_frame, logits_in_chunks
-from PatchSamplerLib.method.frame import box_slices, frame_records_on_whole_grid, padded_to, place_frame, work_box
+from PatchSamplerLib.method.frame import frame_records_on_whole_grid, padded_to, place_frame, work_box
 from PatchSamplerLib.method.inr import ShapePrior, fit_latent
 from PatchSamplerLib.method.metrics import all_metrics, dice, error_labels
 from PatchSamplerLib.orientation import anatomical_reorientation, to_anatomical
 from PatchSamplerLib.progress import Monitor
 from PatchSamplerLib.sparse.inputs import SparseInput
-from PatchSamplerLib.volume import BinaryVolume, VolumeError, sub_volume
+from PatchSamplerLib.volume import BinaryVolume, VolumeError, box_slices, sub_volume
 
 DEFAULT_SPARSE_STEPS = 300
 DEFAULT_SPARSE_LR = 1e-2

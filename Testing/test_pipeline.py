@@ -85,13 +85,13 @@ def test_a_run_on_its_work_box_equals_a_run_on_the_whole_grid(prior, sampler):
     whole = reconstruct_anatomical(anatomical, config, prior, given, None, Monitor())
     whole.settings["anatomical_frame"] = orient.record()
     whole = result_on_input_grid(whole, orient)
-    if sampler == "learned":
-        assert np.array_equal(boxed.generated, whole.generated)
     assert np.array_equal(boxed.reconstruction, whole.reconstruction) and boxed.reconstruction.any()
     assert np.array_equal(boxed.errors, whole.errors)
     # a learned sampler's soft projection averages cloud points in normalised coordinates, whose
     # float32 rounding depends on where the grid starts: its centres agree to 1e-4 voxel
     tol = 1e-4 if sampler == "learned" else 0.0
+    if sampler == "learned":
+        assert np.allclose(boxed.generated, whole.generated, rtol=0, atol=tol)
     assert np.allclose(boxed.centres, whole.centres, rtol=0, atol=tol)
     assert np.allclose(boxed.patch_coords, whole.patch_coords, rtol=0, atol=tol)
     assert np.allclose(boxed.latent, whole.latent, rtol=0, atol=tol)

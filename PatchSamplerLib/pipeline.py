@@ -30,7 +30,7 @@ from PatchSamplerLib.method.metrics import all_metrics, error_labels
 from PatchSamplerLib.method.patches import check_patch_request, extract_patches
 from PatchSamplerLib.method.sampler import learned_centres, load_learned_sampler
 from PatchSamplerLib.method.samplers import baseline_centres, sampler_spec
-from PatchSamplerLib.orientation import AxisReorientation, anatomical_reorientation, to_anatomical
+from PatchSamplerLib.orientation import AxisReorientation, to_anatomical
 from PatchSamplerLib.progress import Cancelled, Monitor  # noqa: F401  (Cancelled: part of this API)
 from PatchSamplerLib.volume import BinaryVolume, VolumeError, sub_volume
 
@@ -150,8 +150,7 @@ def reconstruct(volume: BinaryVolume, config: RunConfig | None = None, prior: Sh
                                           orient.index_to_anatomical(np.asarray(generated) - lo))
     result = reconstruct_anatomical(anatomical, config, prior, given, learned, Monitor(progress, should_cancel))
     result.settings["anatomical_frame"] = orient.record()
-    frame_records_on_whole_grid(result.settings, orient, anatomical_reorientation(volume.direction, volume.shape),
-                                lo, anatomical.spacing)
+    frame_records_on_whole_grid(result.settings, orient, volume, lo)
     return on_whole_grid(result_on_input_grid(result, orient), lo, volume.shape)
 
 

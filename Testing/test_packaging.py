@@ -53,7 +53,7 @@ def test_the_sobol_table_is_packaged():
     assert all(f.is_file() and packaged(f) for f in files) and packaged(RESOURCES / "Sobol" / "README.md")
     assert checkpoints.SOBOL_DIR == RESOURCES / "Sobol"
     cmake = (ROOT / "CMakeLists.txt").read_text()                   # the Slicer extension installs it too
-    assert '"${CMAKE_CURRENT_SOURCE_DIR}/Resources/Sobol/*.npy"' in cmake
+    assert '"Sobol/*.npy"' in cmake and '"${CMAKE_CURRENT_SOURCE_DIR}/Resources/${resource_glob}"' in cmake
 
 
 def test_every_resource_the_readme_uses_is_packaged():

@@ -11,8 +11,8 @@ import warnings
 import numpy as np
 
 from PatchSamplerLib.method.components import main_components
-from PatchSamplerLib.orientation import AxisReorientation
-from PatchSamplerLib.volume import bbox_centre_mm, box_slices, foreground_bbox
+from PatchSamplerLib.orientation import AxisReorientation, anatomical_reorientation
+from PatchSamplerLib.volume import BinaryVolume, bbox_centre_mm, box_slices, foreground_bbox
 
 
 def frame_box(centre_mm: np.ndarray, extent_mm, spacing, shape=None) -> tuple[np.ndarray, np.ndarray]:
@@ -78,11 +78,12 @@ def padded_to(array: np.ndarray, lo, shape) -> np.ndarray:
     return out
 
 
-def frame_records_on_whole_grid(settings: dict, orient: AxisReorientation, whole: AxisReorientation, lo,
-                                spacing) -> None:
+def frame_records_on_whole_grid(settings: dict, orient: AxisReorientation, whole: BinaryVolume, lo) -> None:
     """Move `frame_centre_mm` (anatomical local mm) and `decoded_box_index` (anatomical index) of
-    a run on the work box starting at input voxel `lo` (`orient`: the box's reorientation) to the
-    anatomical frame of the whole grid (`whole`), as a run on the whole grid records them."""
-    shift = whole.index_to_anatomical(orient.index_from_anatomical(np.zeros(3)) + np.asarray(lo, float))
-    settings["frame_centre_mm"] = (np.asarray(settings["frame_centre_mm"]) + shift * np.asarray(spacing)).tolist()
+    a run on the work box of `whole` starting at input voxel `lo` (`orient`: the box's
+    reorientation) to the anatomical frame of the whole grid, as a run on the whole grid records them."""
+    grid = anatomical_reorientation(whole.direction, whole.shape)
+    shift = grid.index_to_anatomical(orient.index_from_anatomical(np.zeros(3)) + np.asarray(lo, float))
+    spacing = np.asarray(whole.spacing, float)[list(grid.perm)]
+    settings["frame_centre_mm"] = (np.asarray(settings["frame_centre_mm"]) + shift * spacing).tolist()
     settings["decoded_box_index"] = [(np.asarray(b) + shift).astype(int).tolist() for b in settings["decoded_box_index"]]

@@ -171,9 +171,10 @@ def _draw_clipped_rectangle(draw, rect, box, width: int = 2) -> None:
     (x0, y0, x1, y1): a patch box reaching past the array's edge does not run into the next cell."""
     x0, y0, x1, y1 = rect
     bx0, by0, bx1, by1 = box
-    for (a, b), (c, d) in (((x0, y0), (x1, y0)), ((x0, y1), (x1, y1)), ((x0, y0), (x0, y1)), ((x1, y0), (x1, y1))):
-        if bx0 <= a <= bx1 and by0 <= b <= by1 or bx0 <= c <= bx1 and by0 <= d <= by1:
-            draw.line((max(a, bx0), max(b, by0), min(c, bx1), min(d, by1)), fill=PATCH_RGB, width=width)
+    for a, b, c, d in ((x0, y0, x1, y0), (x0, y1, x1, y1), (x0, y0, x0, y1), (x1, y0, x1, y1)):
+        a, b, c, d = max(a, bx0), max(b, by0), min(c, bx1), min(d, by1)     # the side's part inside the box
+        if a <= c and b <= d:
+            draw.line((a, b, c, d), fill=PATCH_RGB, width=width)
 
 
 def _draw_patch_boxes(draw, panel: SlicePanel, centres: np.ndarray, k: int, axis: int, index: int, font,

@@ -22,7 +22,7 @@ from PatchSamplerLib.method.decoding import DEFAULT_CHUNK, decode_in_frame, logi
 from PatchSamplerLib.method.frame import frame_records_on_whole_grid, padded_to, place_frame, work_box
 from PatchSamplerLib.method.inr import ShapePrior, fit_latent
 from PatchSamplerLib.method.metrics import all_metrics, dice, error_labels
-from PatchSamplerLib.orientation import anatomical_reorientation, to_anatomical
+from PatchSamplerLib.orientation import to_anatomical
 from PatchSamplerLib.progress import Monitor
 from PatchSamplerLib.sparse.inputs import SparseInput
 from PatchSamplerLib.volume import BinaryVolume, VolumeError, box_slices, sub_volume
@@ -139,8 +139,7 @@ def reconstruct_sparse(volume: BinaryVolume, sparse: SparseInput, prior: ShapePr
         None if reference is None else orient.array_to_anatomical(reference[box]),
         Monitor(progress, should_cancel, STAGES))
     result.settings.update(anatomical_frame=orient.record(), known_voxels=sparse.known_count)
-    frame_records_on_whole_grid(result.settings, orient, anatomical_reorientation(volume.direction, volume.shape),
-                                lo, anatomical.spacing)
+    frame_records_on_whole_grid(result.settings, orient, volume, lo)
 
     def on_whole_grid(array):
         return None if array is None else padded_to(orient.array_from_anatomical(array), lo, volume.shape)

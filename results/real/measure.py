@@ -1,7 +1,8 @@
 """Real-shape results (issue 17, item 7): every real segmentation of this repository, fed as
 TotalSegmentator stores it, reconstructed by each prior: the representation ceiling (latent fitted
 to every voxel, 300 steps) and FPS (10 seeds), random (3 seeds) and the bundled learned sampler
-(where one exists for the prior and N, K) at (N, K) = (4, 9), (8, 9), (8, 11), (12, 13), T = 100.
+(where one is bundled for the prior and N, K: the per-(N, K) one, else the
+prior's any-(N, K) one) at (N, K) = (4, 9), (8, 9), (8, 11), (12, 13), T = 100.
 
     python results/real/measure.py --priors vertebra-anatomical,vertebra --threads 1 --out results/real/rows_vertebra.csv
     python results/real/measure.py --priors kidney-anatomical,kidney --threads 1 --fps-seeds 5 --random-seeds 2 \
@@ -41,7 +42,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from PatchSamplerLib.checkpoints import bundled_samplers  # noqa: E402
+from PatchSamplerLib.checkpoints import CheckpointError, resolve_prior_path, resolve_sampler_path  # noqa: E402
 from PatchSamplerLib.method.inr import ShapePrior  # noqa: E402
 from PatchSamplerLib.pipeline import RunConfig, reconstruct  # noqa: E402
 from PatchSamplerLib.orientation import to_anatomical  # noqa: E402
@@ -68,7 +69,12 @@ def organ_of(prior: str) -> str:
 
 
 def has_learned_sampler(prior: str, n: int, k: int) -> bool:
-    return (prior, n, k, 100) in bundled_samplers()
+    """Whether `run --sampler learned` has a bundled sampler for (prior, N, K) at T = 100: the
+    per-(N, K) one, else the prior's any-(N, K) one (#18; `checkpoints.resolve_sampler_path`)."""
+    try:
+        return resolve_sampler_path(resolve_prior_path(prior), n, k, 100)[1] is None
+    except CheckpointError:
+        return False
 
 
 def measurements(prior_name: str, seeds: dict, slices_only: bool = False):

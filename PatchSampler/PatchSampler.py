@@ -35,7 +35,7 @@ if os.path.isdir(os.path.join(_EXTENSION_ROOT, "PatchSamplerLib")) and _EXTENSIO
 
 from PatchSamplerLogic import PatchSamplerLogic  # noqa: E402
 from PatchSamplerMRML.choices import (K_RANGE, N_RANGE, T_RANGE, choice_label, learned_sampler_status,  # noqa: E402
-                                      run_estimate_text)
+                                      prior_for_segment, run_estimate_text, segment_description)
 from PatchSamplerMRML.dependencies import install_packages, missing_packages  # noqa: E402
 from PatchSamplerMRML.geometry import array_to_image  # noqa: E402
 
@@ -57,7 +57,9 @@ vertebra prior; the status line names the model used); <i>Compare all</i> runs e
 sampler and fills one table row per sampler.</li>
 <li><b>Prior</b>: the shape prior: bundled kidney or vertebra (trained on hand-made solids), their
 <i>anatomical family</i> versions (trained on anatomically modelled vertebrae T10-L5 and kidneys;
-the vertebra one was better on the real vertebra tested), or a prior file.</li>
+the vertebra one was better on the real vertebra tested), or a prior file. Selecting a segment named
+or tagged as a kidney or a vertebra (as TotalSegmentator's are) switches a bundled prior of the
+other structure to one of its own; a run warns when the segment and the prior differ.</li>
 </ul>
 Results: per sampler a segmentation "&lt;segment&gt; - &lt;sampler&gt; patches" with the patch boxes,
 the reconstruction and its errors (<span style="color:#1f78d8">extra</span> = reconstruction only,
@@ -319,6 +321,17 @@ class PatchSamplerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode.inputSegmentation = self.ui.segmentSelector.currentNode()
         self._parameterNode.segmentId = self.ui.segmentSelector.currentSegmentID() or ""
         self.fillReferenceSegments()
+        self.matchPriorToSegment()
+
+    def matchPriorToSegment(self):
+        """A segment named (or tagged by terminology) as a kidney or a vertebra gets a bundled prior
+        of its structure when the chosen bundled prior is of the other one (a prior file is kept);
+        the status line says so."""
+        p = self._parameterNode
+        chosen, why = prior_for_segment(segment_description(p.inputSegmentation, p.segmentId), p.prior.value)
+        if chosen is not None:
+            p.prior = Prior(chosen)
+            self.ui.statusLabel.text = why
 
     def fillReferenceSegments(self):
         """The other segments of the input node, for scoring a reconstruction from slices."""

@@ -24,10 +24,12 @@ extension root on sys.path.
 """
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field, replace
 
-from PatchSamplerMRML.choices import check_request, check_run_cost, choice_label, samplers_to_run
+from PatchSamplerMRML.choices import (check_request, check_run_cost, choice_label, samplers_to_run,
+                                      segment_description)
 from PatchSamplerMRML.geometry import SegmentGrid, grid_axis, mask_on_grid, read_segment_grid
 from PatchSamplerMRML.metrics_table import metrics_row, updated_metrics_table
 from PatchSamplerMRML.outputs import (build_centres_node, build_result_segmentation, commit_nodes, find_outputs,
@@ -61,11 +63,16 @@ class ProcessResult:
     grid: SegmentGrid | None = None
 
     def notes(self) -> list[str]:
-        """What the user should read besides the metrics, one line each: why a sampler was
-        skipped, and each run's warnings (e.g. several connected components and their sizes)."""
+        """What the user should read besides the metrics, one line each: the warnings every run
+        has (about the input or the prior, e.g. several connected components and their sizes, a
+        prior of another structure), why a sampler was skipped, then each run's own warnings
+        prefixed by its sampler."""
+        shared = [w for w in (self.runs[0].result.warnings if self.runs else [])
+                  if all(w in run.result.warnings for run in self.runs)]
         skipped = [f"{choice_label(name)} not run: {reason}" for name, reason in self.skipped.items()]
-        warned = [f"{choice_label(run.sampler)}: {warning}" for run in self.runs for warning in run.result.warnings]
-        return skipped + warned
+        warned = [f"{choice_label(run.sampler)}: {warning}" for run in self.runs for warning in run.result.warnings
+                  if warning not in shared]
+        return shared + skipped + warned
 
 
 @dataclass
@@ -105,6 +112,15 @@ class _Progress:
             if self.report is not None:
                 self.report(f"{label}: {STAGE_TEXT.get(stage, stage)}", start + width * fraction)
         return progress
+
+
+def prior_mismatch(segmentation_node, segment_id: str, shape_prior, prior) -> str | None:
+    """The library's warning (`PatchSamplerLib.structures.structure_mismatch`) when the segment's
+    name or terminology says kidney / vertebra and `shape_prior` was trained on the other; None
+    otherwise. prior: what the caller passed (a name, a file or a ShapePrior), to name it."""
+    from PatchSamplerLib.structures import structure_mismatch
+    label = str(prior) if isinstance(prior, (str, os.PathLike)) else shape_prior.metadata.get("path", "given")
+    return structure_mismatch(segment_description(segmentation_node, segment_id), shape_prior.metadata, label)
 
 
 def _given(**settings) -> dict:
@@ -172,6 +188,9 @@ class PatchSamplerLogic:
             steps.step(f"{sampler_label(name)}: starting", 0.1 + 0.8 * index / len(samplers))
             results[name] = self.run_sampler(volume, configs[name], shape_prior, learned,
                                              steps.for_sampler(index, sampler_label(name)), should_cancel)
+        mismatch = prior_mismatch(segmentationNode, segmentId, shape_prior, prior)
+        for result in results.values():
+            result.warnings[:0] = [mismatch] if mismatch else []         # in notes() and the table's Note
 
         steps.step("Creating the output nodes", 0.9)
         runs, table, replaced = self.build_outputs(segmentationNode, segmentId, grid, configs, results, skipped)
@@ -216,6 +235,8 @@ class PatchSamplerLogic:
         volume = grid.to_volume()
         config = SparseConfig(seed=seed, device=device, **_given(steps=steps, fit_lr=fit_lr))
         result = self.run_slices(volume, sparse, shape_prior, config, reference, progress, should_cancel)
+        mismatch = prior_mismatch(segmentationNode, segmentId, shape_prior, prior)
+        result.warnings[:0] = [mismatch] if mismatch else []
         segment_name = segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()
         node = build_result_segmentation(f"{segment_name} - reconstruction from slices", grid,
                                          result.reconstruction, result.errors)

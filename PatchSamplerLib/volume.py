@@ -138,6 +138,26 @@ def _segment_names(reader) -> dict[int, str]:
     return names
 
 
+def segment_description(path, label: int | None = None) -> list[str]:
+    """[name, terminology entry] of the Slicer segment with `label` in a .seg.nrrd file (of its only
+    segment when `label` is None), read from the header only; [] for other files, unreadable
+    headers or no such segment. What the segment is called, for `structures.structure_mismatch`."""
+    reader = _sitk().ImageFileReader()
+    reader.SetFileName(os.fspath(path))
+    try:
+        reader.ReadImageInformation()
+        keys = set(reader.GetMetaDataKeys())
+    except RuntimeError:
+        return []
+    segments = [i for i in range(1000) if f"Segment{i}_LabelValue" in keys]
+    for i in segments:
+        value = reader.GetMetaData(f"Segment{i}_LabelValue")
+        if (label is None and len(segments) == 1) or value.strip() == str(label):
+            return [reader.GetMetaData(f"Segment{i}_{field}") for field in ("Name", "Terminology")
+                    if f"Segment{i}_{field}" in keys]
+    return []
+
+
 def _describe_labels(labels, names) -> str:
     return ", ".join(f"{v} ({names[v]})" if v in names else str(v) for v in labels)
 

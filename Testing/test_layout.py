@@ -15,7 +15,7 @@ PACKAGE = ROOT / "PatchSamplerLib"
 LAYERS = [
     ("PatchSamplerLib", 0), ("PatchSamplerLib.volume", 0), ("PatchSamplerLib.devices", 0),
     ("PatchSamplerLib.progress", 0), ("PatchSamplerLib.checkpoints", 0),
-    ("PatchSamplerLib.orientation", 0),
+    ("PatchSamplerLib.orientation", 0), ("PatchSamplerLib.structures", 0),
     ("PatchSamplerLib.data", 1),
     ("PatchSamplerLib.method.losses", 2), ("PatchSamplerLib.method.metrics", 2), ("PatchSamplerLib.method.components", 2),
     ("PatchSamplerLib.method.pointcloud", 2),                           # volume -> cloud

@@ -26,6 +26,8 @@ from PatchSamplerLib.orientation import anatomical_reorientation  # noqa: E402
 from PatchSamplerLib.pipeline import Cancelled, reconstruct  # noqa: E402
 from PatchSamplerLib.reporting.overview import ERROR_COLOURS  # noqa: E402
 from PatchSamplerLib.volume import BinaryVolume, index_to_world  # noqa: E402
+from PatchSamplerLib.method.inr import ShapePrior  # noqa: E402
+from test_structures import VERTEBRA_TERMINOLOGY  # noqa: E402
 
 N, K, T, FIT_LR = 6, 5, 20, 3e-2          # small: a run takes well under a second
 SPACING = (4.0, 3.0, 5.0)                 # anisotropic, mm along i, j, k
@@ -461,6 +463,49 @@ def test_the_status_line_names_the_learned_sampler_or_why_there_is_none(prior):
     assert choices.learned_sampler_status(prior, 4, 9, 100, "/x/my_sampler.pt") == "Learned sampler: my_sampler.pt"
     assert "no bundled learned sampler belongs to the prior" in choices.learned_sampler_status(prior, 4, 9, 100)
     assert "no prior given" in choices.learned_sampler_status(None, 4, 9, 100)
+
+
+@pytest.mark.parametrize("segment, prior, switched", [
+    (["left kidney", ""], "vertebra-anatomical", "kidney"), (["kidney_left"], "vertebra", "kidney"),
+    (["T12 vertebra", ""], "kidney", "vertebra-anatomical"), (["Segment_1", VERTEBRA_TERMINOLOGY], "kidney-anatomical",
+                                                           "vertebra-anatomical"),
+    (["left kidney"], "kidney-anatomical", None),                  # already a kidney prior: the user's choice stays
+    (["left kidney"], "file", None),                               # a prior file is never switched
+    (["Segment_1", ""], "kidney", None), ([], "vertebra", None), (["kidney_cyst_left"], "vertebra", None),
+])
+def test_selecting_a_kidney_or_vertebra_segment_switches_a_bundled_prior_of_the_other_structure(segment, prior,
+                                                                                               switched):
+    chosen, why = choices.prior_for_segment(segment, prior)
+    assert chosen == switched
+    assert (f"Prior set to {switched}" in why) if switched else why == ""
+
+
+def test_segment_description_reads_the_name_and_terminology():
+    scene = new_scene()
+    node, segment_id = add_segmentation(scene, np.ones((3, 3, 3), bool), np.eye(4), segment_name="T12 vertebra")
+    node.GetSegmentation().GetSegment(segment_id).SetTerminology(VERTEBRA_TERMINOLOGY)
+    assert choices.segment_description(node, segment_id) == ["T12 vertebra", VERTEBRA_TERMINOLOGY]
+    assert choices.segment_description(node, "missing") == [] and choices.segment_description(None, "") == []
+
+
+def test_a_run_with_a_prior_of_another_structure_warns_once_and_notes_it_in_the_table(tmp_path):
+    """Compare all with a vertebra prior on a segment named "left kidney": each row's Note and
+    the status notes carry the warning, shown once for all samplers."""
+    prior = ShapePrior.load(tiny_prior_path())
+    prior.metadata["data"] = "synthetic vertebra"
+    prior.save(tmp_path / "tiny_vertebra.pt")
+    scene = new_scene()
+    shape = make_shape("vertebra", 99, 1, TINY_SCALE)
+    node, segment_id = add_segmentation(scene, shape.mask, ijk_to_ras_matrix(SPACING, np.eye(3), (0, 0, 0)),
+                                        segment_name="left kidney")
+    output = L.PatchSamplerLogic().process(node, segment_id, 4, 3, 5, sampler="all", prior=tmp_path / "tiny_vertebra.pt")
+    notes = output.notes()
+    warned = [note for note in notes if "looks like a kidney ('left kidney')" in note]
+    assert len(warned) == 1 and notes[0] == warned[0] and "trained on vertebrae" in warned[0]
+    rows = metrics_table.table_rows(output.table_node)
+    assert all("looks like a kidney" in row["Note"] for row in rows if row["Sampler"] != "Learned")
+    plain = L.PatchSamplerLogic().process(node, segment_id, 4, 3, 5, sampler="fps", prior=str(tiny_prior_path()))
+    assert not any("looks like" in note for note in plain.notes())       # a prior that does not say: no verdict
 
 
 def test_dependencies_go_through_pytorch_utils_then_pip(monkeypatch):

@@ -133,3 +133,28 @@ def check_run_cost(n: int, k: int, t: int, prior, force: bool = False, fit: str 
                                       settings.points), force)
     except ValueError as exc:
         raise ValueError(f"{exc}. {FORCE_HINT}") from None
+
+
+def segment_description(segmentation_node, segment_id: str) -> list[str]:
+    """[name, terminology entry] of a segment (what `PatchSamplerLib.structures` reads its structure
+    from: the TotalSegmentator extension names segments "left kidney", "T12 vertebra" and tags
+    them with SNOMED CT terminology); [] when there is no such segment."""
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id) if segmentation_node and segment_id else None
+    return [segment.GetName(), segment.GetTerminology()] if segment is not None else []
+
+
+def prior_for_segment(description: list[str], prior: str) -> tuple[str | None, str]:
+    """(the bundled prior to switch to, a status line saying so) when the segment (`description`,
+    see segment_description) is recognisably a kidney or a vertebra and `prior`, a bundled
+    prior's name, is one of the other structure; else (None, ""). A prior file ("file") is the
+    user's explicit choice and is never switched. Needs no PyTorch (the module calls it when a
+    segment is selected). Switches to `structures.DEFAULT_PRIORS` (kidney: "kidney", vertebra:
+    "vertebra-anatomical")."""
+    from PatchSamplerLib.structures import DEFAULT_PRIORS, structure_in_name
+    found = next((s for s in map(structure_in_name, description) if s), None)
+    current = structure_in_name(prior)
+    if found is None or current is None or current == found:
+        return None, ""
+    chosen = DEFAULT_PRIORS[found]
+    return chosen, (f"Prior set to {chosen}: the segment {description[0]!r} looks like a {found} and the "
+                    f"{prior} prior was trained on another structure.")

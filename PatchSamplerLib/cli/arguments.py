@@ -164,6 +164,20 @@ def check_inputs_kept(args) -> None:
                                  "choose another output folder or move the input")
 
 
+def structure_warning(args, prior) -> str | None:
+    """The warning of `structures.structure_mismatch` for --input (its .seg.nrrd segment's name and
+    terminology, then its file name) and the loaded `prior` (--prior names it), printed at once
+    to stderr; None when the input and the prior do not recognisably differ."""
+    import sys
+    from PatchSamplerLib.structures import structure_mismatch
+    from PatchSamplerLib.volume import segment_description
+    names = [*segment_description(args.input, args.label), Path(args.input).name]
+    note = structure_mismatch(names, prior.metadata, str(args.prior))
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
+    return note
+
+
 THREADS_HELP = ("CPU threads of this command's computation: torch's intra-op threads and SimpleITK's (default: "
                 "their own, about one per core). On a shared machine give each job its share: two jobs side by "
                 "side on 2 cores run far faster with --threads 1 each than with both competing for all cores")

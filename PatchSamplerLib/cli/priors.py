@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from PatchSamplerLib.cli.arguments import (add_device_argument, add_threads_argument, non_negative_int, positive_float,
-                                           positive_int)
+                                           positive_int, structure_warning)
 from PatchSamplerLib.reporting.names import SPARSE_FILES
 
 
@@ -46,12 +46,14 @@ def ceiling_main(args) -> int:
     device = resolve_device(args.device)
     prior = ShapePrior.load(args.prior, device=device)
     volume = read_labelmap(args.input, args.label)
+    mismatch = structure_warning(args, prior)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = representation_ceiling(volume, prior, args.steps, args.points_per_step or None, args.seed,
                                         str(device))
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
+    result.warnings[:0] = [mismatch] if mismatch else []          # recorded in metrics.json
     m = result.metrics
     print(f"ceiling of {args.prior} on {args.input}: Dice {m['dice']:.3f}, ASD {m['asd_mm']:.2f} mm, "
           f"HD95 {m['hd95_mm']:.2f} mm ({result.settings['steps_run']} steps, {result.timings['total']:.1f} s)")

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from PatchSamplerLib.cli.arguments import (FAMILIES, add_device_argument, add_threads_argument, non_negative_int,
-                                           positive_float, positive_int)
+                                           positive_float, positive_int, structure_warning)
 from PatchSamplerLib.method.samplers import SAMPLER_NAMES
 from PatchSamplerLib.reporting.names import RUN_FILES
 
@@ -98,11 +98,13 @@ def run_main(args) -> int:
         if config.sampler == "learned" else (None, [])          # a sampler of another prior: refused here
     volume = read_labelmap(args.input, args.label)
     print(f"input {args.input}: {volume.shape} voxels at {volume.spacing} mm, {volume.voxel_count} foreground")
+    mismatch = structure_warning(args, prior)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # the result carries them; printed below
         result = reconstruct(volume, config, prior, learned=learned)
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
+    result.warnings[:0] = [mismatch] if mismatch else []          # recorded in metrics.json
     m = result.metrics
     title = (f"{args.sampler.upper()} N={args.n} K={args.k} {fit_label(fit)}: Dice {m['dice']:.3f}, "
              f"ASD {m['asd_mm']:.2f} mm, HD95 {m['hd95_mm']:.2f} mm")

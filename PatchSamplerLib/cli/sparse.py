@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from PatchSamplerLib.cli.arguments import (FAMILIES, add_device_argument, add_threads_argument, non_negative_int,
-                                           positive_float, positive_int)
+                                           positive_float, positive_int, structure_warning)
 from PatchSamplerLib.sparse.inputs import AXIS_HELP
 from PatchSamplerLib.sparse.reconstruction import (DEFAULT_CHECK_EVERY, DEFAULT_POINTS_PER_STEP, DEFAULT_SPARSE_LR,
                                                    DEFAULT_SPARSE_STEPS)
@@ -120,6 +120,7 @@ def reconstruct_slices_main(args) -> int:
     volume = read_labelmap(args.input, args.label)
     notes = []
     sparse, reference = sparse_from_args(args, volume, notes)
+    mismatch = structure_warning(args, prior)
     print(f"input {args.input}: {volume.shape} voxels at {volume.spacing} mm; {sparse.description}, "
           f"{sparse.known_count} known voxels")
     with warnings.catch_warnings():
@@ -128,6 +129,7 @@ def reconstruct_slices_main(args) -> int:
     result.warnings[:0] = notes
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
+    result.warnings[:0] = [mismatch] if mismatch else []          # recorded in metrics.json
     m = result.metrics
     title = f"INR from {sparse.description}" + (
         f": Dice {m['dice']:.3f}, ASD {m['asd_mm']:.2f} mm, HD95 {m['hd95_mm']:.2f} mm" if m else "")

@@ -1,0 +1,76 @@
+"""Which anatomical structure an input or a prior is about, to catch a prior of the wrong organ.
+
+A prior reconstructs what its training shapes looked like: a kidney fitted with a vertebra prior
+comes out vertebra-like (the README's kidney with `vertebra-anatomical`, FPS 8 x 11, seed 0: Dice
+0.62 against 0.70 / 0.79 with `kidney` / `kidney-anatomical`; the T12 with `kidney` 0.60 against
+0.80 with `vertebra-anatomical`; results/structures/README.md), with no error anywhere. The structures the bundled
+priors know are "kidney" and "vertebra". An input's structure is read from its name: a file name
+(TotalSegmentator writes ``kidney_left.nii.gz``, ``vertebrae_T12.nii.gz``), a Slicer segment's
+name or its terminology entry (the TotalSegmentator extension names segments "left kidney",
+"T12 vertebra" with SNOMED CT codes whose meanings say "Kidney" / "... vertebra"). A prior's
+structure is read from its metadata: the synthetic family it was trained on, or the data set
+(TotalSegmentator: ``--structure``, default kidney; VerSe: vertebrae). Unknown either way: no
+verdict, no warning.
+"""
+from __future__ import annotations
+
+import re
+
+STRUCTURES = ("kidney", "vertebra")
+_WORDS = {"kidney": {"kidney", "kidneys"}, "vertebra": {"vertebra", "vertebrae"}}
+_PLURAL = {"kidney": "kidneys", "vertebra": "vertebrae"}
+# A word naming something in or next to the structure that is not the structure itself
+# (TotalSegmentator: kidney_cyst_left; intervertebral discs, "vertebrae disk" labels).
+_NOT_THE_STRUCTURE = {"cyst", "cysts", "tumor", "tumour", "lesion", "stone", "disc", "disk", "canal"}
+
+# The bundled prior the Slicer module switches to for a segment of each structure: the module's
+# default kidney prior, and the anatomical vertebra prior, better on the real T12 at every
+# setting (results/real/README.md, summary table).
+DEFAULT_PRIORS = {"kidney": "kidney", "vertebra": "vertebra-anatomical"}
+
+
+def structure_in_name(text: str | None) -> str | None:
+    """"kidney" or "vertebra" when `text` (a file name -- not its folders --, a segment name, a
+    terminology entry) names exactly one of them as a word (case-insensitive; words split at anything not a
+    letter or digit), else None. A name that also says cyst, tumour, lesion, stone, disc or canal
+    is not the structure (None)."""
+    if text is None:
+        return None
+    words = set(re.split(r"[^a-z0-9]+", str(text).lower()))
+    found = [s for s, names in _WORDS.items() if words & names]
+    return found[0] if len(found) == 1 and not words & _NOT_THE_STRUCTURE else None
+
+
+def prior_structure(metadata: dict) -> str | None:
+    """The structure a prior was trained on, from its metadata ("data": "synthetic <family>" for
+    the synthetic families, "dataset": "totalsegmentator" with "structure" (default kidney) or
+    "verse"); None when it does not say (a folder of shapes, cross-validation folds)."""
+    data, dataset = str(metadata.get("data", "")), metadata.get("dataset")
+    if data.startswith("synthetic "):
+        return structure_in_name(data.split(" ", 1)[1])
+    if dataset == "totalsegmentator":
+        return metadata.get("structure") or "kidney"
+    return "vertebra" if dataset == "verse" else None
+
+
+def structure_mismatch(names, metadata: dict, prior_label: str) -> str | None:
+    """A warning when the input is recognisably one structure and the prior was trained on the
+    other, else None. names: what the input is called, most telling first (segment name,
+    terminology entry, file name; None entries skipped): the first that names a structure
+    decides. metadata: the prior's (ShapePrior.metadata); prior_label: how to call the prior."""
+    found = next(((s, n) for n in names if (s := structure_in_name(n)) is not None), None)
+    trained = prior_structure(metadata)
+    if found is None or trained is None or found[0] == trained:
+        return None
+    structure, name = found
+    return (f"the input looks like a {structure} ({name!r}) but the prior {prior_label} was trained on "
+            f"{_PLURAL[trained]}: the reconstruction will follow a {trained}'s shape; "
+            f"choose a {structure} prior (bundled: {', '.join(bundled_priors_of(structure))})")
+
+
+def bundled_priors_of(structure: str) -> list[str]:
+    """Names of the bundled full-volume priors of `structure` (Resources/Models/prior_*.pt; the
+    sparse-slice ones, *_sparse*, left out), the module's default first."""
+    from PatchSamplerLib.checkpoints import bundled_models
+    names = [n for n in bundled_models() if structure_in_name(n) == structure and "sparse" not in n]
+    return sorted(names, key=lambda n: (n != DEFAULT_PRIORS.get(structure), n))

@@ -3,6 +3,7 @@ that a run gives when they differ (command line; the Slicer logic's in test_slic
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +129,24 @@ def test_the_command_line_warns_and_records_a_prior_of_another_structure(tmp_pat
         assert "looks like a kidney ('kidney_right.nii.gz')" in recorded[0] and "trained on vertebrae" in err
     else:
         assert not any("looks like" in w for w in recorded) and "looks like" not in err
+
+
+@pytest.mark.parametrize("command, file_name, chosen", [
+    ("run", "kidney_left.nii.gz", "kidney"), ("run", "vertebrae_L3.nii.gz", "vertebra-anatomical"),
+    ("reconstruct-slices", "kidney_right.nii.gz", "kidney"), ("reconstruct-slices", "shape.nii.gz", "vertebra"),
+])
+def test_without_prior_the_input_name_chooses_the_bundled_prior_of_its_structure(tmp_path, capsys, command,
+                                                                                  file_name, chosen):
+    write_volume(tmp_path / file_name, held_out_vertebra(0))
+    out = tmp_path / "out"
+    settings = ["--n", "2", "--k", "3", "--t", "2"] if command == "run" else ["--step", "4", "--steps", "2"]
+    assert main([command, "--input", str(tmp_path / file_name), *settings, "--out", str(out)]) == 0
+    assert f"prior: {chosen} (" in capsys.readouterr().out
+    record = json.loads((out / ("patches.json" if command == "run" else "metrics.json")).read_text())
+    assert Path(record["prior"] if command == "run" else record["settings"]["prior"]).name == f"prior_{chosen}.pt"
+
+
+def test_without_prior_an_input_of_no_known_structure_is_refused_naming_the_priors(tmp_path, capsys):
+    write_volume(tmp_path / "shape.nii.gz", held_out_vertebra(0))
+    assert main(["run", "--input", str(tmp_path / "shape.nii.gz"), "--out", str(tmp_path / "out")]) != 0
+    assert "no prior given; use --prior NAME" in capsys.readouterr().err and not (tmp_path / "out").exists()

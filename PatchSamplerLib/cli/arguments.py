@@ -164,15 +164,36 @@ def check_inputs_kept(args) -> None:
                                  "choose another output folder or move the input")
 
 
+def input_names(args) -> list[str]:
+    """What --input is called, most telling first: its .seg.nrrd segment's name and terminology
+    (for --label), then its file name (`structures.structure_mismatch` reads them)."""
+    from PatchSamplerLib.volume import segment_description
+    return [*segment_description(args.input, args.label), Path(args.input).name]
+
+
+def prior_from_input(args, fallback: str | None = None) -> str | None:
+    """--prior when given; else the bundled default prior (`structures.DEFAULT_PRIORS`: kidney ->
+    kidney, vertebra -> vertebra-anatomical) of the structure --input's name says, printed; else
+    `fallback` (None: `ShapePrior.load` then refuses, naming the bundled priors)."""
+    from PatchSamplerLib.structures import DEFAULT_PRIORS, structure_in_name
+    if args.prior is not None:
+        return args.prior
+    names = input_names(args)
+    found = next(((s, n) for n in names if (s := structure_in_name(n)) is not None), None)
+    chosen = DEFAULT_PRIORS[found[0]] if found else fallback
+    if chosen is not None:
+        why = f"the bundled prior for a {found[0]} ({found[1]!r})" if found else "the default"
+        print(f"prior: {chosen} ({why}; choose another with --prior)")
+    return chosen
+
+
 def structure_warning(args, prior) -> str | None:
     """The warning of `structures.structure_mismatch` for --input (its .seg.nrrd segment's name and
     terminology, then its file name) and the loaded `prior` (--prior names it), printed at once
     to stderr; None when the input and the prior do not recognisably differ."""
     import sys
     from PatchSamplerLib.structures import structure_mismatch
-    from PatchSamplerLib.volume import segment_description
-    names = [*segment_description(args.input, args.label), Path(args.input).name]
-    note = structure_mismatch(names, prior.metadata, str(args.prior))
+    note = structure_mismatch(input_names(args), prior.metadata, str(args.prior))
     if note:
         print(f"warning: {note}", file=sys.stderr)
     return note

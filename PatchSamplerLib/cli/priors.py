@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from PatchSamplerLib.cli.arguments import (add_device_argument, add_threads_argument, non_negative_int, positive_float,
-                                           positive_int, structure_warning)
+                                           positive_int, prior_from_input, structure_warning)
 from PatchSamplerLib.reporting.names import SPARSE_FILES
 
 
@@ -19,7 +19,9 @@ def add_commands(sub) -> None:
                                    "An upper bound for any patch reconstruction of this shape with this prior.")
     p.add_argument("--input", required=True, help="labelmap (.nii, .nii.gz, .nrrd, .seg.nrrd)")
     p.add_argument("--label", type=int, default=None, help="label value to use in a multi-label file")
-    p.add_argument("--prior", required=True, help="bundled prior name (vertebra, kidney) or a prior file")
+    p.add_argument("--prior", default=None,
+                   help="bundled prior name or a prior file; default: the bundled one for the structure the input's "
+                        "name says (kidney_*: kidney, vertebrae_*: vertebra-anatomical)")
     p.add_argument("--steps", type=positive_int, default=300, help="latent-fit steps (default 300)")
     p.add_argument("--points-per-step", type=positive_int, default=16384, help="voxels drawn per step (0: all; default 16384)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the latent start and the point draws")
@@ -44,6 +46,7 @@ def ceiling_main(args) -> int:
     from PatchSamplerLib.sparse.ceiling import every_voxel_known, representation_ceiling
     from PatchSamplerLib.volume import read_labelmap
     device = resolve_device(args.device)
+    args.prior = prior_from_input(args)
     prior = ShapePrior.load(args.prior, device=device)
     volume = read_labelmap(args.input, args.label)
     mismatch = structure_warning(args, prior)

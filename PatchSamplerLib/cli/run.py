@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from PatchSamplerLib.cli.arguments import (FAMILIES, add_device_argument, add_threads_argument, non_negative_int,
-                                           positive_float, positive_int, structure_warning)
+                                           positive_float, positive_int, prior_from_input,
+                                           structure_warning)
 from PatchSamplerLib.method.samplers import SAMPLER_NAMES
 from PatchSamplerLib.reporting.names import RUN_FILES
 
@@ -39,7 +40,10 @@ def add_commands(sub) -> None:
     p.add_argument("--sampler", choices=SAMPLER_NAMES, default="fps",
                    help="fps, random, or learned (the bundled sampler for the prior and (N, K), or --sampler-model)")
     p.add_argument("--sampler-model", default=None, help="a learned sampler file (from train-sampler)")
-    p.add_argument("--prior", default=None, help="bundled prior name (vertebra, kidney) or a prior file")
+    p.add_argument("--prior", default=None,
+                   help="bundled prior name (kidney, kidney-anatomical, vertebra, vertebra-anatomical) or a prior "
+                        "file; default: the bundled one for the structure the input's name says (kidney_*: kidney, "
+                        "vertebrae_*: vertebra-anatomical)")
     add_device_argument(p)
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32",
                    help="matmul precision of the fit and decode; tf32 / bf16 on CUDA only (default fp32; "
@@ -89,6 +93,7 @@ def run_main(args) -> int:
                        sampler_model=args.sampler_model, largest_component=args.largest_component,
                        force=args.force).check()
     check_precision(device, config.precision)
+    args.prior = prior_from_input(args)
     prior = ShapePrior.load(args.prior, device=device)
     fit = fit_settings(config.fit, config.n * config.k ** 3, config.t, config.fit_lr)
     estimate = estimate_run(config.n, config.k, fit.steps, device, points_per_step=fit.points)

@@ -7,7 +7,8 @@ import argparse
 import sys
 
 from PatchSamplerLib.cli.arguments import (FAMILIES, add_device_argument, add_threads_argument, non_negative_int,
-                                           positive_float, positive_int, structure_warning)
+                                           positive_float, positive_int, prior_from_input,
+                                           structure_warning)
 from PatchSamplerLib.sparse.inputs import AXIS_HELP
 from PatchSamplerLib.sparse.reconstruction import (DEFAULT_CHECK_EVERY, DEFAULT_POINTS_PER_STEP, DEFAULT_SPARSE_LR,
                                                    DEFAULT_SPARSE_STEPS)
@@ -51,7 +52,9 @@ def add_reconstruct_slices_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", type=non_negative_int, default=None, help="with --step: first kept slice (default random by --seed)")
     p.add_argument("--reference", default=None,
                    help="full segmentation to score against (default: the input, for --step / --orthogonal)")
-    p.add_argument("--prior", default="vertebra", help="bundled prior name (vertebra, kidney) or a prior file")
+    p.add_argument("--prior", default=None,
+                   help="bundled prior name or a prior file; default: the bundled one for the structure the input's "
+                        "name says (kidney_*: kidney, vertebrae_*: vertebra-anatomical), else vertebra")
     p.add_argument("--steps", type=positive_int, default=DEFAULT_SPARSE_STEPS,
                    help=f"latent-fit steps (default {DEFAULT_SPARSE_STEPS})")
     p.add_argument("--fit-lr", type=positive_float, default=DEFAULT_SPARSE_LR, help="Adam learning rate of the latent fit")
@@ -116,6 +119,7 @@ def reconstruct_slices_main(args) -> int:
     from PatchSamplerLib.volume import read_labelmap
 
     device = resolve_device(args.device)
+    args.prior = prior_from_input(args, fallback="vertebra")
     prior = ShapePrior.load(args.prior, device=device)
     volume = read_labelmap(args.input, args.label)
     notes = []

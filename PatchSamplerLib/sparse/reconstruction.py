@@ -138,8 +138,7 @@ def reconstruct_sparse(volume: BinaryVolume, sparse: SparseInput, prior: ShapePr
         anatomical, sparse.cropped(lo, hi).to_anatomical(orient), prior, config,
         None if reference is None else orient.array_to_anatomical(reference[box]),
         Monitor(progress, should_cancel, STAGES))
-    result.settings.update(anatomical_frame=orient.record(), known_voxels=sparse.known_count,
-                           prior=prior.metadata.get("path", "in memory"))     # as pipeline.reconstruct records it
+    result.settings.update(anatomical_frame=orient.record(), known_voxels=sparse.known_count)
     frame_records_on_whole_grid(result.settings, orient, volume, lo)
 
     def on_whole_grid(array):

@@ -13,7 +13,8 @@ from PatchSamplerLib.method.inr import fit_latent
 from PatchSamplerLib.method.metrics import dice
 from PatchSamplerLib.sparse.inputs import (every_nth_slice, from_known_mask, labelled_slices, orthogonal_slices,
                                            sparse_input, thick_slices)
-from PatchSamplerLib.sparse.reconstruction import DicePlateau, known_points, reconstruct_sparse
+from PatchSamplerLib.sparse.reconstruction import (DicePlateau, known_boundary, known_boundary_points, known_points,
+                                                   reconstruct_sparse)
 from PatchSamplerLib.sparse.slice_baselines import fill_between_slices, interpolate_slices
 from PatchSamplerLib.volume import BinaryVolume, VolumeError, read_labelmap, write_volume
 from tiny_prior import held_out_vertebra, tiny_prior_path
@@ -133,6 +134,37 @@ def test_known_points_are_the_known_voxels_in_the_frame_in_mm():
     assert len(idx) == 5 * 16 * 16
     assert np.array_equal(labels.numpy() > 0.5, mask[tuple(idx.T)])
     assert s.known[tuple(idx.T)].all() and idx[:, 1].min() == 2 and idx[:, 1].max() == 17
+
+
+def test_the_boundary_of_known_slices_is_the_contour_on_both_sides_within_each_slice():
+    """A 10 x 10 square on each of 3 known x-slices: the inner ring (36 voxels) and the outer ring
+    (40) of each; across the unknown gap between slices nothing is a neighbour."""
+    mask = np.zeros((20, 20, 20), bool)
+    mask[5:15, 5:15, 5:15] = True
+    s = every_nth_slice(mask, 4, 0, start=1)                      # x = 1, 5, 9, 13, 17: 3 cut the cube
+    edge = known_boundary(s.known, s.labels)
+    assert edge.sum() == 3 * (36 + 40) and not (edge & ~s.known).any()
+    assert edge[9, 5, 5] and edge[9, 4, 5] and not edge[9, 9, 9] and not edge[9, 0, 0]
+    full = known_boundary(np.ones_like(mask), mask)               # everything known: the 3-D surface's two sides
+    assert full.sum() == (10 ** 3 - 8 ** 3) + 6 * 10 ** 2          # the cube's surface layer + a face-neighbour layer
+    lo, hi = np.array([0, 2, 0]), np.array([19, 17, 19])
+    coords, _ = known_points(s, np.ones(3), np.zeros(3), lo, hi)
+    flags = known_boundary_points(s, lo, hi)
+    idx = np.rint(coords.numpy() - 0.5).astype(int)
+    assert len(flags) == len(idx) and np.array_equal(flags.numpy(), edge[tuple(idx.T)])
+
+
+def test_boundary_weighted_sparse_fit_runs_and_weight_one_is_the_uniform_fit():
+    vol = held_out_vertebra(0)
+    s = every_nth_slice(vol.mask, 3, 0, start=1)
+    prior = str(tiny_prior_path())
+    base = reconstruct_sparse(vol, s, prior, steps=20, points_per_step=256, reference=vol.mask)
+    same = reconstruct_sparse(vol, s, prior, steps=20, points_per_step=256, boundary_weight=1.0, reference=vol.mask)
+    weighted = reconstruct_sparse(vol, s, prior, steps=20, points_per_step=256, boundary_weight=4.0,
+                                  reference=vol.mask)
+    np.testing.assert_array_equal(base.latent, same.latent)
+    assert not np.array_equal(base.latent, weighted.latent) and weighted.metrics["dice"] > 0.5
+    assert weighted.settings["boundary_weight"] == 4.0
 
 
 def test_fit_on_random_subsets_equals_full_fit_when_the_subset_is_everything():

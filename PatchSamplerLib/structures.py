@@ -59,13 +59,20 @@ def structure_mismatch(names, metadata: dict, prior_label: str) -> str | None:
     terminology entry, file name; None entries skipped): the first that names a structure
     decides. metadata: the prior's (ShapePrior.metadata); prior_label: how to call the prior."""
     found = next(((s, n) for n in names if (s := structure_in_name(n)) is not None), None)
-    trained = prior_structure(metadata)
-    if found is None or trained is None or found[0] == trained:
+    if found is None:
         return None
-    structure, name = found
-    return (f"the input looks like a {structure} ({name!r}) but the prior {prior_label} was trained on "
-            f"{_PLURAL[trained]}: the reconstruction will follow a {trained}'s shape; "
-            f"choose a {structure} prior (bundled: {', '.join(bundled_priors_of(structure))})")
+    return mismatch_message(f"the input looks like a {found[0]} ({found[1]!r})", found[0],
+                            prior_structure(metadata), prior_label)
+
+
+def mismatch_message(subject: str, structure: str, trained: str | None, prior_label: str) -> str | None:
+    """"<subject> but the prior <prior_label> was trained on <trained>s: ...; choose a <structure>
+    prior (bundled: ...)" when `trained` is known and differs from `structure`, else None."""
+    if trained is None or trained == structure:
+        return None
+    return (f"{subject} but the prior {prior_label} was trained on {_PLURAL[trained]}: the reconstruction will "
+            f"follow a {trained}'s shape; choose a {structure} prior (bundled: "
+            f"{', '.join(bundled_priors_of(structure))})")
 
 
 def bundled_priors_of(structure: str) -> list[str]:

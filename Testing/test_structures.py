@@ -150,3 +150,21 @@ def test_without_prior_an_input_of_no_known_structure_is_refused_naming_the_prio
     write_volume(tmp_path / "shape.nii.gz", held_out_vertebra(0))
     assert main(["run", "--input", str(tmp_path / "shape.nii.gz"), "--out", str(tmp_path / "out")]) != 0
     assert "no prior given; use --prior NAME" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("data", [["--family", "kidney-anatomical"], ["--data", "no-such-folder", "--dataset", "verse"],
+                                  ["--data", "no-such-folder", "--dataset", "totalsegmentator", "--structure",
+                                   "kidney"]])
+def test_training_a_sampler_on_shapes_of_another_structure_than_the_prior_is_refused_before_anything(tmp_path, capsys,
+                                                                                                     data):
+    prior = "kidney" if "verse" in data else "vertebra-anatomical"
+    out = tmp_path / "sampler"
+    assert main(["train-sampler", *data, "--count", "4", "--val-count", "2", "--prior", prior, "--n", "4", "--k", "9",
+                 "--epochs", "1", "--out", str(out)]) != 0
+    assert "training data and prior differ" in capsys.readouterr().err and not out.exists()
+
+
+def test_evaluate_warns_when_the_family_is_not_the_priors(tmp_path, capsys):
+    assert main(["evaluate", "--family", "kidney-anatomical", "--count", "1", "--configs", "2x3", "--t", "1",
+                 "--samplers", "fps", "--runs", "1", "--prior", "vertebra", "--out", str(tmp_path / "eval")]) == 0
+    assert "the shapes of --family kidney-anatomical are kidney shapes but the prior vertebra" in capsys.readouterr().err

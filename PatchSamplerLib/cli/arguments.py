@@ -187,6 +187,20 @@ def prior_from_input(args, fallback: str | None = None) -> str | None:
     return chosen
 
 
+def data_structure_mismatch(args, prior) -> str | None:
+    """A message when the shapes of --family / --data (--dataset, --structure) are recognisably one
+    structure (`structures.prior_structure` of their description) and `prior` was trained on the
+    other; None otherwise (also for a --data folder, which does not say)."""
+    from PatchSamplerLib.structures import mismatch_message, prior_structure
+    family = getattr(args, "family", None)
+    described = {"data": f"synthetic {family}"} if family else \
+        {"dataset": getattr(args, "dataset", None), **dataset_options(args)}
+    structure = prior_structure(described)
+    source = f"--family {family}" if family else f"--data {args.data} (--dataset {args.dataset})"
+    return structure and mismatch_message(f"the shapes of {source} are {structure} shapes", structure,
+                                          prior_structure(prior.metadata), str(args.prior))
+
+
 def structure_warning(args, prior) -> str | None:
     """The warning of `structures.structure_mismatch` for --input (its .seg.nrrd segment's name and
     terminology, then its file name) and the loaded `prior` (--prior names it), printed at once

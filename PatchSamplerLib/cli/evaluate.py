@@ -2,10 +2,11 @@
 (`PRESETS`: the thesis protocol and a reduced one for a 2-core CPU) and cross-validation."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from PatchSamplerLib.cli.arguments import (FAMILIES, add_dataset_arguments, add_device_argument, add_threads_argument,
-                                           dataset_options, non_negative_float,
+                                           data_structure_mismatch, dataset_options, non_negative_float,
                                            non_negative_int, parse_configs, parse_ints, parse_samplers, positive_float,
                                            positive_int)
 
@@ -159,6 +160,9 @@ def evaluate_main(args) -> int:
     grid = EvaluationGrid(parse_configs(args.configs), parse_ints(args.t), parse_samplers(args.samplers), args.runs,
                           args.fit_lr, device, args.fit)
     prior = ShapePrior.load(args.prior, device=device if args.executor == "local" else "cpu")
+    mismatch = data_structure_mismatch(args, prior)
+    if mismatch:
+        print(f"warning: {mismatch}", file=sys.stderr)
     executor = make_executor(args.executor, args.address, args.cpus_per_task, args.gpus_per_task)
     try:
         path, cases, learned_models = evaluate_grid(args, grid, prior, executor)

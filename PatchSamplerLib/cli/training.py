@@ -10,8 +10,9 @@ import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from PatchSamplerLib.cli.arguments import (FAMILIES, add_dataset_arguments, add_threads_argument, dataset_options,
-                                           non_negative_float, non_negative_int, positive_float, positive_int)
+from PatchSamplerLib.cli.arguments import (FAMILIES, add_dataset_arguments, add_threads_argument, data_structure_mismatch,
+                                           dataset_options, non_negative_float, non_negative_int, positive_float,
+                                           positive_int)
 from PatchSamplerLib.data.augment import AugmentConfig, augment_shapes
 from PatchSamplerLib.devices import resolve_device
 from PatchSamplerLib.training.loop import prepare_run_folder
@@ -342,6 +343,9 @@ def train_sampler_main(args) -> int:
         raise ValueError("--init-count needs synthetic data (--family); "
                          "with --data the FPS fit uses the training shapes")
     prior = ShapePrior.load(args.prior, device=resolve_device(args.device))
+    mismatch = data_structure_mismatch(args, prior)
+    if mismatch:                                     # hours spent on a sampler of no use: refused
+        raise ValueError(f"training data and prior differ: {mismatch}")
     prepare_run_folder(out, args.resume, args.overwrite)
     with console_log(out):
         train, val, desc = _load_data(args)

@@ -63,7 +63,8 @@ def add_commands(sub) -> None:
     p.add_argument("--train-mode", choices=["fast", "faithful"], default="fast", help="--train-missing: fidelity mode")
     p.add_argument("--train-epochs", type=positive_int, default=400, help="--train-missing: epochs (the thesis: 400)")
     p.add_argument("--train-minutes", type=positive_float, help="--train-missing: wall-clock budget per sampler")
-    p.add_argument("--prior", required=True, help="bundled prior name (vertebra, kidney) or a prior file")
+    p.add_argument("--prior", required=True,
+                   help="bundled prior name (kidney, kidney-anatomical, vertebra, vertebra-anatomical, ...) or a prior file")
     p.add_argument("--fit", choices=["adam", "fast"], default="adam",
                    help="latent fit: adam (default: the thesis protocol, every step on all patch voxels) or fast "
                         "(the product's default: every step on a boundary-weighted eighth of them, method.fitting)")

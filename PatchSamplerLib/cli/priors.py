@@ -21,9 +21,9 @@ def add_commands(sub) -> None:
     p.add_argument("--label", type=int, default=None, help="label value to use in a multi-label file")
     p.add_argument("--prior", default=None,
                    help="bundled prior name or a prior file; default: the bundled one for the structure the input's "
-                        "name says (kidney_*: kidney, vertebrae_*: vertebra-anatomical)")
+                        "name says (the word kidney: kidney; vertebra or vertebrae: vertebra-anatomical)")
     p.add_argument("--steps", type=positive_int, default=300, help="latent-fit steps (default 300)")
-    p.add_argument("--points-per-step", type=positive_int, default=16384, help="voxels drawn per step (0: all; default 16384)")
+    p.add_argument("--points-per-step", type=non_negative_int, default=16384, help="voxels drawn per step (0: all; default 16384)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the latent start and the point draws")
     add_device_argument(p)
     add_threads_argument(p)

@@ -42,8 +42,8 @@ def add_commands(sub) -> None:
     p.add_argument("--sampler-model", default=None, help="a learned sampler file (from train-sampler)")
     p.add_argument("--prior", default=None,
                    help="bundled prior name (kidney, kidney-anatomical, vertebra, vertebra-anatomical) or a prior "
-                        "file; default: the bundled one for the structure the input's name says (kidney_*: kidney, "
-                        "vertebrae_*: vertebra-anatomical)")
+                        "file; default: the bundled one for the structure the input's name says (the word kidney: "
+                        "kidney; vertebra or vertebrae: vertebra-anatomical)")
     add_device_argument(p)
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32",
                    help="matmul precision of the fit and decode; tf32 / bf16 on CUDA only (default fp32; "

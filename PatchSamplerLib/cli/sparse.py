@@ -54,7 +54,7 @@ def add_reconstruct_slices_arguments(p: argparse.ArgumentParser) -> None:
                    help="full segmentation to score against (default: the input, for --step / --orthogonal)")
     p.add_argument("--prior", default=None,
                    help="bundled prior name or a prior file; default: the bundled one for the structure the input's "
-                        "name says (kidney_*: kidney, vertebrae_*: vertebra-anatomical), else vertebra")
+                        "name says (the word kidney: kidney; vertebra or vertebrae: vertebra-anatomical), else vertebra")
     p.add_argument("--steps", type=positive_int, default=DEFAULT_SPARSE_STEPS,
                    help=f"latent-fit steps (default {DEFAULT_SPARSE_STEPS})")
     p.add_argument("--fit-lr", type=positive_float, default=DEFAULT_SPARSE_LR, help="Adam learning rate of the latent fit")

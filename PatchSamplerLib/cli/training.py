@@ -197,7 +197,8 @@ def add_prior_arguments(p: argparse.ArgumentParser) -> None:
 def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
     from PatchSamplerLib.training.sampler import SamplerConfig
     add_data_arguments(p, count=64)
-    p.add_argument("--prior", required=True, help="bundled prior name (vertebra, kidney) or a prior file")
+    p.add_argument("--prior", required=True,
+                   help="bundled prior name (kidney, kidney-anatomical, vertebra, vertebra-anatomical, ...) or a prior file")
     p.add_argument("--out", required=True, help="output folder (sampler.pt, last.pt, logs, curves.png)")
     p.add_argument("--device", default="auto",
                    help="where the latent fits and the loss run: auto (CUDA when present), cpu or cuda "

@@ -258,7 +258,8 @@ class ShapePrior:
 
     @classmethod
     def load(cls, name_or_path, device="cpu") -> "ShapePrior":
-        """Load a bundled prior by name (`vertebra`, `kidney`) or from a file."""
+        """Load a bundled prior by name (`checkpoints.bundled_models`: kidney, kidney-anatomical, vertebra,
+        vertebra-anatomical and their *_sparse8_x versions) or from a file. Raises CheckpointError."""
         from PatchSamplerLib.checkpoints import CheckpointError, load_checkpoint, resolve_prior_path
         path = resolve_prior_path(name_or_path)
         state, meta = load_checkpoint(path, cls.KIND)

@@ -63,11 +63,11 @@ class ProcessResult:
     grid: SegmentGrid | None = None
 
     def notes(self) -> list[str]:
-        """What the user should read besides the metrics, one line each: the warnings every run
-        has (about the input or the prior, e.g. several connected components and their sizes, a
-        prior of another structure), why a sampler was skipped, then each run's own warnings
-        prefixed by its sampler."""
-        shared = [w for w in (self.runs[0].result.warnings if self.runs else [])
+        """What the user should read besides the metrics, one line each: with several samplers,
+        the warnings every run has once (about the input or the prior, e.g. several connected
+        components and their sizes, a prior of another structure); why a sampler was skipped; then
+        each run's (other) warnings prefixed by its sampler."""
+        shared = [w for w in (self.runs[0].result.warnings if len(self.runs) > 1 else [])
                   if all(w in run.result.warnings for run in self.runs)]
         skipped = [f"{choice_label(name)} not run: {reason}" for name, reason in self.skipped.items()]
         warned = [f"{choice_label(run.sampler)}: {warning}" for run in self.runs for warning in run.result.warnings

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 
-STRUCTURES = ("kidney", "vertebra")
 _WORDS = {"kidney": {"kidney", "kidneys"}, "vertebra": {"vertebra", "vertebrae"}}
 _PLURAL = {"kidney": "kidneys", "vertebra": "vertebrae"}
 # A word naming something in or next to the structure that is not the structure itself
@@ -31,14 +30,20 @@ DEFAULT_PRIORS = {"kidney": "kidney", "vertebra": "vertebra-anatomical"}
 
 def structure_in_name(text: str | None) -> str | None:
     """"kidney" or "vertebra" when `text` (a file name -- not its folders --, a segment name, a
-    terminology entry) names exactly one of them as a word (case-insensitive; words split at anything not a
-    letter or digit), else None. A name that also says cyst, tumour, lesion, stone, disc or canal
-    is not the structure (None)."""
+    terminology entry) names exactly one of them as a word (case-insensitive; words split at
+    anything not a letter or digit), else None. A name that also says cyst, tumour, lesion,
+    stone, disc or canal is not the structure (None)."""
     if text is None:
         return None
     words = set(re.split(r"[^a-z0-9]+", str(text).lower()))
     found = [s for s, names in _WORDS.items() if words & names]
     return found[0] if len(found) == 1 and not words & _NOT_THE_STRUCTURE else None
+
+
+def first_structure(names) -> tuple[str, str] | None:
+    """(structure, the name that says it) for the first of `names` (None entries skipped) that
+    names a structure (`structure_in_name`); None when none does."""
+    return next(((s, n) for n in names if (s := structure_in_name(n)) is not None), None)
 
 
 def prior_structure(metadata: dict) -> str | None:
@@ -58,7 +63,7 @@ def structure_mismatch(names, metadata: dict, prior_label: str) -> str | None:
     other, else None. names: what the input is called, most telling first (segment name,
     terminology entry, file name; None entries skipped): the first that names a structure
     decides. metadata: the prior's (ShapePrior.metadata); prior_label: how to call the prior."""
-    found = next(((s, n) for n in names if (s := structure_in_name(n)) is not None), None)
+    found = first_structure(names)
     if found is None:
         return None
     return mismatch_message(f"the input looks like a {found[0]} ({found[1]!r})", found[0],

@@ -150,11 +150,10 @@ def prior_for_segment(description: list[str], prior: str) -> tuple[str | None, s
     user's explicit choice and is never switched. Needs no PyTorch (the module calls it when a
     segment is selected). Switches to `structures.DEFAULT_PRIORS` (kidney: "kidney", vertebra:
     "vertebra-anatomical")."""
-    from PatchSamplerLib.structures import DEFAULT_PRIORS, structure_in_name
-    found = next((s for s in map(structure_in_name, description) if s), None)
-    current = structure_in_name(prior)
-    if found is None or current is None or current == found:
+    from PatchSamplerLib.structures import DEFAULT_PRIORS, first_structure, structure_in_name
+    found, current = first_structure(description), structure_in_name(prior)
+    if found is None or current is None or current == found[0]:
         return None, ""
-    chosen = DEFAULT_PRIORS[found]
-    return chosen, (f"Prior set to {chosen}: the segment {description[0]!r} looks like a {found} and the "
+    chosen = DEFAULT_PRIORS[found[0]]
+    return chosen, (f"Prior set to {chosen}: the segment {description[0]!r} looks like a {found[0]} and the "
                     f"{prior} prior was trained on another structure.")

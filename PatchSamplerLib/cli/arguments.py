@@ -175,11 +175,10 @@ def prior_from_input(args, fallback: str | None = None) -> str | None:
     """--prior when given; else the bundled default prior (`structures.DEFAULT_PRIORS`: kidney ->
     kidney, vertebra -> vertebra-anatomical) of the structure --input's name says, printed; else
     `fallback` (None: `ShapePrior.load` then refuses, naming the bundled priors)."""
-    from PatchSamplerLib.structures import DEFAULT_PRIORS, structure_in_name
+    from PatchSamplerLib.structures import DEFAULT_PRIORS, first_structure
     if args.prior is not None:
         return args.prior
-    names = input_names(args)
-    found = next(((s, n) for n in names if (s := structure_in_name(n)) is not None), None)
+    found = first_structure(input_names(args))
     chosen = DEFAULT_PRIORS[found[0]] if found else fallback
     if chosen is not None:
         why = f"the bundled prior for a {found[0]} ({found[1]!r})" if found else "the default"

@@ -165,6 +165,18 @@ def test_boundary_weighted_sparse_fit_runs_and_weight_one_is_the_uniform_fit():
     np.testing.assert_array_equal(base.latent, same.latent)
     assert not np.array_equal(base.latent, weighted.latent) and weighted.metrics["dice"] > 0.5
     assert weighted.settings["boundary_weight"] == 4.0
+    with pytest.raises(ValueError, match="boundary weight must be > 0"):
+        reconstruct_sparse(vol, s, prior, steps=2, boundary_weight=0.0)
+
+
+def test_reconstruct_slices_takes_and_records_the_boundary_weight(tmp_path):
+    from PatchSamplerLib.cli.main import main
+    write_volume(tmp_path / "shape.nii.gz", held_out_vertebra(0))
+    assert main(["reconstruct-slices", "--input", str(tmp_path / "shape.nii.gz"), "--step", "3", "--steps", "5",
+                 "--points-per-step", "256", "--boundary-weight", "4", "--prior", str(tiny_prior_path()),
+                 "--out", str(tmp_path / "out")]) == 0
+    settings = json.loads((tmp_path / "out" / "metrics.json").read_text())["settings"]
+    assert settings["boundary_weight"] == 4.0 and settings["points_per_step"] == 256
 
 
 def test_fit_on_random_subsets_equals_full_fit_when_the_subset_is_everything():

@@ -61,6 +61,10 @@ def add_reconstruct_slices_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--points-per-step", type=non_negative_int, default=DEFAULT_POINTS_PER_STEP,
                    help=f"known voxels per fit step, drawn at random (default {DEFAULT_POINTS_PER_STEP}; "
                         "0 = all, as the paper)")
+    p.add_argument("--boundary-weight", type=positive_float, default=1.0,
+                   help="draw known voxels on the labels' boundary this many times as often as others, weighted "
+                        "back (default 1: uniformly). --points-per-step 2048 --boundary-weight 4: 2-3x faster fit, "
+                        "0.001-0.002 lower Dice on held-out shapes (results/sparse_slices/fast_fit/)")
     p.add_argument("--check-every", type=positive_int, default=DEFAULT_CHECK_EVERY,
                    help="steps between training-Dice checks (early stop)")
     p.add_argument("--patience", type=positive_int, default=None,
@@ -100,10 +104,11 @@ def sparse_from_args(args, volume, notes: list):
 
 
 def sparse_config(args, device: str = "auto", patience: bool = True):
-    """The SparseConfig of the command's fit options (--points-per-step 0: all known voxels)."""
+    """The SparseConfig of the command's fit options (--points-per-step 0: all known voxels;
+    --boundary-weight where the command has it)."""
     from PatchSamplerLib.sparse.reconstruction import SparseConfig
     options = dict(steps=args.steps, fit_lr=args.fit_lr, points_per_step=args.points_per_step or None,
-                   device=str(device))
+                   boundary_weight=getattr(args, "boundary_weight", 1.0), device=str(device))
     if patience:
         options.update(check_every=args.check_every, patience=args.patience, seed=args.seed,
                        dense_decode=args.dense_decode)

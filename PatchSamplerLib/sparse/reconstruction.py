@@ -56,9 +56,11 @@ class SparseConfig:
     boundary_weight: float = 1.0
 
     def check(self) -> "SparseConfig":
-        """Itself; ValueError for a step count the fit cannot run."""
+        """Itself; ValueError for a step count the fit cannot run or a boundary weight <= 0."""
         if int(self.steps) != self.steps or self.steps < 1:
             raise ValueError(f"the number of latent-fit steps must be an integer >= 1, got {self.steps}")
+        if not self.boundary_weight > 0:
+            raise ValueError(f"the boundary weight must be > 0, got {self.boundary_weight}")
         return self
 
 

@@ -210,6 +210,35 @@ def test_the_module_loads_without_torch():
     assert proc.stdout.strip().endswith("loaded")
 
 
+def test_selecting_a_segment_switches_the_prior_without_torch():
+    """The widget's reaction to a selected segment (PatchSamplerWidget.matchPriorToSegment) in a
+    Python where `import torch` fails: a "T12 vertebra" segment switches the bundled kidney prior
+    to the anatomical vertebra one and says so; a prior file is kept."""
+    code = APPLICATION_STUBS + (
+        "sys.modules['torch'] = None\n"
+        "sys.path.insert(0, 'PatchSampler')\n"
+        "import PatchSampler as M\n"
+        "segment = slicer.vtkSegment()\n"
+        "segment.SetName('T12 vertebra')\n"
+        "segment_id = 'Segment_1'\n"
+        "segmentation = types.SimpleNamespace(GetSegment=lambda i: segment if i == segment_id else None)\n"
+        "node = types.SimpleNamespace(GetSegmentation=lambda: segmentation)\n"
+        "widget = types.SimpleNamespace(ui=types.SimpleNamespace(statusLabel=types.SimpleNamespace(text='')))\n"
+        "widget._parameterNode = types.SimpleNamespace(inputSegmentation=node, segmentId=segment_id, "
+        "prior=M.Prior.KIDNEY)\n"
+        "M.PatchSamplerWidget.matchPriorToSegment(widget)\n"
+        "assert widget._parameterNode.prior is M.Prior.VERTEBRA_ANATOMICAL, widget._parameterNode.prior\n"
+        "assert 'Prior set to vertebra-anatomical' in widget.ui.statusLabel.text\n"
+        "widget._parameterNode.prior, widget.ui.statusLabel.text = M.Prior.FILE, ''\n"
+        "M.PatchSamplerWidget.matchPriorToSegment(widget)\n"
+        "assert widget._parameterNode.prior is M.Prior.FILE and widget.ui.statusLabel.text == ''\n"
+        "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+        "print('switched')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("switched")
+
+
 def test_the_module_requirements_leave_torch_to_pytorch_utils():
     lines = [line.split("#")[0].strip() for line in (MODULE / "Resources" / "requirements.txt").read_text().splitlines()]
     requirements = [line for line in lines if line]

@@ -183,13 +183,21 @@ slicer.ScriptedLoadableModule = module("slicer.ScriptedLoadableModule", Scripted
 """
 
 
+def run_module_without_torch(body: str) -> str:
+    """Run `body` after importing PatchSampler.py as M under APPLICATION_STUBS in a Python where
+    `import torch` fails; check torch was not imported; the process's stdout."""
+    code = (APPLICATION_STUBS + "sys.modules['torch'] = None\nsys.path.insert(0, 'PatchSampler')\n"
+            "import PatchSampler as M\n" + body
+            + "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 def test_the_module_loads_without_torch():
     """PatchSampler.py's module level (imports, bootstrap, parameter node, enums) runs in a Python
     where `import torch` fails, and the Module's metadata is what the issue asks for."""
-    code = APPLICATION_STUBS + (
-        "sys.modules['torch'] = None\n"
-        "sys.path.insert(0, 'PatchSampler')\n"
-        "import PatchSampler as M\n"
+    out = run_module_without_torch(
         "parent = types.SimpleNamespace()\n"
         "M.PatchSampler(parent)\n"
         "assert parent.categories == ['Segmentation'], parent.categories\n"
@@ -203,21 +211,15 @@ def test_the_module_loads_without_torch():
         "bundled = {f.stem[len('prior_'):] for f in M.pathlib.Path('Resources/Models').glob('prior_*.pt')}\n"
         "assert {p.value for p in M.Prior if p is not M.Prior.FILE} <= bundled, bundled\n"
         "assert 'vertebra-anatomical' in [p.value for p in M.Prior] and len({p.label() for p in M.Prior}) == len(M.Prior)\n"
-        "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
         "print('loaded')\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().endswith("loaded")
+    assert out.strip().endswith("loaded")
 
 
 def test_selecting_a_segment_switches_the_prior_without_torch():
     """The widget's reaction to a selected segment (PatchSamplerWidget.matchPriorToSegment) in a
     Python where `import torch` fails: a "T12 vertebra" segment switches the bundled kidney prior
     to the anatomical vertebra one and says so; a prior file is kept."""
-    code = APPLICATION_STUBS + (
-        "sys.modules['torch'] = None\n"
-        "sys.path.insert(0, 'PatchSampler')\n"
-        "import PatchSampler as M\n"
+    out = run_module_without_torch(
         "segment = slicer.vtkSegment()\n"
         "segment.SetName('T12 vertebra')\n"
         "segment_id = 'Segment_1'\n"
@@ -232,11 +234,8 @@ def test_selecting_a_segment_switches_the_prior_without_torch():
         "widget._parameterNode.prior, widget.ui.statusLabel.text = M.Prior.FILE, ''\n"
         "M.PatchSamplerWidget.matchPriorToSegment(widget)\n"
         "assert widget._parameterNode.prior is M.Prior.FILE and widget.ui.statusLabel.text == ''\n"
-        "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
         "print('switched')\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().endswith("switched")
+    assert out.strip().endswith("switched")
 
 
 def test_the_module_requirements_leave_torch_to_pytorch_utils():

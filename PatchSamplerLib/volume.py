@@ -125,17 +125,25 @@ def _sitk():
     return sitk
 
 
-def _segment_names(reader) -> dict[int, str]:
-    """Label value -> segment name from a Slicer .seg.nrrd header (empty for other files)."""
-    names, keys = {}, set(reader.GetMetaDataKeys())
+def _segment_fields(reader) -> dict[int, list[str]]:
+    """Label value -> [segment name, terminology entry (when written)] from a Slicer .seg.nrrd
+    header (empty for other files)."""
+    fields, keys = {}, set(reader.GetMetaDataKeys())
     for i in range(1000):
         if f"Segment{i}_LabelValue" not in keys:
             break
         try:
-            names[int(reader.GetMetaData(f"Segment{i}_LabelValue"))] = reader.GetMetaData(f"Segment{i}_Name")
+            fields[int(reader.GetMetaData(f"Segment{i}_LabelValue"))] = [
+                reader.GetMetaData(f"Segment{i}_Name"),
+                *[reader.GetMetaData(key) for key in (f"Segment{i}_Terminology",) if key in keys]]
         except (RuntimeError, ValueError):
             continue
-    return names
+    return fields
+
+
+def _segment_names(reader) -> dict[int, str]:
+    """Label value -> segment name from a Slicer .seg.nrrd header (empty for other files)."""
+    return {value: fields[0] for value, fields in _segment_fields(reader).items()}
 
 
 def segment_description(path, label: int | None = None) -> list[str]:
@@ -146,16 +154,12 @@ def segment_description(path, label: int | None = None) -> list[str]:
     reader.SetFileName(os.fspath(path))
     try:
         reader.ReadImageInformation()
-        keys = set(reader.GetMetaDataKeys())
     except RuntimeError:
         return []
-    segments = [i for i in range(1000) if f"Segment{i}_LabelValue" in keys]
-    for i in segments:
-        value = reader.GetMetaData(f"Segment{i}_LabelValue")
-        if (label is None and len(segments) == 1) or value.strip() == str(label):
-            return [reader.GetMetaData(f"Segment{i}_{field}") for field in ("Name", "Terminology")
-                    if f"Segment{i}_{field}" in keys]
-    return []
+    fields = _segment_fields(reader)
+    if label is None:
+        return next(iter(fields.values())) if len(fields) == 1 else []
+    return fields.get(label, [])
 
 
 def _describe_labels(labels, names) -> str:

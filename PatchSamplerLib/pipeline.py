@@ -117,7 +117,7 @@ def sample_centres(volume: BinaryVolume, config: RunConfig, prior: ShapePrior, l
                                               learned if learned is not None else config.sampler_model)
     if notes is not None:
         notes += model_notes
-    generated, projected = learned_centres(model, volume.mask, config.n, config.k)
+    generated, projected = learned_centres(model, volume.mask, config.n, config.k, volume.spacing)
     return projected, generated, model.record()
 
 

@@ -80,6 +80,103 @@ def test_a_lead_sampler_generates_its_lead_and_continues_it_by_fps(lead, tmp_pat
     np.testing.assert_array_equal(learned_centres(loaded, mask, 12, 9)[1], learned_centres(model, mask, 12, 9)[1])
 
 
+@pytest.mark.parametrize("lead", [1, 4])
+def test_a_voxel_continuation_is_the_fps_baseline_after_the_learned_lead(lead, tmp_path):
+    """continuation "voxels": the lead is the network's (as with "cloud"), every later centre is
+    greedy FPS over all occupied voxels in mm from the lead, checked against a brute-force FPS on
+    an anisotropic spacing; prefixes stay nested; the choice survives the file."""
+    torch.manual_seed(0)
+    cloud_model = SamplerModel.new(64, 0, 100, initial_temperature=1e-3, anchor="lead", conditioned=True,
+                                   lead_points=lead)
+    torch.nn.init.normal_(cloud_model.sampler.generator.head[-1].weight, std=0.02)
+    cloud_model.save(tmp_path / "cloud.pt")
+    model = SamplerModel.load(tmp_path / "cloud.pt")
+    assert model.sampler.continuation == "cloud" and model.sampler.voxel_lead == 0
+    model.sampler.continuation = "voxels"
+    model.save(tmp_path / "voxels.pt")
+    model = SamplerModel.load(tmp_path / "voxels.pt")
+    assert model.metadata["continuation"] == "voxels" and model.sampler.voxel_lead == lead
+    mask, spacing = held_out_vertebra(0).mask, np.array([0.8, 1.0, 2.5], np.float32)
+    gen, full = learned_centres(model, mask, 20, 9, spacing)
+    np.testing.assert_array_equal(full[:lead], learned_centres(cloud_model, mask, 20, 9, spacing)[1][:lead])
+    voxels = np.argwhere(mask).astype(np.float32)
+    expected = voxels[_fps_after(voxels * spacing, full[:lead] * spacing, 20 - lead)]
+    np.testing.assert_array_equal(full[lead:], expected)
+    np.testing.assert_array_equal(gen[lead:], expected)
+    assert not np.array_equal(full[lead:], learned_centres(model, mask, 20, 9)[1][lead:])   # spacing counts
+    for n in (1, lead, lead + 1, 12, 19):
+        np.testing.assert_array_equal(learned_centres(model, mask, n, 9, spacing)[1], full[:n])
+    assert len({tuple(v) for v in np.floor(full + 0.5).astype(int)}) == 20
+
+
+def test_a_central_lead_starts_at_the_cloud_point_nearest_the_centroid_and_learns_offsets(tmp_path):
+    from PatchSamplerLib.method.pointcloud import simplified_cloud
+    torch.manual_seed(0)
+    model = SamplerModel.new(64, 0, 100, initial_temperature=1e-3, anchor="lead", conditioned=True, lead_points=2,
+                             continuation="voxels", lead_start="central")
+    model.save(tmp_path / "central.pt")
+    model = SamplerModel.load(tmp_path / "central.pt")
+    assert model.metadata["lead_start"] == "central" and model.sampler.central_lead
+    mask = held_out_vertebra(0).mask
+    cloud, norm = simplified_cloud(mask)
+    central = cloud[np.argmin(((cloud - cloud.mean(0)) ** 2).sum(1))]
+    gen, centres = learned_centres(model, mask, 12, 9)
+    np.testing.assert_allclose(gen[0], norm.inverse(central), atol=1e-5)     # offsets start at zero
+    np.testing.assert_allclose(centres[0], norm.inverse(central), atol=1e-3)
+    model.sampler.train()
+    generated, _ = model.sampler(torch.from_numpy(cloud)[None].expand(2, -1, -1), [9, 13])
+    generated[:, :2].sum().backward()
+    assert model.sampler.generator.head[-1].weight.grad.abs().sum() > 0      # the offsets learn
+    with pytest.raises(ValueError, match="lead start must be one of free, central, got 'pole'"):
+        SamplerModel.new(64, 0, 100, anchor="lead", conditioned=True, lead_start="pole")
+
+
+def test_a_continuation_other_than_cloud_or_voxels_or_without_a_lead_is_refused():
+    from PatchSamplerLib.training.sampler import SamplerConfig
+    with pytest.raises(ValueError, match="continuation must be one of cloud, voxels, got 'mesh'"):
+        SamplerModel.new(64, 0, 100, anchor="lead", conditioned=True, continuation="mesh")
+    with pytest.raises(ValueError, match="need --anchor lead"):
+        SamplerConfig(n=64, any_nk=True, anchor="fps", continuation="voxels").check()
+    with pytest.raises(ValueError, match="need --anchor lead"):
+        SamplerConfig(n=64, any_nk=True, anchor="none", lead_start="central").check()
+
+
+def test_the_trainer_continues_each_shape_on_its_voxels_up_to_its_n_and_learns_only_the_lead():
+    from PatchSamplerLib.training.sampler import SamplerTrainer
+    from PatchSamplerLib.method.sampler import voxel_continuation
+    vol = held_out_vertebra(1)
+    shape = prepare_sampler_shape(vol, 2.0)
+    torch.manual_seed(0)
+    model = SamplerModel.new(64, 0, 100, initial_temperature=1e-3, anchor="lead", conditioned=True,
+                             lead_points=2, continuation="voxels")
+    generated, projected = model.sampler(shape.cloud[None].expand(2, -1, -1), [9, 9])
+    row = SamplerTrainer.voxel_continued_row(projected[0], shape, 10, 2)
+    lead_index = shape.norm.inverse(projected[0, :2].detach().numpy())
+    np.testing.assert_allclose(shape.norm.inverse(row[2:10].detach().numpy()),
+                               voxel_continuation(lead_index, 8, vol.mask, vol.spacing), atol=1e-4)
+    np.testing.assert_array_equal(row[10:].detach().numpy(), projected[0, 10:].detach().numpy())
+    row.sum().backward()
+    assert model.sampler.generator.head[-1].weight.grad.abs().sum() > 0      # through the lead only
+    assert torch.equal(SamplerTrainer.voxel_continued_row(projected[1], shape, 2, 2), projected[1])   # N <= lead
+
+
+def test_a_trained_voxel_continued_sampler_records_it_and_places_fps_after_its_lead(tmp_path):
+    from PatchSamplerLib.data.synthetic import make_shapes
+    from PatchSamplerLib.method.baselines import fps_continued_indices
+    from PatchSamplerLib.training.any_sampler import AnySamplerTrainer
+    from tiny_prior import TINY_SCALE, tiny_sampler_config
+    vols = make_shapes("vertebra", 5, seed=0, scale=TINY_SCALE)
+    cfg = tiny_sampler_config(n=8, k=3, t=3, epochs=1, any_nk=True, anchor="lead", lead_points=2,
+                              continuation="voxels", fit_points=64, batch_size=4)
+    AnySamplerTrainer(vols[:4], vols[4:], ShapePrior.load(tiny_prior_path()), tmp_path, cfg, log=lambda *a: None).run()
+    model = SamplerModel.load(tmp_path / "sampler.pt")
+    assert model.metadata["continuation"] == model.metadata["config"]["continuation"] == "voxels"
+    vol = held_out_vertebra(0)
+    centres = learned_centres(model, vol.mask, 8, 5, vol.spacing)[1]
+    voxels = np.argwhere(vol.mask).astype(np.float32)
+    np.testing.assert_array_equal(centres[2:], voxels[fps_continued_indices(voxels, centres[:2], 6, vol.spacing)])
+
+
 @pytest.mark.parametrize("lead", [0, 5])
 def test_a_lead_outside_one_to_four_is_refused(lead):
     from PatchSamplerLib.training.sampler import SamplerConfig
@@ -233,14 +330,15 @@ def test_a_sampler_folder_falls_back_to_its_any_sampler(tmp_path):
     assert set(models) == {(2, 3, 3), (5, 7, 3)} and len(said) == 2           # N=9 > 8 and even K: skipped, said
 
 
-@pytest.mark.parametrize("models, prior", [(m, p) for m in ("models", "lead/models")
+@pytest.mark.parametrize("models, prior", [(m, p) for m in ("models", "lead/models", "continuation/models")
                                             for p in ("vertebra-anatomical", "kidney-anatomical")]
                          + [("lead2/models", "kidney-anatomical"), ("lead1/models", "kidney-anatomical"),
                             ("lead1_min8/models", "kidney-anatomical")])
 def test_the_trained_any_sampler_places_n_distinct_centres_near_the_shape_for_any_n_and_k(prior, models):
     """The any-(N, K) samplers trained for #18 (results/learned_any_nk/: models/, FPS anchor;
     lead/models/, lead anchor, the vertebra one bundled; lead2/, lead1/: kidney leads of 2 and 1;
-    lead1_min8/: the kidney lead of 1 trained on N >= 8, bundled)."""
+    lead1_min8/: the kidney lead of 1 trained on N >= 8; continuation/: FPS continued over the
+    voxels, the vertebra lead/ weights and a kidney lead of 1 starting central, both bundled)."""
     from PatchSamplerLib.data.synthetic import make_shape
     from scipy import ndimage
     model = SamplerModel.load(TRAINED.parent / models / prior / "sampler_any_t100.pt")
@@ -261,15 +359,23 @@ def test_the_trained_any_sampler_places_n_distinct_centres_near_the_shape_for_an
     assert np.abs(learned_centres(model, vol.mask, 8, 5)[0] - learned_centres(model, vol.mask, 8, 21)[0]).max() > 0.1
 
 
-@pytest.mark.parametrize("prior, trained, lead", [("vertebra-anatomical", "lead", 4),
-                                                   ("kidney-anatomical", "lead1_min8", 1)])
-def test_the_bundled_any_sampler_is_the_lead_sampler_and_serves_what_no_per_n_k_sampler_does(prior, trained, lead):
+@pytest.mark.parametrize("prior, trained, lead, continuation", [("vertebra-anatomical", "continuation", 4, "voxels"),
+                                                                 ("kidney-anatomical", "lead1_min8", 1, "cloud")])
+def test_the_bundled_any_sampler_is_the_lead_sampler_and_serves_what_no_per_n_k_sampler_does(prior, trained, lead,
+                                                                                              continuation):
+    """The vertebra one: the lead/ weights with FPS continued over the voxels (twelfth session)."""
     from PatchSamplerLib.checkpoints import resolve_prior_path
     prior_path = resolve_prior_path(prior)
     any_path = checkpoints.bundled_any_samplers()[(prior, 100)]
     assert any_path.read_bytes() == (TRAINED.parent / trained / "models" / prior / "sampler_any_t100.pt").read_bytes()
     model = SamplerModel.load(any_path)
     assert model.sampler.anchor == "lead" and model.sampler.lead_points == lead
+    assert model.sampler.continuation == continuation and model.sampler.lead_start == "free"
+    if continuation == "voxels":       # the same weights as lead/'s, which it was switched from
+        source = SamplerModel.load(TRAINED.parent / model.metadata["continuation_from"]["path"].split("learned_any_nk/")[1])
+        assert model.metadata["continuation_from"]["sha256"] == source.file_sha256
+        for name, value in source.sampler.state_dict().items():
+            assert torch.equal(value, model.sampler.state_dict()[name]), name
     per_n_k = {(n, k) for p, n, k, _ in checkpoints.bundled_samplers() if p == prior}
     assert per_n_k == ({(4, 9)} if prior == "vertebra-anatomical" else set())
     if per_n_k:

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from PatchSamplerLib.method.baselines import extreme_fps_centres, farthest_point_indices, fps_centres, random_centres
+from PatchSamplerLib.method.baselines import (extreme_fps_centres, farthest_point_indices, fps_centres,
+                                             fps_continued_indices, random_centres)
 from PatchSamplerLib.method.pointcloud import dense_cloud
 from PatchSamplerLib.method.samplers import baseline_centres
 
@@ -77,6 +78,22 @@ def test_extreme_fps_starts_at_the_voxel_farthest_from_the_centroid():
 def test_farthest_point_indices_greedy_on_a_line():
     points = np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0], [10, 0, 0], [4, 0, 0]], np.float32)
     assert farthest_point_indices(points, 3, first=0).tolist() == [0, 3, 4]
+
+
+def test_fps_continued_from_chosen_positions():
+    points = np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0], [10, 0, 0], [4, 0, 0]], np.float32)
+    # from positions that need not be points: 9.6 is nearest 10, so 0 is the farthest, then 4
+    assert fps_continued_indices(points, np.array([[9.6, 0, 0]]), 2).tolist() == [0, 4]
+    assert fps_continued_indices(points, np.array([[9.6, 0, 0], [0.2, 0, 0]]), 1).tolist() == [4]
+    assert fps_continued_indices(points, points[:1], 0).tolist() == []
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.7, 1.3, 3.0)])
+def test_fps_continued_from_its_first_point_is_fps(l_mask, spacing):
+    points = dense_cloud(l_mask)
+    full = farthest_point_indices(points, 12, first=77, spacing=spacing)
+    np.testing.assert_array_equal(fps_continued_indices(points, points[[77]], 11, spacing), full[1:])
+    np.testing.assert_array_equal(fps_continued_indices(points, points[full[:5]], 7, spacing), full[5:])
 
 
 def test_fps_spacing_changes_the_metric():

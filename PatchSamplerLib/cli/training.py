@@ -17,7 +17,7 @@ from PatchSamplerLib.data.augment import AugmentConfig, augment_shapes
 from PatchSamplerLib.devices import resolve_device
 from PatchSamplerLib.training.loop import prepare_run_folder
 from PatchSamplerLib.training.prior import LR_SCHEDULES, PriorConfig, PriorTrainer
-from PatchSamplerLib.training.sampler import ANCHORS, INITS, MODES
+from PatchSamplerLib.training.sampler import ANCHORS, CONTINUATIONS, INITS, LEAD_STARTS, MODES
 
 
 class Tee:
@@ -115,6 +115,10 @@ CONFIG_HELP = {
               "(FPS from the point farthest from the centroid); central: the same, FPS from the point nearest it; "
               "lead: the generator places the first --lead-points centres, the rest are FPS continued from them",
     "lead_points": "--anchor lead: how many centres the generator places before FPS continues (1-4)",
+    "continuation": "--anchor lead: where FPS continues after the lead: cloud (the 2,048-point cloud, each centre "
+                    "soft-projected) or voxels (all occupied voxels, as the FPS baseline)",
+    "lead_start": "--anchor lead: free (the thesis's generator places the lead) or central (offsets, zero at the "
+                  "start, from the cloud's FPS points from the point nearest its centroid)",
     "init_steps": "--init fps: generator steps of the FPS fit",
     "init_lr": "--init fps: Adam learning rate of the FPS fit (cosine decay to 0)",
     "init_count": "--init fps with --family: extra synthetic shapes seen only by the FPS fit",
@@ -139,7 +143,8 @@ CONFIG_HELP = {
 }
 """What each config field does, for --help (the configs' own comments say the same, with sources)."""
 
-CONFIG_CHOICES = {"mode": MODES, "init": INITS, "anchor": ANCHORS, "lr_schedule": LR_SCHEDULES}
+CONFIG_CHOICES = {"mode": MODES, "init": INITS, "anchor": ANCHORS, "lr_schedule": LR_SCHEDULES,
+                  "continuation": CONTINUATIONS, "lead_start": LEAD_STARTS}
 
 FLAG_HELP = {"thick": "with --sparse-step: thick slices (mean over each window, threshold 0.5)",
              "proximity_max": "ablation: add SampleNet's max term to the proximity loss",

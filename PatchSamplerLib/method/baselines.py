@@ -31,10 +31,25 @@ def random_centres(mask: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 def farthest_point_indices(points: np.ndarray, n: int, first: int, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
     """Greedy FPS on (M, 3) points starting from index `first`; returns (n,) indices."""
     scaled = points * np.asarray(spacing, np.float32)
-    chosen = np.empty(n, dtype=np.int64)
-    chosen[0] = first
     dist = np.sum((scaled - scaled[first]) ** 2, axis=1)
-    for i in range(1, n):
+    return np.concatenate([[first], _greedy_farthest(scaled, dist, n - 1)]).astype(np.int64)
+
+
+def fps_continued_indices(points: np.ndarray, chosen: np.ndarray, m: int, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """The next m indices of greedy FPS over (M, 3) `points` that continues from the (j, 3)
+    positions `chosen` (same units as `points`, e.g. voxel index; need not be among them):
+    each the point farthest (mm with `spacing`) from all chosen so far. Returns (m,) indices."""
+    scale = np.asarray(spacing, np.float32)
+    scaled = points * scale
+    gaps = scaled[:, None, :] - (np.asarray(chosen, np.float32) * scale)[None]
+    return _greedy_farthest(scaled, np.sum(gaps ** 2, axis=2).min(1), m)
+
+
+def _greedy_farthest(scaled: np.ndarray, dist: np.ndarray, m: int) -> np.ndarray:
+    """m greedy FPS steps over (M, 3) `scaled` points, `dist` (M,) their squared distance to
+    the chosen set so far -> (m,) indices."""
+    chosen = np.empty(max(m, 0), dtype=np.int64)
+    for i in range(len(chosen)):
         chosen[i] = int(np.argmax(dist))
         dist = np.minimum(dist, np.sum((scaled - scaled[chosen[i]]) ** 2, axis=1))
     return chosen

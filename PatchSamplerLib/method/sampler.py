@@ -24,6 +24,21 @@
   sampler beat FPS after one epoch -- while FPS covers what they leave; learned offsets on all 64
   anchored centres lowered the validation Dice, results/learned_any_nk/README.md). Progressive
   by construction. ``"none"`` is the thesis's free generator.
+- Where the lead's FPS continues (`continuation`, anchor "lead" only; recorded in the model's
+  metadata, "cloud" for a model saved before the option): ``"cloud"``, over the 2,048-point Sobol
+  cloud, each continued centre soft-projected like the lead (what the network computes);
+  ``"voxels"``, over all occupied voxels in mm, as the FPS baseline does
+  (`baselines.fps_continued_indices`), applied by `learned_centres` and by the sampler trainer
+  after the network. Issue #18: with "cloud" the bundled samplers were below FPS at N = 12 over
+  both held-out sets pooled (the vertebra sampler's learned projection temperature pulls every
+  continued centre off the shape's extremities); the same vertebra weights with "voxels" were
+  above it (results/learned_any_nk/continuation/).
+- Where the lead starts (`lead_start`, anchor "lead" only; metadata, "free" before the option):
+  ``"free"``, the thesis's free generator; ``"central"``, the lead is the cloud's FPS points from
+  the point nearest its centroid (`cloud_fps_anchor`) plus the generator's offsets, zero at the
+  start (issue #18: on 20 held-out kidneys FPS from the voxel nearest the centroid beat
+  random-start FPS at N = 8 and 12, while the free lead of the kidney samplers had moved to the
+  poles, 0.79 of the largest centroid distance: results/learned_any_nk/continuation/).
 - Any (N, K) (`conditioned`, not in [T]; issue #18, after ProgressiveNet in
   Dovrat et al., Learning to Sample, CVPR 2019):
   one sampler places an ordered set of `ANY_N_MAX` = 64 centres and takes the patch size K as an
@@ -42,6 +57,7 @@ import torch
 import torch.nn as nn
 
 from PatchSamplerLib.checkpoints import ANY_K_RANGE, ANY_N_MAX, in_any_range
+from PatchSamplerLib.method.baselines import fps_continued_indices
 from PatchSamplerLib.method.pointcloud import dense_cloud, simplified_cloud
 
 CONV_WIDTHS = (64, 128, 128, 256, 128)
@@ -49,6 +65,8 @@ FC_WIDTHS = (256, 256)
 DEFAULT_NEIGHBOURS = 32
 MIN_SIGMA = 1e-4
 ANCHORS = ("none", "fps", "central", "lead")
+CONTINUATIONS = ("cloud", "voxels")
+LEAD_STARTS = ("free", "central")
 FPS_ANCHORS = ("fps", "central")
 LEAD_POINTS = 4
 LEAD_RANGE = (1, 4)
@@ -58,6 +76,18 @@ def check_lead_points(lead_points: int) -> None:
     """ValueError unless the lead anchor's generated centres are within LEAD_RANGE."""
     if not LEAD_RANGE[0] <= int(lead_points) <= LEAD_RANGE[1]:
         raise ValueError(f"lead points must be {LEAD_RANGE[0]}-{LEAD_RANGE[1]}, got {lead_points}")
+
+
+def check_continuation(continuation: str) -> None:
+    """ValueError unless `continuation` is one of CONTINUATIONS."""
+    if continuation not in CONTINUATIONS:
+        raise ValueError(f"continuation must be one of {', '.join(CONTINUATIONS)}, got {continuation!r}")
+
+
+def check_lead_start(lead_start: str) -> None:
+    """ValueError unless `lead_start` is one of LEAD_STARTS."""
+    if lead_start not in LEAD_STARTS:
+        raise ValueError(f"lead start must be one of {', '.join(LEAD_STARTS)}, got {lead_start!r}")
 
 
 def k_feature(k, batch: int) -> torch.Tensor:
@@ -160,21 +190,26 @@ class LearnedSampler(nn.Module):
     """cloud (B, n, 3) in [-0.5, 0.5]^3 [, K: int or (B,) ints, when `conditioned`] ->
     (generated G, projected R), each (B, m, 3). anchor "fps" / "central": G = FPS points of the
     cloud (`cloud_fps_anchor`) + generator offsets (zero at the start); "lead": the generator
-    places the first min(m, lead_points), the rest are FPS continued from their projections.
-    Raises ValueError for an unknown anchor or lead_points outside LEAD_RANGE."""
+    places the first min(m, lead_points), the rest are FPS continued from their projections
+    over the cloud (with `continuation` "voxels" the callers replace those by FPS over the
+    occupied voxels: `voxel_continuation`). Raises ValueError for an unknown anchor or
+    continuation, or lead_points outside LEAD_RANGE."""
 
     def __init__(self, n_patches: int, neighbours: int = DEFAULT_NEIGHBOURS, initial_temperature: float = 1.0,
-                 anchor: str = "none", conditioned: bool = False, lead_points: int = LEAD_POINTS):
+                 anchor: str = "none", conditioned: bool = False, lead_points: int = LEAD_POINTS,
+                 continuation: str = "cloud", lead_start: str = "free"):
         super().__init__()
         if anchor not in ANCHORS:
             raise ValueError(f"anchor must be one of {', '.join(ANCHORS)}, got {anchor!r}")
         check_lead_points(lead_points)
+        check_continuation(continuation)
+        check_lead_start(lead_start)
         self.n_patches, self.anchor, self.conditioned = n_patches, anchor, conditioned
-        self.lead_points = int(lead_points)
+        self.lead_points, self.continuation, self.lead_start = int(lead_points), continuation, lead_start
         generated = min(n_patches, self.lead_points) if anchor == "lead" else n_patches
         self.generator = PointGenerator(generated, conditioned)
         self.projection = SoftProjection(neighbours, initial_temperature)
-        if anchor in FPS_ANCHORS:
+        if anchor in FPS_ANCHORS or self.central_lead:
             nn.init.zeros_(self.generator.head[-1].weight)
             nn.init.zeros_(self.generator.head[-1].bias)
 
@@ -186,11 +221,33 @@ class LearnedSampler(nn.Module):
             generated = generated + cloud_fps_anchor(cloud, self.n_patches, self.anchor)
         return generated, self.projection(generated, cloud)
 
+    @property
+    def central_lead(self) -> bool:
+        """Whether the lead is offsets from the cloud's FPS points from its central point."""
+        return self.anchor == "lead" and self.lead_start == "central"
+
     def _lead_and_fps(self, lead: torch.Tensor, cloud: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Anchor "lead": the generated lead points (B, L, 3), projected, then FPS continued from them."""
+        """Anchor "lead": the generated lead points (B, L, 3) (+ the central FPS anchor with
+        `lead_start` "central"), projected, then FPS continued from them."""
+        if self.central_lead:
+            lead = lead + cloud_fps_anchor(cloud, lead.shape[1], "central")
         projected = self.projection(lead, cloud)
         rest = fps_continued(cloud, projected.detach(), self.n_patches - lead.shape[1])
         return torch.cat([lead, rest], 1), torch.cat([projected, self.projection(rest, cloud)], 1)
+
+    @property
+    def voxel_lead(self) -> int:
+        """How many leading centres are the network's when the rest are FPS over the occupied
+        voxels (anchor "lead" with continuation "voxels"); 0: every centre is the network's."""
+        return self.lead_points if self.anchor == "lead" and self.continuation == "voxels" else 0
+
+
+def voxel_continuation(lead: np.ndarray, m: int, mask: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """(L, 3) voxel-index lead centres -> (m, 3) float32 voxel indices: the next m centres of
+    greedy FPS over the occupied voxels of the (X, Y, Z) bool `mask` (mm with `spacing`) continued
+    from the lead -- the FPS baseline's points after a learned start (continuation "voxels")."""
+    voxels = dense_cloud(mask)
+    return voxels[fps_continued_indices(voxels, lead, m, spacing)]
 
 
 class SamplerModel:
@@ -220,8 +277,10 @@ class SamplerModel:
     @classmethod
     def new(cls, n: int, k: int, t: int, neighbours: int = DEFAULT_NEIGHBOURS,
             initial_temperature: float = 1.0, anchor: str = "none", conditioned: bool = False,
-            lead_points: int = LEAD_POINTS) -> "SamplerModel":
-        return cls(LearnedSampler(n, neighbours, initial_temperature, anchor, conditioned, lead_points), k, t)
+            lead_points: int = LEAD_POINTS, continuation: str = "cloud",
+            lead_start: str = "free") -> "SamplerModel":
+        return cls(LearnedSampler(n, neighbours, initial_temperature, anchor, conditioned, lead_points,
+                                  continuation, lead_start), k, t)
 
     def save(self, path) -> None:
         from PatchSamplerLib.checkpoints import save_checkpoint
@@ -229,6 +288,8 @@ class SamplerModel:
                     anchor=self.sampler.anchor, any_nk=self.any_nk)
         if self.sampler.anchor == "lead":
             meta["lead_points"] = self.sampler.lead_points
+            meta["continuation"] = self.sampler.continuation
+            meta["lead_start"] = self.sampler.lead_start
         save_checkpoint(path, self.KIND, self.sampler.state_dict(), meta)
 
     @classmethod
@@ -237,7 +298,8 @@ class SamplerModel:
         state, meta = load_checkpoint(path, cls.KIND)
         model = cls.new(meta["n"], meta["k"], meta["t"], meta.get("neighbours", DEFAULT_NEIGHBOURS),
                         anchor=meta.get("anchor", "none"), conditioned=meta.get("any_nk", False),
-                        lead_points=meta.get("lead_points", LEAD_POINTS))
+                        lead_points=meta.get("lead_points", LEAD_POINTS),
+                        continuation=meta.get("continuation", "cloud"), lead_start=meta.get("lead_start", "free"))
         try:
             model.sampler.load_state_dict(state)
         except RuntimeError as exc:
@@ -255,11 +317,13 @@ class SamplerModel:
 
 
 def learned_centres(model: SamplerModel, mask: np.ndarray, n: int | None = None,
-                    k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    k: int | None = None, spacing=(1.0, 1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
     """Inference: (X, Y, Z) mask -> (generated, projected), each (N, 3) float32 voxel index.
     The projected points are the patch centres (the soft projection is kept at inference, T §3.6, §5.4).
     An any-(N, K) sampler needs `n` and `k` (the first N of its ordered centres for patch size K;
-    ValueError outside its range, `check_any_setting`); a per-(N, K) sampler ignores them."""
+    ValueError outside its range, `check_any_setting`); a per-(N, K) sampler ignores them.
+    `spacing` (3,) mm: the distances of a "voxels" continuation (`voxel_continuation`; both arrays
+    then hold its FPS voxels after the lead)."""
     cloud, norm = simplified_cloud(mask)
     model.sampler.eval()
     if model.any_nk:
@@ -269,8 +333,13 @@ def learned_centres(model: SamplerModel, mask: np.ndarray, n: int | None = None,
     with torch.no_grad():
         generated, projected = model.sampler(torch.from_numpy(cloud)[None], k)
     take = slice(0, n if model.any_nk else model.n)
-    return (norm.inverse(generated[0, take].numpy()).astype(np.float32),
-            distinct_centres(norm.inverse(projected[0, take].numpy()).astype(np.float32), mask))
+    generated, projected = (norm.inverse(x[0, take].numpy()).astype(np.float32) for x in (generated, projected))
+    lead = model.sampler.voxel_lead
+    if lead and len(projected) > lead:
+        head = distinct_centres(projected[:lead], mask)            # FPS continues from the centres placed
+        rest = voxel_continuation(head, len(projected) - lead, mask, spacing)
+        generated, projected = np.concatenate([generated[:lead], rest]), np.concatenate([head, rest])
+    return generated, distinct_centres(projected, mask)
 
 
 def distinct_centres(centres: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -30,9 +30,14 @@ training [T §3.6] with three changes:
   the product's fast fit also weights the boundary), decoded at stride 2; the FPS baseline is
   the same mean for FPS (seed 0). The epoch with the best mean is kept.
 
+Where FPS continues after a lead (`--continuation`, `method.sampler`): "cloud" (the network's
+own FPS over the 2,048-point cloud) or "voxels" (FPS over each shape's occupied voxels, as the
+FPS baseline; `SamplerTrainer.placed_centres` replaces the continued centres up to each shape's
+drawn N before the fit, as constants: FPS has no gradient either way, the lead is what learns).
+
 Which generator: `--anchor` (`method.sampler`). The bundled vertebra-anatomical sampler uses
-`lead` (4 generated centres, then FPS continued from them), the kidney-anatomical one `lead`
-with 1; `fps` / `central` (learned offsets on
+`lead` (4 generated centres, then FPS continued from them; trained over the cloud, bundled with
+"voxels", results/learned_any_nk/continuation/), the kidney-anatomical one `lead` with 1 ("cloud"); `fps` / `central` (learned offsets on
 64 FPS-anchored centres) and `none` (64 free centres) validated below FPS on the CPU budget tried
 (results/learned_any_nk/README.md).
 """
@@ -115,7 +120,7 @@ class AnySamplerTrainer(SamplerTrainer):
 
     def validation_dice(self) -> float:
         """Mean over VALIDATION_CELLS of the mean validation Dice (fast fit, T steps)."""
-        return self._cells_dice(lambda s, n, k: learned_centres(self.model, s.volume.mask, n, k)[1], "validation")
+        return self._cells_dice(lambda s, n, k: learned_centres(self.model, s.volume.mask, n, k, s.volume.spacing)[1], "validation")
 
     def fps_validation_dice(self) -> float:
         return self._cells_dice(lambda s, n, k: fps_centres(s.volume.mask, n, seed=0), "FPS validation")

@@ -49,7 +49,9 @@ from PatchSamplerLib.method.inr import ShapePrior, fit_latent_unrolled
 from PatchSamplerLib.method.losses import (coverage_loss, occupancy_loss_and_logit_gradient, proximity_loss,
                                            repulsion_loss)
 from PatchSamplerLib.method.patches import patch_labels, patch_offsets, soft_patch_labels
-from PatchSamplerLib.method.sampler import ANCHORS, LEAD_POINTS, SamplerModel, check_lead_points, learned_centres
+from PatchSamplerLib.method.sampler import (ANCHORS, CONTINUATIONS, LEAD_POINTS, LEAD_STARTS, SamplerModel,
+                                            check_continuation, check_lead_points, check_lead_start,
+                                            learned_centres, voxel_continuation)
 from PatchSamplerLib.progress import Progress, tracked
 from PatchSamplerLib.training.loop import LoopSettings, TrainingLoop, curves_figure
 from PatchSamplerLib.training.points import SamplerShape, full_grid_points, prepare_sampler_shape, sample_points
@@ -73,6 +75,8 @@ class SamplerConfig:
     anchor: str = "none"               # "fps" / "central": generator offsets from the cloud's FPS points;
     #                                    "lead": generated centres, then FPS continued from them (not in [T])
     lead_points: int = LEAD_POINTS     # anchor "lead": how many centres the generator places (1-4)
+    continuation: str = "cloud"        # anchor "lead": FPS after the lead over the "cloud" or the occupied "voxels"
+    lead_start: str = "free"           # anchor "lead": "free" generator or offsets from the "central" FPS points
     init_steps: int = 3000             # init "fps": generator steps of that fit
     init_lr: float = 3e-3              # init "fps": its Adam lr (cosine decay to 0)
     init_count: int = 0                # init "fps", synthetic data: extra shapes for that fit only
@@ -113,6 +117,10 @@ class SamplerConfig:
         if self.anchor not in ANCHORS:
             raise ValueError(f"anchor must be one of {', '.join(ANCHORS)}, got {self.anchor!r}")
         check_lead_points(self.lead_points)
+        check_continuation(self.continuation)
+        check_lead_start(self.lead_start)
+        if self.anchor != "lead" and (self.continuation != "cloud" or self.lead_start != "free"):
+            raise ValueError("--continuation and --lead-start shape the lead's centres: they need --anchor lead")
         if self.anchor != "none" and self.init == "fps":
             raise ValueError(f"--anchor {self.anchor} places FPS points itself (from the start or after the lead "
                              "centres); drop --init fps")
@@ -132,7 +140,8 @@ class SamplerConfig:
 
 # Settings a resumed run must share with its last.pt (with the value of a last.pt from before the option).
 RESUME_KEYS = {"n": None, "k": None, "t": None, "mode": None, "neighbours": None, "init": "random", "anchor": "none",
-               "any_nk": False, "lead_points": LEAD_POINTS, "min_prefix": 1}
+               "any_nk": False, "lead_points": LEAD_POINTS, "min_prefix": 1,
+               "continuation": "cloud", "lead_start": "free"}
 
 
 def patch_subset(k: int, stride: int) -> torch.Tensor:
@@ -205,7 +214,8 @@ class SamplerTrainer(TrainingLoop):
         torch.manual_seed(cfg.seed)
         self.model = SamplerModel.new(cfg.n, 0 if cfg.any_nk else cfg.k, cfg.t, cfg.neighbours,
                                       cfg.initial_temperature, cfg.anchor, conditioned=cfg.any_nk,
-                                      lead_points=cfg.lead_points)
+                                      lead_points=cfg.lead_points, continuation=cfg.continuation,
+                                      lead_start=cfg.lead_start)
         self.opt = torch.optim.Adam(self.model.sampler.parameters(), lr=cfg.lr)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_step_epoch, gamma=cfg.lr_gamma)
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -276,7 +286,7 @@ class SamplerTrainer(TrainingLoop):
         clouds = torch.stack([self.shapes[i].cloud for i in ids])
         settings = self.draw_settings(len(ids))
         ks = [k for _, k in settings] if self.cfg.any_nk else None
-        generated, projected = self.model.sampler(clouds, ks)
+        generated, projected = self.placed_centres(clouds, ks, ids, settings)
         leaf = projected.detach().to(self.device).requires_grad_(True)
         rec = [self.shape_loss(self.shapes[i], leaf[b, :n], len(ids), k)
                for b, (i, (n, k)) in enumerate(zip(ids, settings))]
@@ -284,6 +294,31 @@ class SamplerTrainer(TrainingLoop):
         self.opt.zero_grad(set_to_none=True)
         (l_s + (projected * leaf.grad.to(projected.device)).sum()).backward()
         return float(np.mean(rec)), l_s.item()
+
+    def placed_centres(self, clouds: torch.Tensor, ks, ids: list[int], settings) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sampler on a batch -> (generated, projected), each (B, m, 3) in the normalised
+        cloud space; with continuation "voxels" each shape's centres after the lead, up to its N of
+        `settings`, are FPS over its occupied voxels (`method.sampler.voxel_continuation`; constants,
+        as the cloud's FPS is)."""
+        generated, projected = self.model.sampler(clouds, ks)
+        lead = self.model.sampler.voxel_lead
+        if not lead:
+            return generated, projected
+        rows = [self.voxel_continued_row(projected[b], self.shapes[i], n, lead)
+                for b, (i, (n, _)) in enumerate(zip(ids, settings))]
+        continued = torch.stack(rows)
+        return torch.cat([generated[:, :lead], continued[:, lead:]], 1), continued
+
+    @staticmethod
+    def voxel_continued_row(projected: torch.Tensor, shape: SamplerShape, n: int, lead: int) -> torch.Tensor:
+        """One shape's (m, 3) projected centres with centres lead..n-1 replaced by FPS over its
+        occupied voxels continued from the first `lead` (normalised cloud space)."""
+        if n <= lead:
+            return projected
+        lead_index = shape.norm.inverse(projected[:lead].detach().cpu().numpy())
+        voxels = voxel_continuation(lead_index, n - lead, shape.volume.mask, shape.volume.spacing)
+        rest = torch.from_numpy(shape.norm.forward(voxels).astype(np.float32)).to(projected)
+        return torch.cat([projected[:lead], rest, projected[n:]])
 
     def train_step(self, ids: list[int]) -> tuple[float, float]:
         """One batch -> (L_r, L_s) means; one optimiser step."""

@@ -30,9 +30,10 @@
   ``"voxels"``, over all occupied voxels in mm, as the FPS baseline does
   (`baselines.fps_continued_indices`), applied by `learned_centres` and by the sampler trainer
   after the network. Issue #18: with "cloud" the bundled samplers were below FPS at N = 12 over
-  both held-out sets pooled (the vertebra sampler's learned projection temperature pulls every
-  continued centre off the shape's extremities); the same vertebra weights with "voxels" were
-  above it (results/learned_any_nk/continuation/).
+  both held-out sets pooled; the same vertebra weights with "voxels" were above it
+  (results/learned_any_nk/continuation/; whether the vertebra sampler lost to the cloud's coarser
+  extremes or to its learned projection temperature, which averages each continued centre with
+  its cloud neighbours, was not separated).
 - Where the lead starts (`lead_start`, anchor "lead" only; metadata, "free" before the option):
   ``"free"``, the thesis's free generator; ``"central"``, the lead is the cloud's FPS points from
   the point nearest its centroid (`cloud_fps_anchor`) plus the generator's offsets, zero at the

@@ -165,7 +165,7 @@ class PatchSamplerParameterNode:
     sliceMode: bool = False
     sliceOrientation: Orientation = Orientation.AXIAL
     sliceStep: Annotated[int, WithinRange(0, 64)] = 0
-    sliceFitSteps: Annotated[int, WithinRange(1, 5000)] = 600
+    sliceFitSteps: Annotated[int, WithinRange(1, 5000)] = 300     # reconstruct-slices' --steps (DEFAULT_SPARSE_STEPS)
     largestComponent: bool = True
     force: bool = False
     thesisFit: bool = False

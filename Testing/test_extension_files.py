@@ -206,6 +206,7 @@ def test_the_module_loads_without_torch():
         "assert [s.label() for s in M.Sampler] == ['Learned', 'FPS', 'Random', 'Compare all']\n"
         "assert M.PatchSamplerParameterNode.n == 8 and M.PatchSamplerParameterNode.k == 11\n"
         "assert M.PatchSamplerParameterNode.t == 100 and M.PatchSamplerParameterNode.sampler is M.Sampler.FPS\n"
+        "print('slice fit steps', M.PatchSamplerParameterNode.sliceFitSteps)\n"
         "assert M.chosenFile(M.pathlib.Path()) is None and M.chosenFile(M.pathlib.Path('p.pt')) == 'p.pt'\n"
         "assert not M.cudaAvailable()\n"
         "bundled = {f.stem[len('prior_'):] for f in M.pathlib.Path('Resources/Models').glob('prior_*.pt')}\n"
@@ -213,6 +214,8 @@ def test_the_module_loads_without_torch():
         "assert 'vertebra-anatomical' in [p.value for p in M.Prior] and len({p.label() for p in M.Prior}) == len(M.Prior)\n"
         "print('loaded')\n")
     assert out.strip().endswith("loaded")
+    from PatchSamplerLib.sparse.reconstruction import DEFAULT_SPARSE_STEPS
+    assert f"slice fit steps {DEFAULT_SPARSE_STEPS}" in out          # the module's slice fit = the CLI's
 
 
 def test_selecting_a_segment_switches_the_prior_without_torch():

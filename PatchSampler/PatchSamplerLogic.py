@@ -123,6 +123,14 @@ def prior_mismatch(segmentation_node, segment_id: str, shape_prior, prior) -> st
     return structure_mismatch(segment_description(segmentation_node, segment_id), shape_prior.metadata, label)
 
 
+def segment_side(segmentation_node, segment_id: str) -> str | None:
+    """"left" / "right" when the segment's name or terminology says one side ("left kidney",
+    `PatchSamplerLib.structures.first_side`), else None."""
+    from PatchSamplerLib.structures import first_side
+    found = first_side(segment_description(segmentation_node, segment_id))
+    return None if found is None else found[0]
+
+
 def _given(**settings) -> dict:
     """The settings that are not None (None: the library's default)."""
     return {key: value for key, value in settings.items() if value is not None}
@@ -143,7 +151,7 @@ class PatchSamplerLogic:
     def process(self, segmentationNode, segmentId: str, n: int = 8, k: int = 11, t: int = 100,
                 sampler: str = "fps", prior="kidney", device: str = "auto", seed: int = 0, sampler_model=None,
                 fit_lr: float | None = None, largest_component: bool = True, force: bool = False, fit: str = "fast",
-                progress=None, should_cancel=None) -> ProcessResult:
+                side: str | None = None, progress=None, should_cancel=None) -> ProcessResult:
         """Run the sampler(s) on one segment and write the results as MRML nodes.
 
         segmentationNode, segmentId: the input segment (never modified).
@@ -160,6 +168,8 @@ class PatchSamplerLogic:
         (in the run's warnings, ProcessResult.notes() and the table's "Note").
         force: run even when the library's estimate is above its time or memory limit (else such
         a run is refused with a ValueError before anything runs).
+        side: "left" / "right", the segment's side for a prior trained on one side
+        (`PatchSamplerLib.method.sides`); None: what the segment's name says, else detected.
         progress(message, fraction in [0, 1]) reports; should_cancel() -> True stops the run with
         PatchSamplerLib.progress.Cancelled.
 
@@ -175,7 +185,7 @@ class PatchSamplerLogic:
         samplers, skipped, learned = samplers_to_run(sampler, n, k, t, shape_prior, sampler_model)
         check_run_cost(n, k, t, shape_prior, force, fit)
         config = RunConfig(n=n, k=k, t=t, seed=seed, device=device, largest_component=largest_component, force=force,
-                           fit=fit,
+                           fit=fit, side=side or segment_side(segmentationNode, segmentId),
                            **_given(fit_lr=fit_lr))
         configs = {name: replace(config, sampler=name) for name in [*samplers, *skipped]}
         steps = _Progress(progress, should_cancel, len(samplers))
@@ -233,7 +243,8 @@ class PatchSamplerLogic:
         if referenceSegmentId:
             reference = mask_on_grid(segmentationNode, referenceSegmentId, grid)
         volume = grid.to_volume()
-        config = SparseConfig(seed=seed, device=device, **_given(steps=steps, fit_lr=fit_lr))
+        config = SparseConfig(seed=seed, device=device, side=segment_side(segmentationNode, segmentId),
+                              **_given(steps=steps, fit_lr=fit_lr))
         result = self.run_slices(volume, sparse, shape_prior, config, reference, progress, should_cancel)
         mismatch = prior_mismatch(segmentationNode, segmentId, shape_prior, prior)
         result.warnings[:0] = [mismatch] if mismatch else []

@@ -30,6 +30,7 @@ from PatchSamplerLib.method.metrics import all_metrics, error_labels
 from PatchSamplerLib.method.patches import check_patch_request, extract_patches
 from PatchSamplerLib.method.sampler import learned_centres, load_learned_sampler
 from PatchSamplerLib.method.samplers import baseline_centres, sampler_spec
+from PatchSamplerLib.method.sides import check_side, to_canonical_side, unmirror_frame_records
 from PatchSamplerLib.orientation import AxisReorientation, to_anatomical
 from PatchSamplerLib.progress import Cancelled, Monitor  # noqa: F401  (Cancelled: part of this API)
 from PatchSamplerLib.volume import BinaryVolume, VolumeError, sub_volume
@@ -53,7 +54,10 @@ class RunConfig:
     chunk: points per decoder call; sampler_model: a learned sampler file (None: the bundled
     one of the prior and (N, K)); largest_component: keep only the mask's largest connected
     component (drops false-positive specks; they are then neither reconstructed nor scored);
-    force: run even when the estimate (`method.cost`) is above the time or memory limit."""
+    force: run even when the estimate (`method.cost`) is above the time or memory limit;
+    side: "left" / "right", the input's side for a prior trained on one side (`method.sides`:
+    an input of the other side is mirrored onto it and back); None: detected when such a prior
+    needs it, ignored by priors of both sides."""
     n: int = DEFAULT_N
     k: int = DEFAULT_K
     t: int = DEFAULT_T
@@ -68,6 +72,7 @@ class RunConfig:
     sampler_model: str | None = None
     largest_component: bool = False
     force: bool = False
+    side: str | None = None
 
     def check(self) -> "RunConfig":
         """Itself; ValueError with a user-facing message for an N, K, T, sampler or precision
@@ -78,6 +83,7 @@ class RunConfig:
         if self.sampler is not None:
             sampler_spec(self.sampler)
         check_fit(self.fit)
+        check_side(self.side)
         if isinstance(self.sampler_model, os.PathLike):
             return replace(self, sampler_model=os.fspath(self.sampler_model))
         if self.sampler_model is not None and not isinstance(self.sampler_model, str):
@@ -138,20 +144,27 @@ def reconstruct(volume: BinaryVolume, config: RunConfig | None = None, prior: Sh
 
     The run happens in the anatomical frame (`orientation`): the same anatomy stored in any axis
     order gives the same result in world coordinates. Every array and index of the result is on
-    `volume`'s own grid; `settings["anatomical_frame"]` says how the axes were reordered."""
+    `volume`'s own grid; `settings["anatomical_frame"]` says how the axes were reordered. A prior
+    trained on one side (`method.sides`) gets the input mirrored onto its side when it is the
+    other (`config.side`, else detected) and the results mirrored back; `settings["side"]` says
+    so (None for other priors)."""
     config = replace(config or RunConfig(), **settings).check()
     if volume.voxel_count == 0:
         raise VolumeError("the mask is empty: nothing to reconstruct")
     prior = prior if isinstance(prior, ShapePrior) else ShapePrior.load(prior)
     lo, hi = work_box(volume.mask, volume.spacing, prior.extent_mm, config.k)
     anatomical, orient = to_anatomical(sub_volume(volume, lo, hi))
-    given = None if centres is None else (orient.index_to_anatomical(np.reshape(centres, (-1, 3)) - lo),
+    anatomical, back, side = to_canonical_side(anatomical, orient, prior, config.side, config.seed)
+    given = None if centres is None else (back.index_to_anatomical(np.reshape(centres, (-1, 3)) - lo),
                                           None if generated is None else
-                                          orient.index_to_anatomical(np.asarray(generated) - lo))
+                                          back.index_to_anatomical(np.asarray(generated) - lo))
     result = reconstruct_anatomical(anatomical, config, prior, given, learned, Monitor(progress, should_cancel))
+    if side is not None and side["mirrored"]:
+        unmirror_frame_records(result.settings, anatomical.shape, anatomical.spacing)
     result.settings["anatomical_frame"] = orient.record()
+    result.settings["side"] = side
     frame_records_on_whole_grid(result.settings, orient, volume, lo)
-    return on_whole_grid(result_on_input_grid(result, orient), lo, volume.shape)
+    return on_whole_grid(result_on_input_grid(result, back), lo, volume.shape)
 
 
 def on_whole_grid(result: "ReconstructionResult", lo, shape) -> "ReconstructionResult":

@@ -10,7 +10,8 @@ name or its terminology entry (the TotalSegmentator extension names segments "le
 "T12 vertebra" with SNOMED CT codes whose meanings say "Kidney" / "... vertebra"). A prior's
 structure is read from its metadata: the synthetic family it was trained on, or the data set
 (TotalSegmentator: ``--structure``, default kidney; VerSe: vertebrae). Unknown either way: no
-verdict, no warning.
+verdict, no warning. The side of a paired organ (`side_in_name`) is read from the same names,
+for priors trained on one side (`method.sides`).
 """
 from __future__ import annotations
 
@@ -38,6 +39,22 @@ def structure_in_name(text: str | None) -> str | None:
     words = set(re.split(r"[^a-z0-9]+", str(text).lower()))
     found = [s for s, names in _WORDS.items() if words & names]
     return found[0] if len(found) == 1 and not words & _NOT_THE_STRUCTURE else None
+
+
+def side_in_name(text: str | None) -> str | None:
+    """"left" or "right" when `text` (a file name, a segment name, a terminology entry) has
+    exactly one of the words left / right (case-insensitive, words split as in
+    `structure_in_name`: ``kidney_left.nii.gz``, "right kidney"), else None."""
+    if text is None:
+        return None
+    found = set(re.split(r"[^a-z0-9]+", str(text).lower())) & {"left", "right"}
+    return found.pop() if len(found) == 1 else None
+
+
+def first_side(names) -> tuple[str, str] | None:
+    """(side, the name that says it) for the first of `names` (None entries skipped) that says
+    one side (`side_in_name`); None when none does."""
+    return next(((s, n) for n in names if (s := side_in_name(n)) is not None), None)
 
 
 def first_structure(names) -> tuple[str, str] | None:

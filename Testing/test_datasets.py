@@ -287,6 +287,23 @@ def test_totalsegmentator_filters_report_reasons(totalseg, totalseg_root):
     assert 3000 < int(small.split()[0]) < 6000                             # 4/3 pi 15^3 / 1.5^3
 
 
+def test_one_side_mirrors_the_other_side_and_drops_shapes_of_no_side(totalseg):
+    from PatchSamplerLib.data.folder import Dropped, ShapeDataset, ShapeItem, to_one_side
+    left = to_one_side(totalseg, "left")
+    assert [i.name for i in left] == [i.name for i in totalseg] and len(left.dropped) == len(totalseg.dropped)
+    assert np.array_equal(left[0].volume.mask, totalseg[0].volume.mask)             # s0001/kidney_left kept
+    assert np.array_equal(left[1].volume.mask, totalseg[1].volume.mask[::-1])       # s0001/kidney_right mirrored
+    right = to_one_side(totalseg, "right")
+    assert np.array_equal(right[0].volume.mask, totalseg[0].volume.mask[::-1])
+    assert np.array_equal(right[1].volume.mask, totalseg[1].volume.mask)
+    unnamed = ShapeDataset([ShapeItem(totalseg[0].volume, "s9", "s9/shape", source="/data/s9/shape.nii.gz")])
+    kept = to_one_side(unnamed, "left")
+    assert len(kept) == 0 and kept.dropped == [Dropped("/data/s9/shape.nii.gz",
+                                                       "its name says neither left nor right (--one-side)")]
+    with pytest.raises(ValueError, match="left or right"):
+        to_one_side(totalseg, "both")
+
+
 def test_totalsegmentator_kept_kidneys_geometry(totalseg, totalseg_root):
     sources = totalseg_root[1]
     for item in totalseg:

@@ -23,6 +23,7 @@ LAYERS = [
     ("PatchSamplerLib.method.patches", 5), ("PatchSamplerLib.method.frame", 5),        # centres -> patches
     ("PatchSamplerLib.method.inr", 6), ("PatchSamplerLib.method.decoding", 7),         # patches -> latent -> grid
     ("PatchSamplerLib.method.sampler", 7), ("PatchSamplerLib.method.cost", 7), ("PatchSamplerLib.method.fitting", 7),
+    ("PatchSamplerLib.method.sides", 7),
     ("PatchSamplerLib.method", 8),
     ("PatchSamplerLib.pipeline", 9), ("PatchSamplerLib.sparse", 9),
     ("PatchSamplerLib.training", 10), ("PatchSamplerLib.reporting", 11),

@@ -105,3 +105,21 @@ def test_train_prior_from_a_folder_skips_unusable_files(tmp_path, capsys):
     meta = ShapePrior.load(out / "prior.pt").metadata
     assert (meta["n_train"], meta["n_val"]) == (3, 1) and len(meta["files"]) == 4
     assert main(["train-prior", "--data", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+
+
+def test_train_prior_on_one_side_mirrors_named_shapes_and_records_the_side(tmp_path, capsys):
+    from PatchSamplerLib.volume import write_volume
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, vol in enumerate(make_shapes("kidney-anatomical", 4, seed=5, scale=0.2)):
+        write_volume(data / f"case{i}_kidney_{'left' if i % 2 else 'right'}.nii.gz", vol)
+    write_volume(data / "case9_kidney.nii.gz", make_shapes("kidney-anatomical", 1, seed=6, scale=0.2)[0])
+    out = tmp_path / "run"
+    args = ["train-prior", "--data", str(data), "--one-side", "left", "--val-count", "1", "--epochs", "1",
+            "--batch-size", "2", "--points-per-shape", "64", "--val-t", "1", "--val-n", "1", "--val-k", "3",
+            "--out", str(out)]
+    assert main(args) == 0
+    assert "case9_kidney.nii.gz: its name says neither left nor right" in capsys.readouterr().out
+    meta = ShapePrior.load(out / "prior.pt").metadata
+    assert meta["canonical_side"] == "left" and (meta["n_train"], meta["n_val"]) == (3, 1)
+    assert main(["train-prior", "--family", "kidney", "--one-side", "left", "--out", str(tmp_path / "x")]) == 2

@@ -933,3 +933,22 @@ def test_a_run_over_the_limit_is_refused_unless_forced(case, prior, monkeypatch)
     forced = L.PatchSamplerLogic().process(node, segment_id, N, K, T, sampler="random", prior=prior, fit_lr=FIT_LR,
                                            force=True)
     assert forced.runs[0].result.settings["force"] is True and forced.runs[0].segmentation_node.GetScene() is scene
+
+
+def test_a_prior_of_one_side_takes_the_side_from_the_segment_name_else_detects_it(tmp_path):
+    """A segment named "right kidney" is mirrored onto a left prior (side given by its name);
+    one named "Segment_1" has its side detected; both results land on the input grid."""
+    prior = ShapePrior.load(tiny_prior_path())
+    prior.metadata["canonical_side"] = "left"
+    prior.save(tmp_path / "tiny_left.pt")
+    scene = new_scene()
+    shape = make_shape("vertebra", 99, 2, TINY_SCALE)
+    ijk_to_ras = ijk_to_ras_matrix(SPACING, np.eye(3), (0, 0, 0))
+    named, named_id = add_segmentation(scene, shape.mask, ijk_to_ras, segment_name="right kidney")
+    output = L.PatchSamplerLogic().process(named, named_id, 3, 3, 5, sampler="fps", prior=tmp_path / "tiny_left.pt")
+    side = output.runs[0].result.settings["side"]
+    assert side["input_side"] == "right" and side["side_from"] == "given" and side["mirrored"]
+    assert output.runs[0].result.reconstruction.shape == shape.mask.shape
+    plain, plain_id = add_segmentation(scene, shape.mask, ijk_to_ras, segment_name="Segment_1")
+    detected = L.PatchSamplerLogic().process(plain, plain_id, 3, 3, 5, sampler="fps", prior=tmp_path / "tiny_left.pt")
+    assert detected.runs[0].result.settings["side"]["side_from"].startswith("detected")

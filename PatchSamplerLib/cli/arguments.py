@@ -171,6 +171,33 @@ def input_names(args) -> list[str]:
     return [*segment_description(args.input, args.label), Path(args.input).name]
 
 
+def add_side_argument(p: argparse.ArgumentParser) -> None:
+    """--side, for the commands that reconstruct one --input."""
+    p.add_argument("--side", choices=["left", "right"], default=None,
+                   help="the input's side, for a prior trained on one side (kidney-anatomical-left): an input "
+                        "of the other side is mirrored onto it and back; default: the side the input's name "
+                        "says (left / right), else detected by the prior (method/sides.py)")
+
+
+def print_side(settings: dict) -> None:
+    """The line saying how a run with a prior of one side treated the input's side (nothing for
+    other priors): `method.sides.describe_side` of its settings["side"]."""
+    if settings.get("side") is not None:
+        from PatchSamplerLib.method.sides import describe_side
+        print(describe_side(settings["side"]))
+
+
+def input_side(args) -> str | None:
+    """--side when given; else the side --input's names say (`structures.first_side`: "left" /
+    "right" in ``kidney_left.nii.gz`` or a segment "right kidney"); else None (a prior trained on
+    one side then detects it, `method.sides`)."""
+    if args.side is not None:
+        return args.side
+    from PatchSamplerLib.structures import first_side
+    found = first_side(input_names(args))
+    return None if found is None else found[0]
+
+
 def prior_from_input(args, fallback: str | None = None) -> str | None:
     """--prior when given; else the bundled default prior (`structures.DEFAULT_PRIORS`: kidney ->
     kidney, vertebra -> vertebra-anatomical) of the structure --input's name says, printed; else

@@ -6,8 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from PatchSamplerLib.cli.arguments import (add_device_argument, add_threads_argument, non_negative_int, positive_float,
-                                           positive_int, prior_from_input, structure_warning)
+from PatchSamplerLib.cli.arguments import (add_device_argument, add_side_argument, add_threads_argument, input_side,
+                                           non_negative_int, positive_float, positive_int, print_side,
+                                           prior_from_input, structure_warning)
 from PatchSamplerLib.reporting.names import SPARSE_FILES
 
 
@@ -25,6 +26,7 @@ def add_commands(sub) -> None:
     p.add_argument("--steps", type=positive_int, default=300, help="latent-fit steps (default 300)")
     p.add_argument("--points-per-step", type=non_negative_int, default=16384, help="voxels drawn per step (0: all; default 16384)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the latent start and the point draws")
+    add_side_argument(p)
     add_device_argument(p)
     add_threads_argument(p)
     p.add_argument("--out", default=None, help="optional folder: reconstruction.nii.gz, errors.nii.gz, metrics.json")
@@ -53,9 +55,10 @@ def ceiling_main(args) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = representation_ceiling(volume, prior, args.steps, args.points_per_step or None, args.seed,
-                                        str(device))
+                                        str(device), input_side(args))
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
+    print_side(result.settings)
     result.warnings[:0] = [mismatch] if mismatch else []          # recorded in metrics.json
     m = result.metrics
     print(f"ceiling of {args.prior} on {args.input}: Dice {m['dice']:.3f}, ASD {m['asd_mm']:.2f} mm, "

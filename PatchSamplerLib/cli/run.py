@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from PatchSamplerLib.cli.arguments import (FAMILIES, add_device_argument, add_threads_argument, non_negative_int,
-                                           positive_float, positive_int, prior_from_input,
+from PatchSamplerLib.cli.arguments import (FAMILIES, add_device_argument, add_side_argument, add_threads_argument,
+                                           input_side, print_side,
+                                           non_negative_int, positive_float, positive_int, prior_from_input,
                                            structure_warning)
 from PatchSamplerLib.method.samplers import SAMPLER_NAMES
 from PatchSamplerLib.reporting.names import RUN_FILES
@@ -44,6 +45,7 @@ def add_commands(sub) -> None:
                    help="bundled prior name (kidney, kidney-anatomical, vertebra, vertebra-anatomical) or a prior "
                         "file; default: the bundled one for the structure the input's name says (the word kidney: "
                         "kidney; vertebra or vertebrae: vertebra-anatomical)")
+    add_side_argument(p)
     add_device_argument(p)
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32",
                    help="matmul precision of the fit and decode; tf32 / bf16 on CUDA only (default fp32; "
@@ -91,7 +93,7 @@ def run_main(args) -> int:
     config = RunConfig(n=args.n, k=args.k, t=args.t, sampler=args.sampler, seed=args.seed, device=str(device),
                        precision=args.precision, fit=args.fit, fit_lr=args.fit_lr, dense_decode=args.dense_decode,
                        sampler_model=args.sampler_model, largest_component=args.largest_component,
-                       force=args.force).check()
+                       force=args.force, side=input_side(args)).check()
     check_precision(device, config.precision)
     args.prior = prior_from_input(args)
     prior = ShapePrior.load(args.prior, device=device)
@@ -109,6 +111,7 @@ def run_main(args) -> int:
         result = reconstruct(volume, config, prior, learned=learned)
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
+    print_side(result.settings)
     result.warnings[:0] = [mismatch] if mismatch else []          # recorded in metrics.json
     m = result.metrics
     title = (f"{args.sampler.upper()} N={args.n} K={args.k} {fit_label(fit)}: Dice {m['dice']:.3f}, "

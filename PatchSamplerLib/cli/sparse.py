@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from PatchSamplerLib.cli.arguments import (FAMILIES, add_device_argument, add_threads_argument, non_negative_int,
-                                           positive_float, positive_int, prior_from_input,
-                                           structure_warning)
+from PatchSamplerLib.cli.arguments import (FAMILIES, add_device_argument, add_side_argument, add_threads_argument,
+                                           input_side, non_negative_int, positive_float, positive_int, print_side,
+                                           prior_from_input, structure_warning)
 from PatchSamplerLib.sparse.inputs import AXIS_HELP
 from PatchSamplerLib.sparse.reconstruction import (DEFAULT_CHECK_EVERY, DEFAULT_POINTS_PER_STEP, DEFAULT_SPARSE_LR,
                                                    DEFAULT_SPARSE_STEPS)
@@ -58,6 +58,7 @@ def add_reconstruct_slices_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=positive_int, default=DEFAULT_SPARSE_STEPS,
                    help=f"latent-fit steps (default {DEFAULT_SPARSE_STEPS})")
     p.add_argument("--fit-lr", type=positive_float, default=DEFAULT_SPARSE_LR, help="Adam learning rate of the latent fit")
+    add_side_argument(p)
     p.add_argument("--points-per-step", type=non_negative_int, default=DEFAULT_POINTS_PER_STEP,
                    help=f"known voxels per fit step, drawn at random (default {DEFAULT_POINTS_PER_STEP}; "
                         "0 = all, as the paper)")
@@ -108,7 +109,8 @@ def sparse_config(args, device: str = "auto", patience: bool = True):
     --boundary-weight where the command has it)."""
     from PatchSamplerLib.sparse.reconstruction import SparseConfig
     options = dict(steps=args.steps, fit_lr=args.fit_lr, points_per_step=args.points_per_step or None,
-                   boundary_weight=getattr(args, "boundary_weight", 1.0), device=str(device))
+                   boundary_weight=getattr(args, "boundary_weight", 1.0), device=str(device),
+                   side=input_side(args) if "side" in vars(args) else None)
     if patience:
         options.update(check_every=args.check_every, patience=args.patience, seed=args.seed,
                        dense_decode=args.dense_decode)
@@ -138,6 +140,7 @@ def reconstruct_slices_main(args) -> int:
     result.warnings[:0] = notes
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
+    print_side(result.settings)
     result.warnings[:0] = [mismatch] if mismatch else []          # recorded in metrics.json
     m = result.metrics
     title = f"INR from {sparse.description}" + (

@@ -64,6 +64,11 @@ def add_data_arguments(p: argparse.ArgumentParser, count: int) -> None:
     p.add_argument("--scale", type=positive_float, default=1.0, help="synthetic: grid scale (1 = full resolution)")
     p.add_argument("--data-seed", type=non_negative_int, default=0, help="synthetic: seed of the shape family")
     add_dataset_arguments(p)
+    p.add_argument("--one-side", choices=["left", "right"], default=None,
+                   help="--data: train on one side of a paired organ: a shape whose name says the other side "
+                        "(kidney_right) is mirrored onto this one, one whose name says no side is skipped; the "
+                        "prior records the side, and runs mirror inputs of the other side onto it and back "
+                        "(method/sides.py; the kidney-anatomical-left family is the synthetic one)")
     p.add_argument("--fold", type=non_negative_int, default=None,
                    help="--data: train / validate on the train / val split of this cross-validation fold "
                         "(0-4; grouped by subject, 70/10/20). Default: the last --val-count shapes validate")
@@ -211,12 +216,27 @@ def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, SamplerConfig)
 
 
+def one_sided(items, side: str):
+    """`data.folder.to_one_side` of the loaded items, each item it drops reported; ValueError
+    when none is left."""
+    from PatchSamplerLib.data.folder import to_one_side
+    kept = to_one_side(items, side)
+    for path, reason in kept.dropped[len(items.dropped):]:
+        print(f"skipped {path}: {reason}")
+    if not kept:
+        raise ValueError(f"--one-side {side}: no shape's name says left or right")
+    return kept
+
+
 def load_training_data(args):
     """-> (train volumes, validation volumes, description for the metadata)."""
+    if args.family and args.one_side:
+        raise ValueError("--one-side applies to --data; a family is one-sided by its name (kidney-anatomical-left)")
     if args.family:
-        from PatchSamplerLib.data.synthetic import FAMILY_VERSIONS, make_shapes
+        from PatchSamplerLib.data.synthetic import CANONICAL_SIDES, FAMILY_VERSIONS, make_shapes
         vols = make_shapes(args.family, args.count + args.val_count, seed=args.data_seed, scale=args.scale)
         desc = {"data": f"synthetic {args.family}", "family_version": FAMILY_VERSIONS[args.family],
+                **({"canonical_side": CANONICAL_SIDES[args.family]} if args.family in CANONICAL_SIDES else {}),
                 "data_seed": args.data_seed, "scale": args.scale,
                 "train_indices": [0, args.count - 1], "val_indices": [args.count, args.count + args.val_count - 1]}
         return vols[:args.count], vols[args.count:], desc
@@ -224,6 +244,9 @@ def load_training_data(args):
     options = dataset_options(args)
     items = load_usable_dataset(args.data, args.dataset, **options)
     desc = {"data": args.data, "dataset": args.dataset, **options}
+    if args.one_side:
+        items = one_sided(items, args.one_side)
+        desc["canonical_side"] = args.one_side
     if args.fold is not None:
         from PatchSamplerLib.data.splits import cross_validation_folds
         folds = cross_validation_folds(items.subjects)

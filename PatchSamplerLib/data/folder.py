@@ -25,7 +25,7 @@ coordinates are LPS millimetres. Two operations are shared by all loaders:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
@@ -33,6 +33,7 @@ import numpy as np
 
 from PatchSamplerLib.orientation import to_anatomical
 from PatchSamplerLib.progress import tracked
+from PatchSamplerLib.structures import side_in_name
 from PatchSamplerLib.volume import (LABELMAP_SUFFIXES, BinaryVolume, VolumeError, foreground_bbox, index_to_world,
                                     read_labelmap, resample_isotropic)
 
@@ -76,6 +77,25 @@ class ShapeDataset(list):
     def __repr__(self) -> str:
         return (f"ShapeDataset({len(self)} items, {len(set(self.subjects))} subjects, "
                 f"{len(self.dropped)} dropped)")
+
+
+def to_one_side(dataset: ShapeDataset, side: str) -> ShapeDataset:
+    """The items of `dataset` (LPS axes, as every loader gives them) on one side ("left" /
+    "right"): an item whose name or file says the other side (``kidney_right``,
+    `structures.side_in_name`) mirrored across the sagittal plane (its array flipped along L),
+    one that says `side` kept, one that says neither dropped with the reason. For a prior trained
+    on one side (`method.sides`)."""
+    if side not in ("left", "right"):
+        raise ValueError(f"unknown side {side!r}; choose left or right")
+    items, dropped = [], list(dataset.dropped)
+    for item in dataset:
+        said = side_in_name(item.name) or side_in_name(Path(item.source).name if item.source else None)
+        if said is None:
+            dropped.append(Dropped(item.source or item.name, "its name says neither left nor right (--one-side)"))
+            continue
+        mask = item.volume.mask if said == side else np.ascontiguousarray(item.volume.mask[::-1])
+        items.append(replace(item, volume=item.volume.with_mask(mask)))
+    return ShapeDataset(items, dropped)
 
 
 # ---------------------------------------------------------------- reorientation

@@ -27,15 +27,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from PatchSamplerLib.data.anatomy.kidney import KIDNEY_FAMILY_VERSION, kidney_shape
+from PatchSamplerLib.data.anatomy.kidney import KIDNEY_FAMILY_VERSION, kidney_shape, kidney_shape_with_params
 from PatchSamplerLib.data.anatomy.rendering import rotation_xyz
 from PatchSamplerLib.data.anatomy.vertebra import VERTEBRA_FAMILY_VERSION, vertebra_shape
 from PatchSamplerLib.progress import tracked
 from PatchSamplerLib.volume import BinaryVolume
 
-FAMILIES = ("vertebra", "kidney", "vertebra-anatomical", "kidney-anatomical")
+FAMILIES = ("vertebra", "kidney", "vertebra-anatomical", "kidney-anatomical", "kidney-anatomical-left")
 FAMILY_VERSIONS = {"vertebra": "solid-1", "kidney": "solid-1",
-                   "vertebra-anatomical": VERTEBRA_FAMILY_VERSION, "kidney-anatomical": KIDNEY_FAMILY_VERSION}
+                   "vertebra-anatomical": VERTEBRA_FAMILY_VERSION, "kidney-anatomical": KIDNEY_FAMILY_VERSION,
+                   "kidney-anatomical-left": KIDNEY_FAMILY_VERSION}
+# The side every shape of a family is stored as (a "-left" family holds each right kidney of its
+# parent mirrored to a left one); a prior trained on it reconstructs a right kidney mirrored
+# (`PatchSamplerLib.sides`).
+CANONICAL_SIDES = {"kidney-anatomical-left": "left"}
+# A family whose shapes are those of another, drawn from the other's random streams.
+_PARENT = {"kidney-anatomical-left": "kidney-anatomical"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ GRIDS = {
     "kidney": FamilyGrid((85, 85, 110), 1.5),
     "vertebra-anatomical": FamilyGrid((128, 120, 90), 1.0),
     "kidney-anatomical": FamilyGrid((85, 85, 110), 1.5),
+    "kidney-anatomical-left": FamilyGrid((85, 85, 110), 1.5),
 }
 
 
@@ -172,13 +180,23 @@ def anatomical_kidney_mask(rng: np.random.Generator, scale: float = 1.0) -> Bina
     return kidney_shape(rng, None, spacing, shape)
 
 
+def left_kidney_mask(rng: np.random.Generator, scale: float = 1.0) -> BinaryVolume:
+    """`anatomical_kidney_mask` for the same random stream, a right kidney mirrored (x -> -x, the
+    grid flipped along L) to a left one: the kidney-anatomical-left family."""
+    shape, spacing = scaled_grid(GRIDS["kidney-anatomical"], scale)
+    volume, params = kidney_shape_with_params(rng, None, spacing, shape)
+    return volume if params.side == "left" else volume.with_mask(np.ascontiguousarray(volume.mask[::-1]))
+
+
 _GENERATORS = {"vertebra": vertebra_mask, "kidney": kidney_mask,
-               "vertebra-anatomical": anatomical_vertebra_mask, "kidney-anatomical": anatomical_kidney_mask}
+               "vertebra-anatomical": anatomical_vertebra_mask, "kidney-anatomical": anatomical_kidney_mask,
+               "kidney-anatomical-left": left_kidney_mask}
 
 
 def shape_rng(family: str, seed: int, index: int) -> np.random.Generator:
-    """The random stream of shape `index` of `family` for `seed` (independent per shape)."""
-    return np.random.default_rng([FAMILIES.index(family), int(seed), int(index)])
+    """The random stream of shape `index` of `family` for `seed` (independent per shape; a
+    derived family, kidney-anatomical-left, uses its parent's: the same kidneys)."""
+    return np.random.default_rng([FAMILIES.index(_PARENT.get(family, family)), int(seed), int(index)])
 
 
 def make_shape(family: str, seed: int, index: int, scale: float = 1.0) -> BinaryVolume:

@@ -23,7 +23,7 @@ The command line (`cli.evaluate`) adds the presets: the thesis protocol and a re
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PatchSamplerLib.checkpoints import CheckpointError, resolve_sampler_path
@@ -34,6 +34,7 @@ from PatchSamplerLib.method.sampler import load_learned_sampler
 from PatchSamplerLib.method.samplers import sampler_label
 from PatchSamplerLib.pipeline import RunConfig, reconstruct
 from PatchSamplerLib.progress import task
+from PatchSamplerLib.structures import side_in_name
 from PatchSamplerLib.reporting.figures import dice_surface_figure, placement_figure
 from PatchSamplerLib.reporting.overview import overview_picture
 from PatchSamplerLib.volume import BinaryVolume
@@ -105,8 +106,11 @@ def _runs_of(plan, runs: int):
 def evaluate_run(volume: BinaryVolume, name: str, grid: EvaluationGrid, n: int, k: int, t: int, sampler: str,
                  run: int, prior: ShapePrior, model) -> dict:
     """One run of the grid (the job every executor runs) -> its cases.csv row. model: the
-    learned sampler (a SamplerModel) for sampler "learned", else None."""
-    res = reconstruct(volume, grid.run_config(n, k, t, sampler, run), prior, learned=model)
+    learned sampler (a SamplerModel) for sampler "learned", else None. The side a case's name
+    says (``s0001_kidney_right``, the family ``kidney-anatomical-left``) is the run's side for a
+    prior trained on one side; else that prior detects it (`method.sides`)."""
+    config = replace(grid.run_config(n, k, t, sampler, run), side=side_in_name(name))
+    res = reconstruct(volume, config, prior, learned=model)
     return case_row(name, n, k, t, sampler, run, res)
 
 

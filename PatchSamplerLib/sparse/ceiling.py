@@ -31,11 +31,12 @@ def every_voxel_known(volume: BinaryVolume) -> SparseInput:
 
 def representation_ceiling(volume: BinaryVolume, prior: ShapePrior | str, steps: int = CEILING_STEPS,
                            points_per_step: int | None = CEILING_POINTS_PER_STEP, seed: int = 0,
-                           device: str = "auto") -> SparseResult:
+                           device: str = "auto", side: str | None = None) -> SparseResult:
     """Fit the latent to every voxel of `volume`'s grid inside the prior's frame (`steps` Adam
     steps on `points_per_step` voxels drawn per step; None: all) and score the decoded shape
-    against the mask: `result.metrics` Dice, ASD, HD95 (mm), on `volume`'s grid."""
-    config = SparseConfig(steps=steps, points_per_step=points_per_step, seed=seed, device=device)
+    against the mask: `result.metrics` Dice, ASD, HD95 (mm), on `volume`'s grid. side: the
+    shape's side for a prior trained on one side (None: detected; `method.sides`)."""
+    config = SparseConfig(steps=steps, points_per_step=points_per_step, seed=seed, device=device, side=side)
     return reconstruct_sparse(volume, every_voxel_known(volume), prior, config, reference=volume.mask)
 
 

@@ -22,6 +22,7 @@ from PatchSamplerLib.method.decoding import DEFAULT_CHUNK, decode_in_frame, logi
 from PatchSamplerLib.method.frame import frame_records_on_whole_grid, padded_to, place_frame, work_box
 from PatchSamplerLib.method.inr import ShapePrior, fit_latent
 from PatchSamplerLib.method.metrics import all_metrics, dice, error_labels
+from PatchSamplerLib.method.sides import check_side, mirrored_orientation, side_record, unmirror_frame_records
 from PatchSamplerLib.orientation import to_anatomical
 from PatchSamplerLib.progress import Monitor
 from PatchSamplerLib.sparse.inputs import SparseInput
@@ -43,7 +44,9 @@ class SparseConfig:
     dense_decode: every voxel instead of coarse-to-fine; chunk: points per decoder call;
     boundary_weight: with points_per_step, a known voxel on the boundary (`known_boundary`) is
     drawn this many times as often as another and weighted back (`inr.fit_latent`'s
-    `sampling`, as `method.fitting`'s fast fit); 1: uniformly."""
+    `sampling`, as `method.fitting`'s fast fit); 1: uniformly. side: "left" / "right", the
+    input's side for a prior trained on one side (`method.sides`; None: detected from the known
+    voxels when such a prior needs it)."""
     steps: int = DEFAULT_SPARSE_STEPS
     fit_lr: float = DEFAULT_SPARSE_LR
     points_per_step: int | None = DEFAULT_POINTS_PER_STEP
@@ -54,6 +57,7 @@ class SparseConfig:
     dense_decode: bool = False
     chunk: int = DEFAULT_CHUNK
     boundary_weight: float = 1.0
+    side: str | None = None
 
     def check(self) -> "SparseConfig":
         """Itself; ValueError for a step count the fit cannot run or a boundary weight <= 0."""
@@ -61,6 +65,7 @@ class SparseConfig:
             raise ValueError(f"the number of latent-fit steps must be an integer >= 1, got {self.steps}")
         if not self.boundary_weight > 0:
             raise ValueError(f"the boundary weight must be > 0, got {self.boundary_weight}")
+        check_side(self.side)
         return self
 
 
@@ -151,7 +156,10 @@ def reconstruct_sparse(volume: BinaryVolume, sparse: SparseInput, prior: ShapePr
     Runs in the anatomical frame (`orientation`), like `pipeline.reconstruct`: any storage order
     of the same anatomy gives the same result in world coordinates; the result's arrays are on
     `volume`'s grid. Like it, it works on the part of the grid the prior's frame can reach around
-    the labelled voxels (and the reference), `frame.work_box`, with the same result."""
+    the labelled voxels (and the reference), `frame.work_box`, with the same result. A prior
+    trained on one side gets the observation mirrored onto its side when it is the other
+    (`config.side`, else detected from the known voxels; `method.sides`) and the result mirrored
+    back; `settings["side"]` says so (None for other priors)."""
     config = replace(config or SparseConfig(), **settings).check()
     if sparse.known.shape != volume.shape:
         raise VolumeError(f"the sparse input has shape {sparse.known.shape}, the image {volume.shape}")
@@ -162,17 +170,28 @@ def reconstruct_sparse(volume: BinaryVolume, sparse: SparseInput, prior: ShapePr
     lo, hi = work_box(sparse.labels, volume.spacing, prior.extent_mm, also=reference)   # see pipeline.reconstruct
     anatomical, orient = to_anatomical(sub_volume(volume, lo, hi))
     box = box_slices(lo, hi)
+    observed = sparse.cropped(lo, hi)
+    side = sided(prior, config, observed.to_anatomical(orient), anatomical.spacing)
+    back = mirrored_orientation(orient) if side is not None and side["mirrored"] else orient
     result = reconstruct_sparse_anatomical(
-        anatomical, sparse.cropped(lo, hi).to_anatomical(orient), prior, config,
-        None if reference is None else orient.array_to_anatomical(reference[box]),
+        anatomical, observed.to_anatomical(back), prior, config,
+        None if reference is None else back.array_to_anatomical(reference[box]),
         Monitor(progress, should_cancel, STAGES))
-    result.settings.update(anatomical_frame=orient.record(), known_voxels=sparse.known_count)
+    if back is not orient:
+        unmirror_frame_records(result.settings, anatomical.shape, anatomical.spacing)
+    result.settings.update(anatomical_frame=orient.record(), known_voxels=sparse.known_count, side=side)
     frame_records_on_whole_grid(result.settings, orient, volume, lo)
 
     def on_whole_grid(array):
-        return None if array is None else padded_to(orient.array_from_anatomical(array), lo, volume.shape)
+        return None if array is None else padded_to(back.array_from_anatomical(array), lo, volume.shape)
 
     return replace(result, reconstruction=on_whole_grid(result.reconstruction), errors=on_whole_grid(result.errors))
+
+
+def sided(prior: ShapePrior, config: SparseConfig, observed: SparseInput, spacing) -> dict | None:
+    """`method.sides.side_record` of an anatomical-frame observation (the side detected from its
+    known voxels when `config.side` is None and the prior needs it)."""
+    return side_record(prior, config.side, observed.labels, spacing, observed.known, config.seed)
 
 
 def reconstruct_sparse_anatomical(volume: BinaryVolume, sparse: SparseInput, prior, config: SparseConfig,

@@ -49,6 +49,7 @@ from PatchSamplerLib.orientation import to_anatomical  # noqa: E402
 from PatchSamplerLib.sparse.ceiling import representation_ceiling  # noqa: E402
 from PatchSamplerLib.sparse.inputs import every_nth_slice  # noqa: E402
 from PatchSamplerLib.sparse.reconstruction import reconstruct_sparse  # noqa: E402
+from PatchSamplerLib.structures import side_in_name  # noqa: E402
 from PatchSamplerLib.volume import read_labelmap, resample_isotropic  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -94,21 +95,24 @@ def measurements(prior_name: str, seeds: dict, slices_only: bool = False):
                     yield shape, method, n, k, seed
 
 
-def measure(volume, prior: ShapePrior, method: str, n: int, k: int, seed: int) -> dict:
+def measure(volume, prior: ShapePrior, method: str, n: int, k: int, seed: int, side: str | None = None) -> dict:
+    """Metrics of one measurement; side: the shape's side (from its name, as `run` reads it),
+    used by a prior trained on one side (`method.sides`)."""
     if method == "ceiling":
-        return representation_ceiling(volume, prior, seed=seed, device="cpu").metrics
+        return representation_ceiling(volume, prior, seed=seed, device="cpu", side=side).metrics
     if method == SLICES:
-        return sagittal_slices_reconstruction(volume, prior, seed)
-    config = RunConfig(n=n, k=k, t=100, sampler=method, seed=seed, device="cpu", fit="adam")
+        return sagittal_slices_reconstruction(volume, prior, seed, side)
+    config = RunConfig(n=n, k=k, t=100, sampler=method, seed=seed, device="cpu", fit="adam", side=side)
     return reconstruct(volume, config, prior).metrics
 
 
-def sagittal_slices_reconstruction(volume, prior: ShapePrior, seed: int) -> dict:
+def sagittal_slices_reconstruction(volume, prior: ShapePrior, seed: int, side: str | None = None) -> dict:
     """Metrics of the shape reconstructed from every SLICE_STEP-th x slice of the anatomical
     frame (sagittal slices; first slice drawn by `seed`)."""
     anatomical, _ = to_anatomical(volume)
     sparse = every_nth_slice(anatomical.mask, SLICE_STEP, axis=0, seed=seed)
-    return reconstruct_sparse(anatomical, sparse, prior, seed=seed, device="cpu", reference=anatomical.mask).metrics
+    return reconstruct_sparse(anatomical, sparse, prior, seed=seed, device="cpu", reference=anatomical.mask,
+                              side=side).metrics
 
 
 def run(priors: list[str], out: Path, seeds: dict, slices_only: bool = False) -> None:
@@ -126,7 +130,8 @@ def run(priors: list[str], out: Path, seeds: dict, slices_only: bool = False) ->
                 if shape not in volumes:
                     volumes[shape] = resample_isotropic(read_labelmap(str(SHAPES[shape][0])), prior.spacing_mm[0])
                 t0 = time.time()
-                write(shape, prior_name, method, n, k, seed, measure(volumes[shape], prior, method, n, k, seed), t0)
+                metrics = measure(volumes[shape], prior, method, n, k, seed, side_in_name(shape))
+                write(shape, prior_name, method, n, k, seed, metrics, t0)
 
 
 @contextlib.contextmanager

@@ -151,3 +151,18 @@ def test_sparse_slices_of_the_other_side_are_mirrored_onto_the_prior_and_back(on
     assert np.array_equal(b.reconstruction, a.reconstruction[::-1]) and b.metrics == pytest.approx(a.metrics)
     detected = reconstruct_sparse(right, mirrored_slices, one_sided, steps=5).settings["side"]
     assert detected["side_from"].startswith("detected") and len(detected["detection_losses"]) == 2
+
+
+@pytest.mark.parametrize("data, prior_side", [(["--family", "kidney-anatomical"], "left"),
+                                              (["--family", "kidney-anatomical-left"], None),
+                                              (["--data", "no-such-folder", "--one-side", "right"], "left")])
+def test_training_a_sampler_on_shapes_of_another_side_than_the_prior_is_refused(tmp_path, capsys, data, prior_side):
+    from PatchSamplerLib.cli.main import main
+    prior = ShapePrior.load(tiny_prior_path())
+    if prior_side:
+        prior.metadata["canonical_side"] = prior_side
+    prior.save(tmp_path / "prior.pt")
+    out = tmp_path / "sampler"
+    assert main(["train-sampler", *data, "--count", "4", "--val-count", "2", "--prior", str(tmp_path / "prior.pt"),
+                 "--n", "4", "--k", "9", "--epochs", "1", "--out", str(out)]) != 0
+    assert "sampler's training shapes" in capsys.readouterr().err and not out.exists()

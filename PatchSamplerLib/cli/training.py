@@ -360,6 +360,20 @@ def imitation_shapes(args) -> list:
     return make_shapes(args.family, args.init_count, seed=args.data_seed, scale=args.scale, start=start)
 
 
+def check_data_side(args, metadata: dict) -> None:
+    """ValueError when the sampler's training shapes are not on the side the prior was trained
+    on (`method.sides`): a one-sided prior needs a one-sided family or --one-side of its side,
+    and a prior of both sides the opposite."""
+    from PatchSamplerLib.data.synthetic import CANONICAL_SIDES
+    data_side = CANONICAL_SIDES.get(args.family) if args.family else args.one_side
+    prior_side = metadata.get("canonical_side")
+    if data_side != prior_side:
+        wanted = (f"shapes of its {prior_side} side (--one-side {prior_side}, or the kidney-anatomical-left family)"
+                  if prior_side else "shapes of both sides (no --one-side, not a -left family)")
+        raise ValueError(f"the prior was trained on {prior_side or 'both sides'} and the sampler's training shapes "
+                         f"are {data_side or 'of both sides'}: give it {wanted}")
+
+
 def train_sampler_main(args) -> int:
     from PatchSamplerLib.devices import resolve_device
     from PatchSamplerLib.method.inr import ShapePrior
@@ -375,6 +389,7 @@ def train_sampler_main(args) -> int:
     mismatch = data_structure_mismatch(args, prior)
     if mismatch:                                     # hours spent on a sampler of no use: refused
         raise ValueError(f"training data and prior differ: {mismatch}")
+    check_data_side(args, prior.metadata)
     prepare_run_folder(out, args.resume, args.overwrite)
     with console_log(out):
         train, val, desc = _load_data(args)

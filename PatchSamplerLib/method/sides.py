@@ -28,10 +28,10 @@ from PatchSamplerLib.orientation import AxisReorientation
 from PatchSamplerLib.volume import BinaryVolume, bbox_centre_mm, foreground_bbox
 
 SIDES = ("left", "right")
-DETECT_STEPS = 50              # Adam steps of each of the two fits
-DETECT_POINTS = 2048           # voxels per step, drawn from the box around the shape
+DETECT_STEPS = 20              # Adam steps of each of the two fits
+DETECT_POINTS = 1024           # voxels per step, drawn from the box around the shape
 DETECT_MARGIN = 3              # voxels around the shape's bounding box that the fits see
-DETECT_SCORE_POINTS = 16384    # voxels the two fitted latents are scored on
+DETECT_SCORE_POINTS = 8192     # voxels the two fitted latents are scored on
 
 
 def check_side(side: str | None) -> None:

@@ -111,12 +111,14 @@ class Prior(enum.Enum):
     KIDNEY = "kidney"
     VERTEBRA = "vertebra"
     KIDNEY_ANATOMICAL = "kidney-anatomical"
+    KIDNEY_ANATOMICAL_LEFT = "kidney-anatomical-left"
     VERTEBRA_ANATOMICAL = "vertebra-anatomical"
     FILE = "file"
 
     def label(self):
         return {"kidney": "Kidney (bundled)", "vertebra": "Vertebra (bundled)",
                 "kidney-anatomical": "Kidney, anatomical family (bundled)",
+                "kidney-anatomical-left": "Kidney, anatomical family, one side (bundled)",
                 "vertebra-anatomical": "Vertebra, anatomical family (bundled)",
                 "file": "Prior file ..."}[self.value]
 

@@ -166,3 +166,42 @@ def test_training_a_sampler_on_shapes_of_another_side_than_the_prior_is_refused(
     assert main(["train-sampler", *data, "--count", "4", "--val-count", "2", "--prior", str(tmp_path / "prior.pt"),
                  "--n", "4", "--k", "9", "--epochs", "1", "--out", str(out)]) != 0
     assert "sampler's training shapes" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.fixture(scope="module")
+def left_prior():
+    return ShapePrior.load("kidney-anatomical-left")
+
+
+def test_the_bundled_left_prior_detects_the_side_of_the_real_kidneys(left_prior):
+    """The real TotalSegmentator kidneys (Resources/SampleData), as stored and mirrored: the
+    bundled one-sided prior names each one's side (results/sides/detection.md: 74 of 74)."""
+    from PatchSamplerLib.checkpoints import sample_data_path
+    from PatchSamplerLib.volume import read_labelmap
+    assert canonical_side(left_prior.metadata) == "left"
+    for name, side in (("kidney_left_1.5mm.nii.gz", "left"), ("kidney_right_1.5mm.nii.gz", "right")):
+        anatomical, _ = to_anatomical(read_labelmap(sample_data_path(name)))
+        assert detect_side(left_prior, anatomical.mask, anatomical.spacing)[0] == side
+        flipped = anatomical.mask[::-1].copy()
+        assert detect_side(left_prior, flipped, anatomical.spacing)[0] == ("right" if side == "left" else "left")
+
+
+def test_run_reads_the_side_from_the_file_name_and_says_what_it_did(tmp_path, capsys):
+    from PatchSamplerLib.checkpoints import sample_data_path
+    from PatchSamplerLib.cli.main import main
+    from PatchSamplerLib.volume import read_labelmap, write_volume
+    right = sample_data_path("kidney_right_1.5mm.nii.gz")
+    assert main(["run", "--input", str(right), "--prior", "kidney-anatomical-left", "--n", "4", "--k", "7",
+                 "--t", "10", "--out", str(tmp_path / "named")]) == 0
+    assert "side: right (given), mirrored onto the prior's left side and back" in capsys.readouterr().out
+    write_volume(tmp_path / "shape.nii.gz", read_labelmap(right))
+    assert main(["run", "--input", str(tmp_path / "shape.nii.gz"), "--prior", "kidney-anatomical-left", "--n", "4",
+                 "--k", "7", "--t", "10", "--out", str(tmp_path / "unnamed")]) == 0
+    assert "side: right (detected by the prior), mirrored" in capsys.readouterr().out
+    assert main(["run", "--input", str(right), "--prior", "kidney-anatomical-left", "--side", "left", "--n", "4",
+                 "--k", "7", "--t", "10", "--out", str(tmp_path / "told")]) == 0
+    assert "side: left (given), as it is" in capsys.readouterr().out
+    import json
+    recorded = json.loads((tmp_path / "named" / "metrics.json").read_text())["frame"]["side"]
+    assert recorded["mirrored"] is True and recorded["input_side"] == "right"
+    assert json.loads((tmp_path / "unnamed" / "patches.json").read_text())["side"]["side_from"].startswith("detected")

@@ -51,7 +51,8 @@ def patches_record(result: ReconstructionResult, volume: BinaryVolume) -> dict:
     keys = ("n", "k", "t", "sampler", "sampler_model", "seed", "prior", "fit_lr", "largest_component")
     return {**{key: result.settings[key] for key in keys}, **fit_record(result),
             "coordinates": "voxel index (i, j, k) of the input image; world = ITK/NIfTI LPS millimetres",
-            "anatomical_frame": result.settings["anatomical_frame"], "patches": patches}
+            "anatomical_frame": result.settings["anatomical_frame"], "side": result.settings.get("side"),
+            "patches": patches}
 
 
 def fit_record(result: ReconstructionResult) -> dict:
@@ -66,8 +67,9 @@ def metrics_record(result: ReconstructionResult) -> dict:
             "device": result.settings["device"], "warnings": result.warnings,
             "sampler": result.settings["sampler"], "sampler_model": result.settings.get("sampler_model"),
             **fit_record(result),
-            "frame": {k: result.settings[k] for k in ("frame_centre_mm", "frame_extent_mm", "decoded_box_index",
-                                                      "decode", "decoder_points", "anatomical_frame")}}
+            "frame": {**{k: result.settings[k] for k in ("frame_centre_mm", "frame_extent_mm", "decoded_box_index",
+                                                         "decode", "decoder_points", "anatomical_frame")},
+                      "side": result.settings.get("side")}}
 
 
 def _run_writers(result: ReconstructionResult, volume: BinaryVolume, title: str) -> dict:

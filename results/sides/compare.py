@@ -4,7 +4,11 @@ them (the one-sided prior: the `kidney-anatomical-left` family, i.e. the same ki
 right ones mirrored, as a run mirrors a right kidney), paired per kidney (t-test and Wilcoxon,
 `experiments.tables.significance_table`).
 
-    python results/sides/compare.py results/sides/both_seed3/cases.csv results/sides/left_seed3/cases.csv
+    python results/sides/compare.py results/sides/both_seed3/cases.csv results/sides/epoch90_seed3/cases.csv
+    python results/sides/compare.py results/sides/both_seed1/cases.csv,results/sides/both_seed3/cases.csv \
+        results/sides/epoch90_seed1/cases.csv,results/sides/epoch90_seed3/cases.csv      # both sets pooled
+
+(each argument: one cases.csv or several, comma-separated, pooled.)
 """
 import csv
 import sys
@@ -18,15 +22,17 @@ from PatchSamplerLib.experiments.tables import significance_table  # noqa: E402
 BOTH, LEFT = "fps, prior of both sides", "fps, left prior"
 
 
-def merged(both_csv: str, left_csv: str, out: Path) -> Path:
+def merged(both_csvs: str, left_csvs: str, out: Path) -> Path:
     """One cases.csv of both evaluations: the sampler column names the prior, the left family's
     case names become the parent family's (kidney-anatomical-left_3_0000 -> kidney-anatomical_3_0000)."""
     rows = []
-    for path, label in ((both_csv, BOTH), (left_csv, LEFT)):
-        with open(path) as f:
-            for row in csv.DictReader(f):
-                row["sampler"], row["case"] = label, row["case"].replace("kidney-anatomical-left_", "kidney-anatomical_")
-                rows.append(row)
+    for paths, label in ((both_csvs, BOTH), (left_csvs, LEFT)):
+        for path in paths.split(","):
+            with open(path) as f:
+                for row in csv.DictReader(f):
+                    row["sampler"] = label
+                    row["case"] = row["case"].replace("kidney-anatomical-left_", "kidney-anatomical_")
+                    rows.append(row)
     with open(out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

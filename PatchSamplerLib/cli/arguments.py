@@ -191,7 +191,7 @@ def input_side(args) -> str | None:
     """--side when given; else the side --input's names say (`structures.first_side`: "left" /
     "right" in ``kidney_left.nii.gz`` or a segment "right kidney"); else None (a prior trained on
     one side then detects it, `method.sides`)."""
-    if args.side is not None:
+    if getattr(args, "side", None) is not None:
         return args.side
     from PatchSamplerLib.structures import first_side
     found = first_side(input_names(args))

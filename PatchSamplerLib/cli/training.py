@@ -230,7 +230,7 @@ def one_sided(items, side: str):
 
 def load_training_data(args):
     """-> (train volumes, validation volumes, description for the metadata)."""
-    if args.family and args.one_side:
+    if args.family and getattr(args, "one_side", None):
         raise ValueError("--one-side applies to --data; a family is one-sided by its name (kidney-anatomical-left)")
     if args.family:
         from PatchSamplerLib.data.synthetic import CANONICAL_SIDES, FAMILY_VERSIONS, make_shapes
@@ -244,7 +244,7 @@ def load_training_data(args):
     options = dataset_options(args)
     items = load_usable_dataset(args.data, args.dataset, **options)
     desc = {"data": args.data, "dataset": args.dataset, **options}
-    if args.one_side:
+    if getattr(args, "one_side", None):
         items = one_sided(items, args.one_side)
         desc["canonical_side"] = args.one_side
     if args.fold is not None:
@@ -365,7 +365,7 @@ def check_data_side(args, metadata: dict) -> None:
     on (`method.sides`): a one-sided prior needs a one-sided family or --one-side of its side,
     and a prior of both sides the opposite."""
     from PatchSamplerLib.data.synthetic import CANONICAL_SIDES
-    data_side = CANONICAL_SIDES.get(args.family) if args.family else args.one_side
+    data_side = CANONICAL_SIDES.get(args.family) if args.family else getattr(args, "one_side", None)
     prior_side = metadata.get("canonical_side")
     if data_side != prior_side:
         wanted = (f"shapes of its {prior_side} side (--one-side {prior_side}, or the kidney-anatomical-left family)"

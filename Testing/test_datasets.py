@@ -517,3 +517,16 @@ def test_training_commands_read_a_verse_root_and_split_a_fold_by_subject(verse_r
     args.fold = 7
     with pytest.raises(ValueError, match="--fold must be from 0 to 4"):
         load_training_data(args)
+
+
+def test_cross_validation_puts_the_fold_samplers_shapes_on_the_priors_side_and_keeps_the_test_cases(totalseg):
+    from PatchSamplerLib.experiments.crossval import split_folds
+    plain, left = split_folds(totalseg, 2), split_folds(totalseg, 2, side="left")
+    by_name = {item.name: item.volume.mask for item in totalseg}
+    for a, b in zip(plain, left):
+        assert [n for n, _ in a.test] == [n for n, _ in b.test]
+        assert all(np.array_equal(x.mask, y.mask) for (_, x), (_, y) in zip(a.test, b.test))
+        for x, y in zip(a.train + a.val, b.train + b.val):
+            right = any(np.array_equal(x.mask, by_name[n]) for n in by_name if n.endswith("right"))
+            assert np.array_equal(y.mask, x.mask[::-1] if right else x.mask)
+    assert any(np.array_equal(y.mask, by_name["s0001/kidney_right"][::-1]) for f in left for y in f.train + f.val)

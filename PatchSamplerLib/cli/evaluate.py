@@ -128,7 +128,7 @@ def evaluate_folds(args, grid, prior, executor) -> tuple:
     evaluated fold's learned samplers {(N, K, T): SamplerModel}); the trainings and runs go
     through `executor`."""
     from PatchSamplerLib.experiments.crossval import run_cross_validation, split_folds
-    folds = split_folds(evaluation_items(args), args.folds)
+    folds = split_folds(evaluation_items(args), args.folds, side=prior.metadata.get("canonical_side"))
     if args.only_folds:
         wanted = parse_ints(args.only_folds, "--only-folds")
         folds = [f for f in folds if f.index in wanted]

@@ -79,22 +79,29 @@ class ShapeDataset(list):
                 f"{len(self.dropped)} dropped)")
 
 
+def item_on_side(item: ShapeItem, side: str) -> ShapeItem | None:
+    """`item` (LPS axes, as every loader gives it) on `side` ("left" / "right"): mirrored across
+    the sagittal plane (its array flipped along L) when its name or file says the other side
+    (``kidney_right``, `structures.side_in_name`), as it is when it says `side`, None when it
+    says neither. For a prior trained on one side (`method.sides`)."""
+    said = side_in_name(item.name) or side_in_name(Path(item.source).name if item.source else None)
+    if said is None or said == side:
+        return None if said is None else item
+    return replace(item, volume=item.volume.with_mask(np.ascontiguousarray(item.volume.mask[::-1])))
+
+
 def to_one_side(dataset: ShapeDataset, side: str) -> ShapeDataset:
-    """The items of `dataset` (LPS axes, as every loader gives them) on one side ("left" /
-    "right"): an item whose name or file says the other side (``kidney_right``,
-    `structures.side_in_name`) mirrored across the sagittal plane (its array flipped along L),
-    one that says `side` kept, one that says neither dropped with the reason. For a prior trained
-    on one side (`method.sides`)."""
+    """The items of `dataset` on one side (`item_on_side`); an item whose name says no side is
+    dropped with the reason. Raises ValueError for a side that is not left / right."""
     if side not in ("left", "right"):
         raise ValueError(f"unknown side {side!r}; choose left or right")
     items, dropped = [], list(dataset.dropped)
     for item in dataset:
-        said = side_in_name(item.name) or side_in_name(Path(item.source).name if item.source else None)
-        if said is None:
+        kept = item_on_side(item, side)
+        if kept is None:
             dropped.append(Dropped(item.source or item.name, "its name says neither left nor right (--one-side)"))
-            continue
-        mask = item.volume.mask if said == side else np.ascontiguousarray(item.volume.mask[::-1])
-        items.append(replace(item, volume=item.volume.with_mask(mask)))
+        else:
+            items.append(kept)
     return ShapeDataset(items, dropped)
 
 

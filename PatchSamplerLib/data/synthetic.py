@@ -17,6 +17,8 @@ x = left-right, y = anterior (low) to posterior (high), z = inferior to superior
 Two more families, `vertebra-anatomical` and `kidney-anatomical` (`data.anatomy`), are built
 from the real parts with dimensions sampled from published morphometry and rendered like a
 segmentation (partial volume); they are on the same grids as the families above.
+`kidney-anatomical-left` holds the same kidneys with every right one mirrored to a left one (x ->
+-x), for a prior of one side (`method.sides`).
 
 Every shape is a deterministic function of (family, seed, index); `FAMILY_VERSIONS` names the
 version of each family's generator, recorded in the metadata of every prior trained on it.
@@ -39,7 +41,7 @@ FAMILY_VERSIONS = {"vertebra": "solid-1", "kidney": "solid-1",
                    "kidney-anatomical-left": KIDNEY_FAMILY_VERSION}
 # The side every shape of a family is stored as (a "-left" family holds each right kidney of its
 # parent mirrored to a left one); a prior trained on it reconstructs a right kidney mirrored
-# (`PatchSamplerLib.sides`).
+# (`PatchSamplerLib.method.sides`).
 CANONICAL_SIDES = {"kidney-anatomical-left": "left"}
 # A family whose shapes are those of another, drawn from the other's random streams.
 _PARENT = {"kidney-anatomical-left": "kidney-anatomical"}

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PatchSamplerLib.checkpoints import in_any_range, sampler_file_name
+from PatchSamplerLib.data.folder import item_on_side
 from PatchSamplerLib.data.splits import cross_validation_folds
 from PatchSamplerLib.experiments.evaluation import EvaluationGrid, run_cases
 from PatchSamplerLib.experiments.executors import Failure, Job, LocalExecutor
@@ -35,10 +36,14 @@ class FoldData:
     test: list[tuple[str, BinaryVolume]]
 
 
-def split_folds(items, n_folds: int, seed: int = 0) -> list[FoldData]:
-    """A ShapeDataset (items with .volume, .name, .subject) -> its `n_folds` FoldData."""
+def split_folds(items, n_folds: int, seed: int = 0, side: str | None = None) -> list[FoldData]:
+    """A ShapeDataset (items with .volume, .name, .subject) -> its `n_folds` FoldData. side: the
+    side of a prior trained on one side (`method.sides`): the training and validation shapes of
+    the fold samplers are put on it (`data.folder.item_on_side`; a shape whose name says no side
+    stays as it is); the test cases stay as stored -- a run mirrors them by their names."""
     folds = cross_validation_folds(items.subjects, n_folds=n_folds, seed=seed)
-    return [FoldData(f.index, [items[i].volume for i in f.train], [items[i].volume for i in f.val],
+    fit = [item if side is None else (item_on_side(item, side) or item) for item in items]
+    return [FoldData(f.index, [fit[i].volume for i in f.train], [fit[i].volume for i in f.val],
                      [(f"f{f.index}/{items[i].name}", items[i].volume) for i in f.test]) for f in folds]
 
 

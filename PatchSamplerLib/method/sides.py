@@ -2,13 +2,13 @@
 
 A paired organ's left and right shapes are mirror images of each other across the sagittal
 plane (x -> -x in the anatomical frame, +L). A prior trained on both (the thesis's
-TotalSegmentator kidneys, `kidney-anatomical`) spends latent capacity on the side and, from a
-few patches, must tell it: its mean shape is a symmetric kidney with a central cavity
-(results/real/mean_shapes.png). A prior trained on one side (`kidney-anatomical-left`: every
-right kidney of the family mirrored to a left one) records that side in its metadata
-(`canonical_side`); a run with it mirrors an input of the other side into that side at the
-edge, once, and mirrors every result back (`mirror_to_side`), so the result is on the input's
-grid as always.
+TotalSegmentator kidneys, "either the left or the right kidney" [T §4.2.1]; `kidney-anatomical`)
+spends latent capacity on the side and, from a few patches, must tell it: its mean shape is a
+symmetric kidney with a central cavity (results/real/mean_shapes.png). A prior trained on one
+side (`kidney-anatomical-left`: every right kidney of the family mirrored to a left one) records
+that side in its metadata (`canonical_side`); a run with it mirrors an input of the other side
+onto that side at the edge, once, and mirrors every result back (`to_canonical_side`,
+`mirrored_orientation`), so the result is on the input's grid as always.
 
 The input's side is given (`RunConfig.side`, `run --side`, read from a file or segment name by
 `structures.side_in_name`) or, when not, detected (`detect_side`): the latent is fitted to the

@@ -29,14 +29,17 @@ _NOT_THE_STRUCTURE = {"cyst", "cysts", "tumor", "tumour", "lesion", "stone", "di
 DEFAULT_PRIORS = {"kidney": "kidney", "vertebra": "vertebra-anatomical"}
 
 
+def _words(text: str | None) -> set[str]:
+    """The lower-case words of `text` (split at anything not a letter or digit); none for None."""
+    return set() if text is None else set(re.split(r"[^a-z0-9]+", str(text).lower()))
+
+
 def structure_in_name(text: str | None) -> str | None:
     """"kidney" or "vertebra" when `text` (a file name -- not its folders --, a segment name, a
     terminology entry) names exactly one of them as a word (case-insensitive; words split at
     anything not a letter or digit), else None. A name that also says cyst, tumour, lesion,
     stone, disc or canal is not the structure (None)."""
-    if text is None:
-        return None
-    words = set(re.split(r"[^a-z0-9]+", str(text).lower()))
+    words = _words(text)
     found = [s for s, names in _WORDS.items() if words & names]
     return found[0] if len(found) == 1 and not words & _NOT_THE_STRUCTURE else None
 
@@ -45,9 +48,7 @@ def side_in_name(text: str | None) -> str | None:
     """"left" or "right" when `text` (a file name, a segment name, a terminology entry) has
     exactly one of the words left / right (case-insensitive, words split as in
     `structure_in_name`: ``kidney_left.nii.gz``, "right kidney"), else None."""
-    if text is None:
-        return None
-    found = set(re.split(r"[^a-z0-9]+", str(text).lower())) & {"left", "right"}
+    found = _words(text) & {"left", "right"}
     return found.pop() if len(found) == 1 else None
 
 

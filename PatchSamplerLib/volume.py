@@ -62,6 +62,11 @@ class BinaryVolume:
             raise VolumeError(f"mask shape {mask.shape} differs from the volume's {self.shape}")
         return BinaryVolume(mask, self.spacing, self.origin.copy(), self.direction.copy())
 
+    def mirrored_left_right(self) -> "BinaryVolume":
+        """The mirror image across the sagittal plane of a volume on the anatomical grid (axis 0
+        along +L): its mask flipped along axis 0, the geometry kept (`method.sides`)."""
+        return self.with_mask(np.ascontiguousarray(self.mask[::-1]))
+
 
 # ---------------------------------------------------------------- coordinate conversions
 def index_to_world(index: np.ndarray, volume: BinaryVolume) -> np.ndarray:

@@ -87,7 +87,7 @@ def item_on_side(item: ShapeItem, side: str) -> ShapeItem | None:
     said = side_in_name(item.name) or side_in_name(Path(item.source).name if item.source else None)
     if said is None or said == side:
         return None if said is None else item
-    return replace(item, volume=item.volume.with_mask(np.ascontiguousarray(item.volume.mask[::-1])))
+    return replace(item, volume=item.volume.mirrored_left_right())
 
 
 def to_one_side(dataset: ShapeDataset, side: str) -> ShapeDataset:

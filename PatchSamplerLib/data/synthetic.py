@@ -187,7 +187,7 @@ def left_kidney_mask(rng: np.random.Generator, scale: float = 1.0) -> BinaryVolu
     grid flipped along L) to a left one: the kidney-anatomical-left family."""
     shape, spacing = scaled_grid(GRIDS["kidney-anatomical"], scale)
     volume, params = kidney_shape_with_params(rng, None, spacing, shape)
-    return volume if params.side == "left" else volume.with_mask(np.ascontiguousarray(volume.mask[::-1]))
+    return volume if params.side == "left" else volume.mirrored_left_right()
 
 
 _GENERATORS = {"vertebra": vertebra_mask, "kidney": kidney_mask,

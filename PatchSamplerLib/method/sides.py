@@ -25,7 +25,7 @@ import torch
 from PatchSamplerLib.method.inr import ShapePrior, fit_latent
 from PatchSamplerLib.method.losses import occupancy_loss
 from PatchSamplerLib.orientation import AxisReorientation
-from PatchSamplerLib.volume import BinaryVolume, bbox_centre_mm, foreground_bbox
+from PatchSamplerLib.volume import BinaryVolume, foreground_bbox
 
 SIDES = ("left", "right")
 DETECT_STEPS = 20              # Adam steps of each of the two fits
@@ -59,7 +59,7 @@ def mirrored(volume: BinaryVolume, orient: AxisReorientation) -> tuple[BinaryVol
     """`volume` on the anatomical grid mirrored across the sagittal plane (its array flipped
     along L, geometry kept) and the reorientation that maps the mirrored grid's arrays and
     indices back to the input grid (`mirrored_orientation`)."""
-    return volume.with_mask(np.ascontiguousarray(volume.mask[::-1])), mirrored_orientation(orient)
+    return volume.mirrored_left_right(), mirrored_orientation(orient)
 
 
 def box_points(labels: np.ndarray, spacing, known: np.ndarray | None = None,
@@ -73,7 +73,7 @@ def box_points(labels: np.ndarray, spacing, known: np.ndarray | None = None,
     index = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1).reshape(-1, 3)
     if known is not None:
         index = index[known[tuple(index.T)]]
-    coords = (index + 0.5) * np.asarray(spacing, float) - bbox_centre_mm(labels, spacing)
+    coords = (index - (first + last) / 2.0) * np.asarray(spacing, float)   # mm from the bounding box's centre
     return coords.astype(np.float32), labels[tuple(index.T)].astype(np.float32)
 
 

@@ -171,10 +171,11 @@ def reconstruct_sparse(volume: BinaryVolume, sparse: SparseInput, prior: ShapePr
     anatomical, orient = to_anatomical(sub_volume(volume, lo, hi))
     box = box_slices(lo, hi)
     observed = sparse.cropped(lo, hi)
-    side = sided(prior, config, observed.to_anatomical(orient), anatomical.spacing)
+    seen = observed.to_anatomical(orient)
+    side = side_record(prior, config.side, seen.labels, anatomical.spacing, seen.known, config.seed)
     back = mirrored_orientation(orient) if side is not None and side["mirrored"] else orient
     result = reconstruct_sparse_anatomical(
-        anatomical, observed.to_anatomical(back), prior, config,
+        anatomical, seen if back is orient else observed.to_anatomical(back), prior, config,
         None if reference is None else back.array_to_anatomical(reference[box]),
         Monitor(progress, should_cancel, STAGES))
     if back is not orient:
@@ -186,12 +187,6 @@ def reconstruct_sparse(volume: BinaryVolume, sparse: SparseInput, prior: ShapePr
         return None if array is None else padded_to(back.array_from_anatomical(array), lo, volume.shape)
 
     return replace(result, reconstruction=on_whole_grid(result.reconstruction), errors=on_whole_grid(result.errors))
-
-
-def sided(prior: ShapePrior, config: SparseConfig, observed: SparseInput, spacing) -> dict | None:
-    """`method.sides.side_record` of an anatomical-frame observation (the side detected from its
-    known voxels when `config.side` is None and the prior needs it)."""
-    return side_record(prior, config.side, observed.labels, spacing, observed.known, config.seed)
 
 
 def reconstruct_sparse_anatomical(volume: BinaryVolume, sparse: SparseInput, prior, config: SparseConfig,

@@ -160,6 +160,48 @@ def test_the_trainer_continues_each_shape_on_its_voxels_up_to_its_n_and_learns_o
     assert torch.equal(SamplerTrainer.voxel_continued_row(projected[1], shape, 2, 2), projected[1])   # N <= lead
 
 
+def test_the_straight_through_fps_keeps_the_hard_centres_and_moves_them_with_the_lead():
+    """On a line of points 0..1 with the lead at 0, FPS picks 1, then 0.5 (the midpoint of the
+    lead and 1): the values stay the hard picks, d(second pick)/d(lead) is the midpoint's 1/2,
+    d(first pick)/d(lead) about 0 (the far end stays the far end; measured -0.03, the blur)."""
+    from PatchSamplerLib.method.sampler import fps_continued, straight_through_fps
+    points = torch.zeros(2001, 3)
+    points[:, 0] = torch.linspace(0, 1, 2001)
+    lead = torch.tensor([[0.0, 0.0, 0.0]], requires_grad=True)
+    hard = fps_continued(points[None], lead.detach()[None], 2)[0]
+    np.testing.assert_allclose(hard[:, 0].numpy(), [1.0, 0.5], atol=1e-6)
+    out = straight_through_fps(points, lead, hard)
+    assert torch.equal(out.detach(), hard)
+    first, = torch.autograd.grad(out[0, 0], lead, retain_graph=True)
+    second, = torch.autograd.grad(out[1, 0], lead)
+    assert abs(first[0, 0].item()) < 0.05 and abs(second[0, 0].item() - 0.5) < 0.02
+
+
+def test_the_continuation_gradient_reaches_the_lead_only_when_asked():
+    """`continuation_gradient`: the continued centres' loss moves the generator (it does not
+    without it: the lead's own row is then the only path), the values are those of FPS."""
+    from PatchSamplerLib.training.sampler import SamplerConfig, SamplerTrainer
+    vol = held_out_vertebra(1)
+    shape = prepare_sampler_shape(vol, 2.0)
+    torch.manual_seed(0)
+    model = SamplerModel.new(64, 0, 100, initial_temperature=1e-3, anchor="lead", conditioned=True,
+                             lead_points=1, continuation="voxels")
+    grads = []
+    for gradient in (False, True):
+        _, projected = model.sampler(shape.cloud[None].expand(2, -1, -1), [9, 9])
+        row = SamplerTrainer.voxel_continued_row(projected[0], shape, 10, 1, gradient)
+        model.sampler.zero_grad()
+        row[1:10].sum().backward()                       # the continued centres only
+        grads.append(model.sampler.generator.head[-1].weight.grad)
+        plain = row.detach() if not gradient else plain
+    assert grads[0] is None or grads[0].abs().sum() == 0
+    assert grads[1].abs().sum() > 0
+    assert torch.equal(row.detach(), plain)
+    SamplerConfig(n=64, any_nk=True, anchor="lead", continuation="voxels", continuation_gradient=True).check()
+    with pytest.raises(ValueError, match="--continuation-gradient .* needs --anchor lead --continuation voxels"):
+        SamplerConfig(n=64, any_nk=True, anchor="lead", continuation_gradient=True).check()
+
+
 def test_a_trained_voxel_continued_sampler_records_it_and_places_fps_after_its_lead(tmp_path):
     from PatchSamplerLib.data.synthetic import make_shapes
     from PatchSamplerLib.method.baselines import fps_continued_indices

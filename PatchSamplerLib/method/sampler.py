@@ -187,6 +187,30 @@ def fps_continued(cloud: torch.Tensor, chosen: torch.Tensor, m: int) -> torch.Te
         return cloud[rows[:, None], torch.stack(picked, 1)]
 
 
+SOFT_FPS_TEMPERATURE = 0.05   # continuation gradient: softmax over the min distances / (this x their max)
+
+
+def straight_through_fps(points: torch.Tensor, lead: torch.Tensor, continued: torch.Tensor,
+                         temperature: float = SOFT_FPS_TEMPERATURE) -> torch.Tensor:
+    """The FPS centres `continued` (m, 3) (constants: hard FPS over `points` after the lead) with
+    a gradient to the `lead` (L, 3) (not in [T]; training only): step j's value is continued[j],
+    its gradient that of a soft FPS step over the (n, 3) `points` (the shape's occupied voxels,
+    where the hard FPS picks) -- the softmax-weighted mean of the points by their squared
+    distance from the centres chosen so far (lead, then continued[:j]), divided by
+    `temperature` x the largest such distance. FPS itself has no gradient; this straight-through
+    surrogate lets the loss of the continued centres move the lead that starts them
+    (`SamplerConfig.continuation_gradient`). All in one space (the normalised cloud's)."""
+    dist = torch.cdist(points, lead).pow(2).min(-1).values                                # (n,)
+    out = []
+    for j in range(continued.shape[0]):
+        top = dist.detach().max()
+        weights = torch.softmax((dist - top) / (top.clamp_min(1e-12) * temperature), 0)
+        soft = (weights[:, None] * points).sum(0)
+        out.append(continued[j] + (soft - soft.detach()))
+        dist = torch.minimum(dist, (points - out[-1]).pow(2).sum(-1))
+    return torch.stack(out) if out else continued
+
+
 class LearnedSampler(nn.Module):
     """cloud (B, n, 3) in [-0.5, 0.5]^3 [, K: int or (B,) ints, when `conditioned`] ->
     (generated G, projected R), each (B, m, 3). anchor "fps" / "central": G = FPS points of the

@@ -49,9 +49,10 @@ from PatchSamplerLib.method.inr import ShapePrior, fit_latent_unrolled
 from PatchSamplerLib.method.losses import (coverage_loss, occupancy_loss_and_logit_gradient, proximity_loss,
                                            repulsion_loss)
 from PatchSamplerLib.method.patches import patch_labels, patch_offsets, soft_patch_labels
+from PatchSamplerLib.method.pointcloud import dense_cloud
 from PatchSamplerLib.method.sampler import (ANCHORS, CONTINUATIONS, LEAD_POINTS, LEAD_STARTS, SamplerModel,
                                             check_continuation, check_lead_points, check_lead_start,
-                                            learned_centres, voxel_continuation)
+                                            learned_centres, straight_through_fps, voxel_continuation)
 from PatchSamplerLib.progress import Progress, tracked
 from PatchSamplerLib.training.loop import LoopSettings, TrainingLoop, curves_figure
 from PatchSamplerLib.training.points import SamplerShape, full_grid_points, prepare_sampler_shape, sample_points
@@ -77,6 +78,8 @@ class SamplerConfig:
     lead_points: int = LEAD_POINTS     # anchor "lead": how many centres the generator places (1-4)
     continuation: str = "cloud"        # anchor "lead": FPS after the lead over the "cloud" or the occupied "voxels"
     lead_start: str = "free"           # anchor "lead": "free" generator or offsets from the "central" FPS points
+    continuation_gradient: bool = False  # continuation "voxels": the continued centres' loss reaches the lead
+    #                                      (method.sampler.straight_through_fps; not in [T])
     init_steps: int = 3000             # init "fps": generator steps of that fit
     init_lr: float = 3e-3              # init "fps": its Adam lr (cosine decay to 0)
     init_count: int = 0                # init "fps", synthetic data: extra shapes for that fit only
@@ -121,6 +124,9 @@ class SamplerConfig:
         check_lead_start(self.lead_start)
         if self.anchor != "lead" and (self.continuation != "cloud" or self.lead_start != "free"):
             raise ValueError("--continuation and --lead-start shape the lead's centres: they need --anchor lead")
+        if self.continuation_gradient and not (self.anchor == "lead" and self.continuation == "voxels"):
+            raise ValueError("--continuation-gradient passes the continued centres' loss to the lead: it needs "
+                             "--anchor lead --continuation voxels")
         if self.anchor != "none" and self.init == "fps":
             raise ValueError(f"--anchor {self.anchor} places FPS points itself (from the start or after the lead "
                              "centres); drop --init fps")
@@ -141,7 +147,7 @@ class SamplerConfig:
 # Settings a resumed run must share with its last.pt (with the value of a last.pt from before the option).
 RESUME_KEYS = {"n": None, "k": None, "t": None, "mode": None, "neighbours": None, "init": "random", "anchor": "none",
                "any_nk": False, "lead_points": LEAD_POINTS, "min_prefix": 1,
-               "continuation": "cloud", "lead_start": "free"}
+               "continuation": "cloud", "lead_start": "free", "continuation_gradient": False}
 
 
 def patch_subset(k: int, stride: int) -> torch.Tensor:
@@ -304,20 +310,26 @@ class SamplerTrainer(TrainingLoop):
         lead = self.model.sampler.voxel_lead
         if not lead:
             return generated, projected
-        rows = [self.voxel_continued_row(projected[b], self.shapes[i], n, lead)
+        rows = [self.voxel_continued_row(projected[b], self.shapes[i], n, lead, self.cfg.continuation_gradient)
                 for b, (i, (n, _)) in enumerate(zip(ids, settings))]
         continued = torch.stack(rows)
         return torch.cat([generated[:, :lead], continued[:, lead:]], 1), continued
 
     @staticmethod
-    def voxel_continued_row(projected: torch.Tensor, shape: SamplerShape, n: int, lead: int) -> torch.Tensor:
+    def voxel_continued_row(projected: torch.Tensor, shape: SamplerShape, n: int, lead: int,
+                            gradient: bool = False) -> torch.Tensor:
         """One shape's (m, 3) projected centres with centres lead..n-1 replaced by FPS over its
-        occupied voxels continued from the first `lead` (normalised cloud space)."""
+        occupied voxels continued from the first `lead` (normalised cloud space): constants, or
+        with `gradient` (cfg.continuation_gradient) the same values with a gradient to the lead
+        (`straight_through_fps` over the same voxels)."""
         if n <= lead:
             return projected
         lead_index = shape.norm.inverse(projected[:lead].detach().cpu().numpy())
         voxels = voxel_continuation(lead_index, n - lead, shape.volume.mask, shape.volume.spacing)
         rest = torch.from_numpy(shape.norm.forward(voxels).astype(np.float32)).to(projected)
+        if gradient:
+            occupied = shape.norm.forward(dense_cloud(shape.volume.mask)).astype(np.float32)
+            rest = straight_through_fps(torch.from_numpy(occupied).to(projected), projected[:lead], rest)
         return torch.cat([projected[:lead], rest, projected[n:]])
 
     def train_step(self, ids: list[int]) -> tuple[float, float]:

@@ -11,6 +11,12 @@ import pytest
 # the platform threader does not. Must be set before ITK makes its first threader.
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_THREADER", "Platform")
 
+# pytest-xdist (`-n 2`, the README's test command): each worker process, and the command-line
+# processes its tests start, uses one torch / OpenMP thread -- two processes of two threads each
+# on two cores run several times slower than one thread each. Set before torch is imported.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 # make `import PatchSamplerLib` work when pytest is run from any folder
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:

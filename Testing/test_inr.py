@@ -115,8 +115,10 @@ def test_decodes_under_a_bf16_autocast_return_float32_close_to_fp32():
 
 def test_the_latent_fit_under_the_bf16_autocast_fits_like_the_fp32_fit():
     """`devices.bf16_autocast` (the bf16 precision path) around a whole fit of the kidney prior
-    to 8 FPS patches: it must fit as well as fp32 (autocast's cast cache would freeze the
-    latent's bf16 copy at its start value; a bf16 soft Dice would round its sums away)."""
+    to 4 FPS patches of 7^3 voxels, 50 steps: it must fit as well as fp32 (autocast's cast cache
+    would freeze the latent's bf16 copy at its start value; a bf16 soft Dice would round its sums
+    away). Measured: loss 7.88 at the start, 0.0966 fp32, 0.0982 bf16 (bf16 on this CPU is
+    emulated: 11 s against 1 s; 8 x 9 voxels and 100 steps took 98 s)."""
     from PatchSamplerLib.method.baselines import fps_centres
     from PatchSamplerLib.data.synthetic import make_shapes
     from PatchSamplerLib.devices import bf16_autocast
@@ -125,12 +127,12 @@ def test_the_latent_fit_under_the_bf16_autocast_fits_like_the_fp32_fit():
     from PatchSamplerLib.volume import bbox_centre_mm
     dec = ShapePrior.load("kidney").decoder
     vol = make_shapes("kidney", 1, seed=1, scale=0.5)[0]
-    _, labels, coords = extract_patches(vol.mask, vol.spacing, fps_centres(vol.mask, 8, seed=0), 9,
+    _, labels, coords = extract_patches(vol.mask, vol.spacing, fps_centres(vol.mask, 4, seed=0), 7,
                                         bbox_centre_mm(vol.mask, vol.spacing))
     coords, labels = coords.reshape(1, -1, 3), labels.reshape(1, -1)
-    fp32 = fit_latent(dec, coords, labels, 100)
+    fp32 = fit_latent(dec, coords, labels, 50)
     with bf16_autocast("cpu"):
-        bf16 = fit_latent(dec, coords, labels, 100)
+        bf16 = fit_latent(dec, coords, labels, 50)
     with torch.no_grad():
         start, loss32, loss16 = (occupancy_loss(dec(coords, z), labels).item()
                                  for z in (initial_latent(1), fp32, bf16))

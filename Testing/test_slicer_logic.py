@@ -851,11 +851,13 @@ def vertebra_prior():
 
 def test_tilting_the_grid_to_the_views_keeps_the_dice_of_aligned_views(vertebra_prior):
     """The issue's case in the module: a vertebra (2 mm voxels) drawn on axial views every 8 mm, on a
-    grid aligned with the views and tilted 5 and 20 degrees to them, scored against the full shape.
-    Measured (bundled vertebra prior, 200 steps): 0.775 aligned; 0.752 (5 deg) and 0.782 (20 deg)
-    now, 0.672 and 0.635 when the labelled grid slices were taken as known."""
+    grid aligned with the views and tilted 20 degrees to them, scored against the full shape.
+    Measured (bundled vertebra prior, 200 steps): 0.775 aligned; 0.782 (20 deg) now, 0.635 when
+    the labelled grid slices were taken as known (5 deg: 0.752 now, 0.672 then; left out to save
+    30 s: which voxels a 5-degree drawing makes known is checked by
+    test_slices_drawn_on_views_tilted_to_the_grid_are_known_only_where_drawn)."""
     dice_by_tilt = {}
-    for tilt in (0.0, 5.0, 20.0):
+    for tilt in (0.0, 20.0):
         shape, ijk_to_ras = make_shape("vertebra", 99, 1, 0.5), tilted_grid(tilt, 2.0)
         node, full_id = add_segmentation(new_scene(), shape.mask, ijk_to_ras, name="Spine", segment_name="Full")
         drawn_id = add_drawn_segment(node, painted_on_views(shape.mask, ijk_to_ras)[0], ijk_to_ras)
@@ -863,8 +865,7 @@ def test_tilting_the_grid_to_the_views_keeps_the_dice_of_aligned_views(vertebra_
                                                    prior=vertebra_prior, steps=200, fit_lr=FIT_LR, device="cpu")
         dice_by_tilt[tilt] = run.result.metrics["dice"]
     assert dice_by_tilt[0.0] > 0.7, dice_by_tilt
-    assert abs(dice_by_tilt[5.0] - dice_by_tilt[0.0]) < 0.05 and abs(dice_by_tilt[20.0] - dice_by_tilt[0.0]) < 0.05, \
-        dice_by_tilt
+    assert abs(dice_by_tilt[20.0] - dice_by_tilt[0.0]) < 0.05, dice_by_tilt
 
 
 # ------------------------------------------------------------------------ specks, estimates and limits

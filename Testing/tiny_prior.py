@@ -1,11 +1,34 @@
-"""A tiny INR prior trained once per test session (small vertebrae at 4 mm, ~30 s)."""
+"""A tiny INR prior trained once per test session (small vertebrae at 4 mm, ~30 s).
+
+Under pytest-xdist (`-n 2`, the README's test command) the workers of one run share what is
+trained here: the first worker that needs a model trains it under a file lock in a folder named
+after the run (PYTEST_XDIST_TESTRUNUID), the others wait and load it."""
 from __future__ import annotations
 
 import contextlib
 import functools
 import io
+import os
 import tempfile
 from pathlib import Path
+
+
+def built_once(name: str, build) -> Path:
+    """A folder holding what `build(folder)` wrote: built once per test run (shared by the
+    xdist workers of the run under a file lock; a fresh temporary folder without xdist)."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run:
+        out = Path(tempfile.mkdtemp(prefix=f"patchsampler-{name}-"))
+        build(out)
+        return out
+    from filelock import FileLock          # a dependency of torch
+    out = Path(tempfile.gettempdir()) / f"patchsampler-{name}-{run}"
+    with FileLock(f"{out}.lock"):
+        if not (out / "built").exists():
+            out.mkdir(exist_ok=True)
+            build(out)
+            (out / "built").touch()
+    return out
 
 TINY_SCALE = 0.25          # 32 x 30 x 22 voxels at 4 mm
 TINY_TRAIN, TINY_VAL = 24, 2
@@ -17,13 +40,13 @@ def tiny_prior_path() -> Path:
     from PatchSamplerLib.data.synthetic import make_shapes
     from PatchSamplerLib.training.prior import PriorConfig, PriorTrainer
 
-    out = Path(tempfile.mkdtemp(prefix="patchsampler-tiny-prior-"))
-    vols = make_shapes("vertebra", TINY_TRAIN + TINY_VAL, seed=0, scale=TINY_SCALE)
-    cfg = PriorConfig(epochs=60, points_per_shape=1024, surface_fraction=0.5, val_every=30, val_t=30, val_n=6,
-                      val_k=5, lr_net=3e-3, lr_latent=1e-2, reg_ramp_epochs=10)
-    with contextlib.redirect_stdout(io.StringIO()):
-        PriorTrainer(vols[:TINY_TRAIN], vols[TINY_TRAIN:], out, cfg).run()
-    return out / "prior.pt"
+    def build(out: Path) -> None:
+        vols = make_shapes("vertebra", TINY_TRAIN + TINY_VAL, seed=0, scale=TINY_SCALE)
+        cfg = PriorConfig(epochs=60, points_per_shape=1024, surface_fraction=0.5, val_every=30, val_t=30, val_n=6,
+                          val_k=5, lr_net=3e-3, lr_latent=1e-2, reg_ramp_epochs=10)
+        with contextlib.redirect_stdout(io.StringIO()):
+            PriorTrainer(vols[:TINY_TRAIN], vols[TINY_TRAIN:], out, cfg).run()
+    return built_once("tiny-prior", build) / "prior.pt"
 
 
 def held_out_vertebra(index: int = 0):
@@ -47,12 +70,12 @@ def tiny_sampler_path() -> Path:
     from PatchSamplerLib.method.inr import ShapePrior
     from PatchSamplerLib.training.sampler import SamplerTrainer
 
-    out = Path(tempfile.mkdtemp(prefix="patchsampler-tiny-sampler-"))
-    vols = make_shapes("vertebra", 5, seed=0, scale=TINY_SCALE)
-    with contextlib.redirect_stdout(io.StringIO()):
-        SamplerTrainer(vols[:4], vols[4:], ShapePrior.load(tiny_prior_path()), out, tiny_sampler_config(),
-                       log=lambda *a: None).run()
-    return out / "sampler.pt"
+    def build(out: Path) -> None:
+        vols = make_shapes("vertebra", 5, seed=0, scale=TINY_SCALE)
+        with contextlib.redirect_stdout(io.StringIO()):
+            SamplerTrainer(vols[:4], vols[4:], ShapePrior.load(tiny_prior_path()), out, tiny_sampler_config(),
+                           log=lambda *a: None).run()
+    return built_once("tiny-sampler", build) / "sampler.pt"
 
 
 @functools.lru_cache(maxsize=1)
@@ -63,12 +86,13 @@ def tiny_any_sampler_path() -> Path:
     from PatchSamplerLib.method.inr import ShapePrior
     from PatchSamplerLib.training.any_sampler import AnySamplerTrainer
 
-    out = Path(tempfile.mkdtemp(prefix="patchsampler-tiny-any-sampler-"))
-    vols = make_shapes("vertebra", 5, seed=0, scale=TINY_SCALE)
-    cfg = tiny_sampler_config(n=8, k=3, t=3, epochs=1, any_nk=True, anchor="fps", fit_points=64, batch_size=4)
-    with contextlib.redirect_stdout(io.StringIO()):
-        AnySamplerTrainer(vols[:4], vols[4:], ShapePrior.load(tiny_prior_path()), out, cfg, log=lambda *a: None).run()
-    return out / "sampler.pt"
+    def build(out: Path) -> None:
+        vols = make_shapes("vertebra", 5, seed=0, scale=TINY_SCALE)
+        cfg = tiny_sampler_config(n=8, k=3, t=3, epochs=1, any_nk=True, anchor="fps", fit_points=64, batch_size=4)
+        with contextlib.redirect_stdout(io.StringIO()):
+            AnySamplerTrainer(vols[:4], vols[4:], ShapePrior.load(tiny_prior_path()), out, cfg,
+                              log=lambda *a: None).run()
+    return built_once("tiny-any-sampler", build) / "sampler.pt"
 
 
 def embedded_in_a_large_flipped_grid(vol, at=(50, 35, 30), shape=(140, 110, 90)):

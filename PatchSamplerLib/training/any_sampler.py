@@ -34,6 +34,10 @@ Where FPS continues after a lead (`--continuation`, `method.sampler`): "cloud" (
 own FPS over the 2,048-point cloud) or "voxels" (FPS over each shape's occupied voxels, as the
 FPS baseline; `SamplerTrainer.placed_centres` replaces the continued centres up to each shape's
 drawn N before the fit, as constants: FPS has no gradient either way, the lead is what learns).
+`--continuation-gradient` gives those constants a straight-through gradient to the lead (a soft
+FPS over the same voxels, `method.sampler.straight_through_fps`); on kidneys it validated below
+its start and below FPS (results/learned_any_nk/continuation/README.md) and is not used by a
+bundled sampler.
 
 Which generator: `--anchor` (`method.sampler`). The bundled vertebra-anatomical sampler uses
 `lead` (4 generated centres, then FPS continued from them; trained over the cloud, bundled with

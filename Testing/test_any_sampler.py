@@ -81,10 +81,13 @@ def test_a_lead_sampler_generates_its_lead_and_continues_it_by_fps(lead, tmp_pat
 
 
 @pytest.mark.parametrize("lead", [1, 4])
-def test_a_voxel_continuation_is_the_fps_baseline_after_the_learned_lead(lead, tmp_path):
+@pytest.mark.parametrize("continuation", ["voxels", "central-voxels"])
+def test_a_voxel_continuation_is_the_fps_baseline_after_the_learned_lead(lead, continuation, tmp_path):
     """continuation "voxels": the lead is the network's (as with "cloud"), every later centre is
     greedy FPS over all occupied voxels in mm from the lead, checked against a brute-force FPS on
-    an anisotropic spacing; prefixes stay nested; the choice survives the file."""
+    an anisotropic spacing; "central-voxels": the first after the lead is the voxel nearest the
+    centroid in mm, then FPS from the lead and it; prefixes stay nested; the choice survives the
+    file."""
     torch.manual_seed(0)
     cloud_model = SamplerModel.new(64, 0, 100, initial_temperature=1e-3, anchor="lead", conditioned=True,
                                    lead_points=lead)
@@ -92,15 +95,20 @@ def test_a_voxel_continuation_is_the_fps_baseline_after_the_learned_lead(lead, t
     cloud_model.save(tmp_path / "cloud.pt")
     model = SamplerModel.load(tmp_path / "cloud.pt")
     assert model.sampler.continuation == "cloud" and model.sampler.voxel_lead == 0
-    model.sampler.continuation = "voxels"
+    model.sampler.continuation = continuation
     model.save(tmp_path / "voxels.pt")
     model = SamplerModel.load(tmp_path / "voxels.pt")
-    assert model.metadata["continuation"] == "voxels" and model.sampler.voxel_lead == lead
+    assert model.metadata["continuation"] == continuation and model.sampler.voxel_lead == lead
     mask, spacing = held_out_vertebra(0).mask, np.array([0.8, 1.0, 2.5], np.float32)
     gen, full = learned_centres(model, mask, 20, 9, spacing)
     np.testing.assert_array_equal(full[:lead], learned_centres(cloud_model, mask, 20, 9, spacing)[1][:lead])
     voxels = np.argwhere(mask).astype(np.float32)
-    expected = voxels[_fps_after(voxels * spacing, full[:lead] * spacing, 20 - lead)]
+    scaled = voxels * spacing
+    chosen, first = full[:lead] * spacing, []
+    if continuation == "central-voxels":
+        first = [int(np.argmin(np.linalg.norm(scaled - scaled.mean(0), axis=1)))]
+        chosen = np.concatenate([chosen, scaled[first]])
+    expected = voxels[first + list(_fps_after(scaled, chosen, 20 - lead - len(first)))]
     np.testing.assert_array_equal(full[lead:], expected)
     np.testing.assert_array_equal(gen[lead:], expected)
     assert not np.array_equal(full[lead:], learned_centres(model, mask, 20, 9)[1][lead:])   # spacing counts
@@ -133,7 +141,7 @@ def test_a_central_lead_starts_at_the_cloud_point_nearest_the_centroid_and_learn
 
 def test_a_continuation_other_than_cloud_or_voxels_or_without_a_lead_is_refused():
     from PatchSamplerLib.training.sampler import SamplerConfig
-    with pytest.raises(ValueError, match="continuation must be one of cloud, voxels, got 'mesh'"):
+    with pytest.raises(ValueError, match="continuation must be one of cloud, voxels, central-voxels, got 'mesh'"):
         SamplerModel.new(64, 0, 100, anchor="lead", conditioned=True, continuation="mesh")
     with pytest.raises(ValueError, match="need --anchor lead"):
         SamplerConfig(n=64, any_nk=True, anchor="fps", continuation="voxels").check()

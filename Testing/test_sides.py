@@ -7,6 +7,7 @@ import copy
 
 import numpy as np
 import pytest
+import torch
 
 from PatchSamplerLib.data.anatomy.kidney import kidney_shape_with_params, sinus_cavity
 from PatchSamplerLib.data.synthetic import CANONICAL_SIDES, GRIDS, make_shape, scaled_grid, shape_rng
@@ -136,6 +137,31 @@ def test_an_unknown_side_is_detected_and_recorded(one_sided):
     assert record["mirrored"] == (side == "right") and record["side_from"].startswith("detected")
     with pytest.raises(ValueError, match="both sides"):
         detect_side(ShapePrior.load(tiny_prior_path()), anatomical.mask, anatomical.spacing)
+
+
+def test_a_detection_is_fitted_once_per_prior_shape_spacing_and_seed(one_sided, monkeypatch):
+    """A second run on the same shape ("Compare all", the seeds of an evaluation) reuses the
+    detection; another shape, spacing, seed, prior weights or prior side fits again."""
+    from PatchSamplerLib.method import sides
+    calls = []
+    fit = sides.side_losses
+    monkeypatch.setattr(sides, "side_losses", lambda *a, **k: calls.append(1) or fit(*a, **k))
+    monkeypatch.setattr(sides, "_detected", {})
+    shape = to_anatomical(held_out_vertebra(2))[0]
+    first = detect_side(one_sided, shape.mask, shape.spacing)
+    assert detect_side(one_sided, shape.mask.copy(), tuple(shape.spacing)) == first and len(calls) == 1
+    detect_side(one_sided, shape.mask, shape.spacing, seed=1)
+    detect_side(one_sided, shape.mask, np.asarray(shape.spacing) * 2)
+    detect_side(one_sided, shape.mask[::-1].copy(), shape.spacing)
+    other = copy.deepcopy(one_sided)
+    with torch.no_grad():
+        next(other.decoder.parameters()).add_(0.01)
+    detect_side(other, shape.mask, shape.spacing)
+    assert len(calls) == 5
+    right = copy.copy(one_sided)
+    right.metadata = dict(one_sided.metadata, canonical_side="right")       # the same weights, the other side
+    assert detect_side(right, shape.mask, shape.spacing) == ({"left": "right", "right": "left"}[first[0]], first[1])
+    assert len(calls) == 6
 
 
 def test_sparse_slices_of_the_other_side_are_mirrored_onto_the_prior_and_back(one_sided):

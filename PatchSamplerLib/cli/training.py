@@ -121,7 +121,8 @@ CONFIG_HELP = {
               "lead: the generator places the first --lead-points centres, the rest are FPS continued from them",
     "lead_points": "--anchor lead: how many centres the generator places before FPS continues (1-4)",
     "continuation": "--anchor lead: where FPS continues after the lead: cloud (the 2,048-point cloud, each centre "
-                    "soft-projected) or voxels (all occupied voxels, as the FPS baseline)",
+                    "soft-projected), voxels (all occupied voxels, as the FPS baseline) or central-voxels (the voxel "
+                    "nearest the centroid, then FPS over the voxels)",
     "lead_start": "--anchor lead: free (the thesis's generator places the lead) or central (offsets, zero at the "
                   "start, from the cloud's FPS points from the point nearest its centroid)",
     "init_steps": "--init fps: generator steps of the FPS fit",

@@ -33,7 +33,10 @@
   both held-out sets pooled; the same vertebra weights with "voxels" were above it
   (results/learned_any_nk/continuation/; whether the vertebra sampler lost to the cloud's coarser
   extremes or to its learned projection temperature, which averages each continued centre with
-  its cloud neighbours, was not separated).
+  its cloud neighbours, was not separated). ``"central-voxels"``: after the lead, the occupied
+  voxel nearest the shape's centroid (mm), then FPS over the voxels from the lead and that voxel
+  (fourteenth session, for the kidney sampler whose lead sits near a pole: FPS that starts near
+  the centroid covers a kidney better, results/learned_any_nk/continuation/fps_start.md).
 - Where the lead starts (`lead_start`, anchor "lead" only; metadata, "free" before the option):
   ``"free"``, the thesis's free generator; ``"central"``, the lead is the cloud's FPS points from
   the point nearest its centroid (`cloud_fps_anchor`) plus the generator's offsets, zero at the
@@ -66,7 +69,8 @@ FC_WIDTHS = (256, 256)
 DEFAULT_NEIGHBOURS = 32
 MIN_SIGMA = 1e-4
 ANCHORS = ("none", "fps", "central", "lead")
-CONTINUATIONS = ("cloud", "voxels")
+CONTINUATIONS = ("cloud", "voxels", "central-voxels")
+VOXEL_CONTINUATIONS = ("voxels", "central-voxels")     # applied after the network, over the occupied voxels
 LEAD_STARTS = ("free", "central")
 FPS_ANCHORS = ("fps", "central")
 LEAD_POINTS = 4
@@ -263,16 +267,25 @@ class LearnedSampler(nn.Module):
     @property
     def voxel_lead(self) -> int:
         """How many leading centres are the network's when the rest are FPS over the occupied
-        voxels (anchor "lead" with continuation "voxels"); 0: every centre is the network's."""
-        return self.lead_points if self.anchor == "lead" and self.continuation == "voxels" else 0
+        voxels (anchor "lead" with a continuation of VOXEL_CONTINUATIONS); 0: every centre is the
+        network's."""
+        return self.lead_points if self.anchor == "lead" and self.continuation in VOXEL_CONTINUATIONS else 0
 
 
-def voxel_continuation(lead: np.ndarray, m: int, mask: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
+def voxel_continuation(lead: np.ndarray, m: int, mask: np.ndarray, spacing=(1.0, 1.0, 1.0),
+                       central: bool = False) -> np.ndarray:
     """(L, 3) voxel-index lead centres -> (m, 3) float32 voxel indices: the next m centres of
     greedy FPS over the occupied voxels of the (X, Y, Z) bool `mask` (mm with `spacing`) continued
-    from the lead -- the FPS baseline's points after a learned start (continuation "voxels")."""
+    from the lead -- the FPS baseline's points after a learned start (continuation "voxels").
+    `central` (continuation "central-voxels"): the first of them is the voxel nearest the
+    voxels' centroid (mm), the rest FPS continued from the lead and it."""
     voxels = dense_cloud(mask)
-    return voxels[fps_continued_indices(voxels, lead, m, spacing)]
+    if not central or m < 1:
+        return voxels[fps_continued_indices(voxels, lead, m, spacing)]
+    scaled = voxels * np.asarray(spacing, np.float32)
+    centre = voxels[int(np.argmin(((scaled - scaled.mean(0)) ** 2).sum(1)))][None]
+    rest = voxels[fps_continued_indices(voxels, np.concatenate([lead, centre]), m - 1, spacing)]
+    return np.concatenate([centre, rest])
 
 
 class SamplerModel:
@@ -362,7 +375,8 @@ def learned_centres(model: SamplerModel, mask: np.ndarray, n: int | None = None,
     lead = model.sampler.voxel_lead
     if lead and len(projected) > lead:
         head = distinct_centres(projected[:lead], mask)            # FPS continues from the centres placed
-        rest = voxel_continuation(head, len(projected) - lead, mask, spacing)
+        rest = voxel_continuation(head, len(projected) - lead, mask, spacing,
+                                  model.sampler.continuation == "central-voxels")
         generated, projected = np.concatenate([generated[:lead], rest]), np.concatenate([head, rest])
     return generated, distinct_centres(projected, mask)
 

@@ -19,6 +19,8 @@ not have. Measured on held-out family kidneys and the real ones: results/sides/R
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -32,6 +34,9 @@ DETECT_STEPS = 20              # Adam steps of each of the two fits
 DETECT_POINTS = 1024           # voxels per step, drawn from the box around the shape
 DETECT_MARGIN = 3              # voxels around the shape's bounding box that the fits see
 DETECT_SCORE_POINTS = 8192     # voxels the two fitted latents are scored on
+DETECTED_KEPT = 16             # detections remembered (one per prior, shape, spacing, known voxels, seed)
+
+_detected: dict = {}
 
 
 def check_side(side: str | None) -> None:
@@ -101,14 +106,30 @@ def detect_side(prior: ShapePrior, labels: np.ndarray, spacing, known: np.ndarra
     """(side, [loss as it is, loss mirrored]) of the shape of the (X, Y, Z) anatomical-frame
     `labels` (voxel size `spacing` mm; `known`: which voxels are observed, None: all) for a prior
     trained on one side (`canonical_side`): that side when the shape as it is fits the prior
-    better than mirrored, else the other (`side_losses`). Raises ValueError for a prior of both
-    sides."""
+    better than mirrored, else the other (`side_losses`); the last `DETECTED_KEPT` detections
+    are remembered (`detection_key`). Raises ValueError for a prior of both sides."""
     side = canonical_side(prior.metadata)
     if side is None:
         raise ValueError("the prior was trained on both sides: there is no side to detect")
-    losses = side_losses(prior, labels, spacing, known, seed)
-    other = SIDES[1 - SIDES.index(side)]
-    return (side if losses[0] <= losses[1] else other), [round(float(v), 5) for v in losses]
+    key = (side, *detection_key(prior, labels, spacing, known, seed))
+    if key not in _detected:
+        losses = side_losses(prior, labels, spacing, known, seed)
+        other = SIDES[1 - SIDES.index(side)]
+        _detected[key] = (side if losses[0] <= losses[1] else other), [round(float(v), 5) for v in losses]
+        while len(_detected) > DETECTED_KEPT:
+            _detected.pop(next(iter(_detected)))
+    found, losses = _detected[key]
+    return found, list(losses)
+
+
+def detection_key(prior: ShapePrior, labels: np.ndarray, spacing, known: np.ndarray | None, seed: int) -> tuple:
+    """What a detection depends on: the prior's weights (`ShapePrior.fingerprint`), the voxels of
+    `labels` and `known` (SHA-1 of their bytes and shapes), the spacing and the seed. A second
+    run on the same shape (each sampler of "Compare all", every seed of an evaluation) reuses
+    the first one's detection instead of fitting twice again."""
+    def digest(array):
+        return None if array is None else (array.shape, hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest())
+    return prior.fingerprint(), digest(labels), tuple(float(v) for v in spacing), digest(known), int(seed)
 
 
 def side_record(prior: ShapePrior, side: str | None, labels: np.ndarray, spacing, known: np.ndarray | None = None,

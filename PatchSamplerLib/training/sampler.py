@@ -303,29 +303,31 @@ class SamplerTrainer(TrainingLoop):
 
     def placed_centres(self, clouds: torch.Tensor, ks, ids: list[int], settings) -> tuple[torch.Tensor, torch.Tensor]:
         """The sampler on a batch -> (generated, projected), each (B, m, 3) in the normalised
-        cloud space; with continuation "voxels" each shape's centres after the lead, up to its N of
-        `settings`, are FPS over its occupied voxels (`method.sampler.voxel_continuation`; constants,
+        cloud space; with continuation "voxels" / "central-voxels" each shape's centres after the
+        lead, up to its N of `settings`, are FPS over its occupied voxels (`method.sampler.voxel_continuation`; constants,
         as the cloud's FPS is)."""
         generated, projected = self.model.sampler(clouds, ks)
         lead = self.model.sampler.voxel_lead
         if not lead:
             return generated, projected
-        rows = [self.voxel_continued_row(projected[b], self.shapes[i], n, lead, self.cfg.continuation_gradient)
+        rows = [self.voxel_continued_row(projected[b], self.shapes[i], n, lead, self.cfg.continuation_gradient,
+                                         self.cfg.continuation == "central-voxels")
                 for b, (i, (n, _)) in enumerate(zip(ids, settings))]
         continued = torch.stack(rows)
         return torch.cat([generated[:, :lead], continued[:, lead:]], 1), continued
 
     @staticmethod
     def voxel_continued_row(projected: torch.Tensor, shape: SamplerShape, n: int, lead: int,
-                            gradient: bool = False) -> torch.Tensor:
+                            gradient: bool = False, central: bool = False) -> torch.Tensor:
         """One shape's (m, 3) projected centres with centres lead..n-1 replaced by FPS over its
         occupied voxels continued from the first `lead` (normalised cloud space): constants, or
         with `gradient` (cfg.continuation_gradient) the same values with a gradient to the lead
-        (`straight_through_fps` over the same voxels)."""
+        (`straight_through_fps` over the same voxels); `central`: continuation "central-voxels"
+        (`voxel_continuation`)."""
         if n <= lead:
             return projected
         lead_index = shape.norm.inverse(projected[:lead].detach().cpu().numpy())
-        voxels = voxel_continuation(lead_index, n - lead, shape.volume.mask, shape.volume.spacing)
+        voxels = voxel_continuation(lead_index, n - lead, shape.volume.mask, shape.volume.spacing, central)
         rest = torch.from_numpy(shape.norm.forward(voxels).astype(np.float32)).to(projected)
         if gradient:
             occupied = shape.norm.forward(dense_cloud(shape.volume.mask)).astype(np.float32)

@@ -383,12 +383,13 @@ def test_a_sampler_folder_falls_back_to_its_any_sampler(tmp_path):
 @pytest.mark.parametrize("models, prior", [(m, p) for m in ("models", "lead/models", "continuation/models")
                                             for p in ("vertebra-anatomical", "kidney-anatomical")]
                          + [("lead2/models", "kidney-anatomical"), ("lead1/models", "kidney-anatomical"),
-                            ("lead1_min8/models", "kidney-anatomical")])
+                            ("lead1_min8/models", "kidney-anatomical"), ("central/models", "kidney-anatomical")])
 def test_the_trained_any_sampler_places_n_distinct_centres_near_the_shape_for_any_n_and_k(prior, models):
     """The any-(N, K) samplers trained for #18 (results/learned_any_nk/: models/, FPS anchor;
     lead/models/, lead anchor, the vertebra one bundled; lead2/, lead1/: kidney leads of 2 and 1;
     lead1_min8/: the kidney lead of 1 trained on N >= 8; continuation/: FPS continued over the
-    voxels, the vertebra lead/ weights and a kidney lead of 1 starting central, both bundled)."""
+    voxels, the vertebra lead/ weights (bundled) and a kidney lead of 1 starting central;
+    central/: the lead1_min8/ weights, then the central voxel and FPS over the voxels, bundled)."""
     from PatchSamplerLib.data.synthetic import make_shape
     from scipy import ndimage
     model = SamplerModel.load(TRAINED.parent / models / prior / "sampler_any_t100.pt")
@@ -409,11 +410,14 @@ def test_the_trained_any_sampler_places_n_distinct_centres_near_the_shape_for_an
     assert np.abs(learned_centres(model, vol.mask, 8, 5)[0] - learned_centres(model, vol.mask, 8, 21)[0]).max() > 0.1
 
 
-@pytest.mark.parametrize("prior, trained, lead, continuation", [("vertebra-anatomical", "continuation", 4, "voxels"),
-                                                                 ("kidney-anatomical", "lead1_min8", 1, "cloud")])
+@pytest.mark.parametrize("prior, trained, lead, continuation, source",
+                         [("vertebra-anatomical", "continuation", 4, "voxels", "lead"),
+                          ("kidney-anatomical", "central", 1, "central-voxels", "lead1_min8")])
 def test_the_bundled_any_sampler_is_the_lead_sampler_and_serves_what_no_per_n_k_sampler_does(prior, trained, lead,
-                                                                                              continuation):
-    """The vertebra one: the lead/ weights with FPS continued over the voxels (twelfth session)."""
+                                                                                              continuation, source):
+    """The vertebra one: the lead/ weights with FPS continued over the voxels (twelfth session);
+    the kidney one: the lead1_min8/ weights, then the central voxel, then FPS over the voxels
+    (fourteenth session)."""
     from PatchSamplerLib.checkpoints import resolve_prior_path
     prior_path = resolve_prior_path(prior)
     any_path = checkpoints.bundled_any_samplers()[(prior, 100)]
@@ -421,11 +425,12 @@ def test_the_bundled_any_sampler_is_the_lead_sampler_and_serves_what_no_per_n_k_
     model = SamplerModel.load(any_path)
     assert model.sampler.anchor == "lead" and model.sampler.lead_points == lead
     assert model.sampler.continuation == continuation and model.sampler.lead_start == "free"
-    if continuation == "voxels":       # the same weights as lead/'s, which it was switched from
-        source = SamplerModel.load(TRAINED.parent / model.metadata["continuation_from"]["path"].split("learned_any_nk/")[1])
-        assert model.metadata["continuation_from"]["sha256"] == source.file_sha256
-        for name, value in source.sampler.state_dict().items():
-            assert torch.equal(value, model.sampler.state_dict()[name]), name
+    # the same weights as the trained file it was switched from, named with its SHA-256
+    trained_file = TRAINED.parent / source / "models" / prior / "sampler_any_t100.pt"
+    assert model.metadata["continuation_from"]["path"].endswith(f"{source}/models/{prior}/sampler_any_t100.pt")
+    assert model.metadata["continuation_from"]["sha256"] == SamplerModel.load(trained_file).file_sha256
+    for name, value in SamplerModel.load(trained_file).sampler.state_dict().items():
+        assert torch.equal(value, model.sampler.state_dict()[name]), name
     per_n_k = {(n, k) for p, n, k, _ in checkpoints.bundled_samplers() if p == prior}
     assert per_n_k == ({(4, 9)} if prior == "vertebra-anatomical" else set())
     if per_n_k:

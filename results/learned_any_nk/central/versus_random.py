@@ -1,0 +1,35 @@
+"""The bundled any-(N, K) samplers against random sampling (3 seeds) on the 15 seed-1 shapes of
+each anatomical family: the learned rows of their evaluations here joined with the random rows of
+`../lead/<prior>/grid/cases.csv` (the same shapes, the same uniform-subset fast fit: their FPS rows
+agree value for value), paired t-test and Wilcoxon (`experiments.tables.significance_table`).
+
+    python results/learned_any_nk/central/versus_random.py > results/learned_any_nk/central/versus_random.md
+"""
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))
+from PatchSamplerLib.experiments.tables import significance_table  # noqa: E402
+
+HERE = ROOT / "results" / "learned_any_nk"
+BUNDLED = {"vertebra-anatomical": HERE / "continuation" / "vertebra-anatomical" / "seed1" / "cases.csv",
+           "kidney-anatomical": HERE / "central" / "kidney-anatomical" / "seed1" / "cases.csv"}
+
+
+def joined(learned: Path, random: Path, out: Path) -> Path:
+    """A cases.csv with the learned rows of `learned` and the random rows of `random`."""
+    head, *rows = learned.read_text().splitlines()
+    others = random.read_text().splitlines()[1:]
+    out.write_text("\n".join([head] + [r for r in rows if ",learned," in r] + [r for r in others if ",random," in r]) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory() as tmp:
+        for prior, learned in BUNDLED.items():
+            path = joined(learned, HERE / "lead" / prior / "grid" / "cases.csv", Path(tmp) / f"{prior}.csv")
+            print(f"## {prior}: the bundled any-(N, K) sampler vs random (3 seeds), family seed 1\n")
+            print(significance_table(path, "learned", "random"))
+            print()

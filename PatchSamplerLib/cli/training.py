@@ -158,7 +158,7 @@ FLAG_HELP = {"thick": "with --sparse-step: thick slices (mean over each window, 
              "projection_loss": "ablation: add t^2 to the sampler loss",
              "soft_labels": "trilinear patch labels, differentiable in the centres (not in the thesis)",
              "continuation_gradient": "--continuation voxels: the loss of the FPS-continued centres reaches the lead "
-                                      "through a soft FPS over the cloud (straight-through; values unchanged)",
+                                      "through a soft FPS over the same voxels (straight-through; values unchanged)",
              "any_nk": "train one sampler for every N <= --n (up to 64) and every odd K in 3-31: ordered centres "
                        "(the first N are the N patches), K an input; --k is then unused (training.any_sampler)"}
 

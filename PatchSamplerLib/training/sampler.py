@@ -76,7 +76,8 @@ class SamplerConfig:
     anchor: str = "none"               # "fps" / "central": generator offsets from the cloud's FPS points;
     #                                    "lead": generated centres, then FPS continued from them (not in [T])
     lead_points: int = LEAD_POINTS     # anchor "lead": how many centres the generator places (1-4)
-    continuation: str = "cloud"        # anchor "lead": FPS after the lead over the "cloud" or the occupied "voxels"
+    continuation: str = "cloud"        # anchor "lead": FPS after the lead over the "cloud", the occupied "voxels",
+    #                                    or "central-voxels" (the voxel nearest the centroid first)
     lead_start: str = "free"           # anchor "lead": "free" generator or offsets from the "central" FPS points
     continuation_gradient: bool = False  # continuation "voxels": the continued centres' loss reaches the lead
     #                                      (method.sampler.straight_through_fps; not in [T])

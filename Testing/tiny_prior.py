@@ -9,6 +9,7 @@ import contextlib
 import functools
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,7 +26,8 @@ def built_once(name: str, build) -> Path:
     out = Path(tempfile.gettempdir()) / f"patchsampler-{name}-{run}"
     with FileLock(f"{out}.lock"):
         if not (out / "built").exists():
-            out.mkdir(exist_ok=True)
+            shutil.rmtree(out, ignore_errors=True)         # what a failed build left: start clean, not resumed
+            out.mkdir()
             build(out)
             (out / "built").touch()
     return out

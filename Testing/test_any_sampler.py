@@ -428,8 +428,9 @@ def test_the_bundled_any_sampler_is_the_lead_sampler_and_serves_what_no_per_n_k_
     # the same weights as the trained file it was switched from, named with its SHA-256
     trained_file = TRAINED.parent / source / "models" / prior / "sampler_any_t100.pt"
     assert model.metadata["continuation_from"]["path"].endswith(f"{source}/models/{prior}/sampler_any_t100.pt")
-    assert model.metadata["continuation_from"]["sha256"] == SamplerModel.load(trained_file).file_sha256
-    for name, value in SamplerModel.load(trained_file).sampler.state_dict().items():
+    trained_model = SamplerModel.load(trained_file)
+    assert model.metadata["continuation_from"]["sha256"] == trained_model.file_sha256
+    for name, value in trained_model.sampler.state_dict().items():
         assert torch.equal(value, model.sampler.state_dict()[name]), name
     per_n_k = {(n, k) for p, n, k, _ in checkpoints.bundled_samplers() if p == prior}
     assert per_n_k == ({(4, 9)} if prior == "vertebra-anatomical" else set())

@@ -12,6 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 from PatchSamplerLib.experiments.tables import significance_table  # noqa: E402
+sys.path.insert(0, str(ROOT / "results" / "learned_any_nk" / "continuation"))
+from compare import joined_rows  # noqa: E402
 
 HERE = ROOT / "results" / "learned_any_nk"
 BUNDLED = {"vertebra-anatomical": HERE / "continuation" / "vertebra-anatomical" / "seed1" / "cases.csv",
@@ -19,10 +21,9 @@ BUNDLED = {"vertebra-anatomical": HERE / "continuation" / "vertebra-anatomical" 
 
 
 def joined(learned: Path, random: Path, out: Path) -> Path:
-    """A cases.csv with the learned rows of `learned` and the random rows of `random`."""
-    head, *rows = learned.read_text().splitlines()
-    others = random.read_text().splitlines()[1:]
-    out.write_text("\n".join([head] + [r for r in rows if ",learned," in r] + [r for r in others if ",random," in r]) + "\n")
+    """A cases.csv with the learned rows of `learned` and the random rows of `random` on its cells."""
+    head = learned.read_text().splitlines()[0]
+    out.write_text("\n".join([head] + joined_rows(learned, random, "random")) + "\n")
     return out
 
 

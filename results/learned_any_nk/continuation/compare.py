@@ -15,12 +15,13 @@ sys.path.insert(0, str(ROOT))
 from PatchSamplerLib.experiments.tables import significance_table  # noqa: E402
 
 
-def joined_rows(variant: Path, stored: Path) -> list[str]:
-    """The variant's learned rows and the stored FPS rows of the variant's (case, N, K) cells."""
+def joined_rows(variant: Path, stored: Path, baseline: str = "fps") -> list[str]:
+    """The variant's learned rows and the stored `baseline` rows of the variant's (case, N, K) cells."""
     learned = [r for r in variant.read_text().splitlines()[1:] if ",learned," in r]
     cells = {tuple(r.split(",")[:3]) for r in learned}
-    fps = [r for r in stored.read_text().splitlines()[1:] if ",fps," in r and tuple(r.split(",")[:3]) in cells]
-    return learned + fps
+    others = [r for r in stored.read_text().splitlines()[1:]
+              if f",{baseline}," in r and tuple(r.split(",")[:3]) in cells]
+    return learned + others
 
 
 if __name__ == "__main__":

@@ -383,13 +383,15 @@ def test_a_sampler_folder_falls_back_to_its_any_sampler(tmp_path):
 @pytest.mark.parametrize("models, prior", [(m, p) for m in ("models", "lead/models", "continuation/models")
                                             for p in ("vertebra-anatomical", "kidney-anatomical")]
                          + [("lead2/models", "kidney-anatomical"), ("lead1/models", "kidney-anatomical"),
-                            ("lead1_min8/models", "kidney-anatomical"), ("central/models", "kidney-anatomical")])
+                            ("lead1_min8/models", "kidney-anatomical"), ("central/models", "kidney-anatomical"),
+                            ("synthetic/models", "vertebra"), ("synthetic/models", "kidney")])
 def test_the_trained_any_sampler_places_n_distinct_centres_near_the_shape_for_any_n_and_k(prior, models):
     """The any-(N, K) samplers trained for #18 (results/learned_any_nk/: models/, FPS anchor;
     lead/models/, lead anchor, the vertebra one bundled; lead2/, lead1/: kidney leads of 2 and 1;
     lead1_min8/: the kidney lead of 1 trained on N >= 8; continuation/: FPS continued over the
     voxels, the vertebra lead/ weights (bundled) and a kidney lead of 1 starting central;
-    central/: the lead1_min8/ weights, then the central voxel and FPS over the voxels, bundled)."""
+    central/: the lead1_min8/ weights, then the central voxel and FPS over the voxels, bundled;
+    synthetic/: the samplers of the synthetic priors `vertebra` and `kidney`, bundled)."""
     from PatchSamplerLib.data.synthetic import make_shape
     from scipy import ndimage
     model = SamplerModel.load(TRAINED.parent / models / prior / "sampler_any_t100.pt")
@@ -410,14 +412,24 @@ def test_the_trained_any_sampler_places_n_distinct_centres_near_the_shape_for_an
     assert np.abs(learned_centres(model, vol.mask, 8, 5)[0] - learned_centres(model, vol.mask, 8, 21)[0]).max() > 0.1
 
 
-@pytest.mark.parametrize("prior, trained, lead, continuation, source",
-                         [("vertebra-anatomical", "continuation", 4, "voxels", "lead"),
-                          ("kidney-anatomical", "central", 1, "central-voxels", "lead1_min8")])
+SYNTHETIC_PER_N_K = {(4, 9), (8, 9), (4, 13)}                          # the thesis-style per-(N, K) samplers
+
+
+@pytest.mark.parametrize("prior, trained, lead, continuation, source, per_n_k",
+                         [("vertebra-anatomical", "continuation", 4, "voxels", "lead/models/vertebra-anatomical/"
+                           "sampler_any_t100.pt", {(4, 9)}),
+                          ("kidney-anatomical", "central", 1, "central-voxels", "lead1_min8/models/kidney-anatomical/"
+                           "sampler_any_t100.pt", set()),
+                          ("kidney", "synthetic", 1, "voxels", "synthetic/models/kidney/trained_central-voxels.pt",
+                           SYNTHETIC_PER_N_K)])
 def test_the_bundled_any_sampler_is_the_lead_sampler_and_serves_what_no_per_n_k_sampler_does(prior, trained, lead,
-                                                                                              continuation, source):
-    """The vertebra one: the lead/ weights with FPS continued over the voxels (twelfth session);
-    the kidney one: the lead1_min8/ weights, then the central voxel, then FPS over the voxels
-    (fourteenth session)."""
+                                                                                              continuation, source,
+                                                                                              per_n_k):
+    """The vertebra-anatomical one: the lead/ weights with FPS continued over the voxels (twelfth
+    session); the kidney-anatomical one: the lead1_min8/ weights, then the central voxel, then FPS
+    over the voxels (fourteenth session); the synthetic `kidney` prior's (fifteenth session):
+    trained with the central voxel, switched to FPS over the voxels. Every other (N, K) than its
+    prior's per-(N, K) samplers resolves to it. (The synthetic `vertebra` one is not bundled.)"""
     from PatchSamplerLib.checkpoints import resolve_prior_path
     prior_path = resolve_prior_path(prior)
     any_path = checkpoints.bundled_any_samplers()[(prior, 100)]
@@ -426,17 +438,15 @@ def test_the_bundled_any_sampler_is_the_lead_sampler_and_serves_what_no_per_n_k_
     assert model.sampler.anchor == "lead" and model.sampler.lead_points == lead
     assert model.sampler.continuation == continuation and model.sampler.lead_start == "free"
     # the same weights as the trained file it was switched from, named with its SHA-256
-    trained_file = TRAINED.parent / source / "models" / prior / "sampler_any_t100.pt"
-    assert model.metadata["continuation_from"]["path"].endswith(f"{source}/models/{prior}/sampler_any_t100.pt")
-    trained_model = SamplerModel.load(trained_file)
+    assert model.metadata["continuation_from"]["path"].endswith(source)
+    trained_model = SamplerModel.load(TRAINED.parent / source)
     assert model.metadata["continuation_from"]["sha256"] == trained_model.file_sha256
     for name, value in trained_model.sampler.state_dict().items():
         assert torch.equal(value, model.sampler.state_dict()[name]), name
-    per_n_k = {(n, k) for p, n, k, _ in checkpoints.bundled_samplers() if p == prior}
-    assert per_n_k == ({(4, 9)} if prior == "vertebra-anatomical" else set())
-    if per_n_k:
-        assert resolve_sampler_path(prior_path, 4, 9, 100)[0].name == f"sampler_{prior}_n4_k9_t100.pt"
-    for n, k in ((1, 3), (8, 11), (12, 13), (64, 31)) + (() if per_n_k else ((4, 9),)):
+    assert {(n, k) for p, n, k, _ in checkpoints.bundled_samplers() if p == prior} == per_n_k
+    for n, k in per_n_k:
+        assert resolve_sampler_path(prior_path, n, k, 100)[0].name == f"sampler_{prior}_n{n}_k{k}_t100.pt"
+    for n, k in {(1, 3), (4, 9), (8, 11), (12, 13), (64, 31)} - per_n_k:
         assert resolve_sampler_path(prior_path, n, k, 100) == (any_path, None)
 
 

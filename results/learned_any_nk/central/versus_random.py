@@ -1,7 +1,9 @@
 """The bundled any-(N, K) samplers against random sampling (3 seeds) on the 15 seed-1 shapes of
-each anatomical family: the learned rows of their evaluations here joined with the random rows of
-`../lead/<prior>/grid/cases.csv` (the same shapes, the same uniform-subset fast fit: their FPS rows
-agree value for value), paired t-test and Wilcoxon (`experiments.tables.significance_table`).
+each family: for the anatomical priors the learned rows of their evaluations here joined with the
+random rows of `../lead/<prior>/grid/cases.csv` (the same shapes, the same uniform-subset fast fit:
+their FPS rows agree value for value); for the synthetic `kidney` prior (fifteenth session) the
+rows of `../synthetic/kidney/seed1/` and `../synthetic/kidney/random/` (the product's fast fit, both).
+Paired t-test and Wilcoxon (`experiments.tables.significance_table`).
 
     python results/learned_any_nk/central/versus_random.py > results/learned_any_nk/central/versus_random.md
 """
@@ -16,8 +18,12 @@ sys.path.insert(0, str(ROOT / "results" / "learned_any_nk" / "continuation"))
 from compare import joined_rows  # noqa: E402
 
 HERE = ROOT / "results" / "learned_any_nk"
-BUNDLED = {"vertebra-anatomical": HERE / "continuation" / "vertebra-anatomical" / "seed1" / "cases.csv",
-           "kidney-anatomical": HERE / "central" / "kidney-anatomical" / "seed1" / "cases.csv"}
+BUNDLED = {"vertebra-anatomical": (HERE / "continuation" / "vertebra-anatomical" / "seed1" / "cases.csv",
+                                   HERE / "lead" / "vertebra-anatomical" / "grid" / "cases.csv"),
+           "kidney-anatomical": (HERE / "central" / "kidney-anatomical" / "seed1" / "cases.csv",
+                                 HERE / "lead" / "kidney-anatomical" / "grid" / "cases.csv"),
+           "kidney": (HERE / "synthetic" / "kidney" / "seed1" / "cases.csv",
+                      HERE / "synthetic" / "kidney" / "random" / "cases.csv")}
 
 
 def joined(learned: Path, random: Path, out: Path) -> Path:
@@ -29,8 +35,8 @@ def joined(learned: Path, random: Path, out: Path) -> Path:
 
 if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
-        for prior, learned in BUNDLED.items():
-            path = joined(learned, HERE / "lead" / prior / "grid" / "cases.csv", Path(tmp) / f"{prior}.csv")
+        for prior, (learned, random) in BUNDLED.items():
+            path = joined(learned, random, Path(tmp) / f"{prior}.csv")
             print(f"## {prior}: the bundled any-(N, K) sampler vs random (3 seeds), family seed 1\n")
             print(significance_table(path, "learned", "random"))
             print()

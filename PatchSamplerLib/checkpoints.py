@@ -176,10 +176,10 @@ def prior_name(prior_path: str | os.PathLike | None) -> str | None:
 def resolve_sampler_path(prior_path, n: int, k: int, t: int) -> tuple[Path, str | None]:
     """The bundled sampler for (prior, N, K) -> (path, note). The per-(N, K) sampler trained for
     exactly (N, K, T) when one is bundled (specialised: at vertebra-anatomical 4 x 9 it is 0.005
-    Dice above the any-(N, K) one, results/learned_any_nk/lead/); else the prior's any-(N, K)
-    sampler (#18) when one is bundled and N <= 64, K odd in 3..31; else a per-(N, K) one for
-    another T. Prefers the same T; another T is used with a note (as `evaluate --sampler-dir`
-    does, experiments.crossval.folder_samplers). Raises CheckpointError naming the bundled ones."""
+    Dice above the any-(N, K) one, results/learned_any_nk/lead/); else, of the prior's per-(N, K)
+    samplers for this (N, K) and its any-(N, K) sampler (#18; when N <= 64, K odd in 3..31), the
+    one trained for the T nearest `t`, the per-(N, K) one when both are as near; another T comes
+    with a note. Raises CheckpointError naming the bundled ones."""
     name = prior_name(prior_path)
     bundled, any_nk = bundled_samplers(), bundled_any_samplers()
     listing = ", ".join([f"{p} N={bn} K={bk} T={bt}" for p, bn, bk, bt in sorted(bundled)]
@@ -189,15 +189,12 @@ def resolve_sampler_path(prior_path, n: int, k: int, t: int) -> tuple[Path, str 
                               f"with it (--sampler-model FILE). Bundled samplers: {listing}")
     if (name, n, k, t) in bundled:
         return bundled[(name, n, k, t)], None
-    any_t = sorted(bt for p, bt in any_nk if p == name)
-    if any_t and in_any_range(n, k):
-        bt = min(any_t, key=lambda value: abs(value - t))
-        note = None if bt == t else f"no bundled sampler for T={t}; using the one trained for T={bt}"
-        return any_nk[(name, bt)], note
-    other_t = sorted((bt, path) for (p, bn, bk, bt), path in bundled.items() if (p, bn, bk) == (name, n, k))
-    if other_t:
-        bt, path = min(other_t, key=lambda item: abs(item[0] - t))
-        return path, f"no bundled sampler for T={t}; using the one trained for T={bt}"
+    candidates = [(abs(bt - t), 0, bt, path) for (p, bn, bk, bt), path in bundled.items() if (p, bn, bk) == (name, n, k)]
+    if in_any_range(n, k):
+        candidates += [(abs(bt - t), 1, bt, path) for (p, bt), path in any_nk.items() if p == name]
+    if candidates:
+        _, _, bt, path = min(candidates)
+        return path, None if bt == t else f"no bundled sampler for T={t}; using the one trained for T={bt}"
     raise CheckpointError(f"no bundled learned sampler for N={n}, K={k} with the {name!r} prior. Bundled samplers: "
                           f"{listing}. Train one with `python -m PatchSamplerLib train-sampler --prior {name} "
                           f"--n {n} --k {k} ...` and pass it with --sampler-model FILE.")

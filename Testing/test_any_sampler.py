@@ -359,7 +359,12 @@ def test_an_any_sampler_file_runs_any_n_and_k_and_is_found_as_the_bundled_one(tm
     monkeypatch.setattr(checkpoints, "MODELS_DIR", folder)
     assert resolve_sampler_path(folder / "prior_tiny.pt", 3, 11, 3) == (folder / "sampler_tiny_any_t3.pt", None)
     assert resolve_sampler_path(folder / "prior_tiny.pt", 2, 3, 3) == (folder / "sampler_tiny_n2_k3_t3.pt", None)
-    assert resolve_sampler_path(folder / "prior_tiny.pt", 2, 3, 100)[0] == folder / "sampler_tiny_any_t3.pt"
+    # both trained for T=3: at another T the per-(N, K) one still wins (a tie on T, and it is specialised)
+    assert resolve_sampler_path(folder / "prior_tiny.pt", 2, 3, 100)[0] == folder / "sampler_tiny_n2_k3_t3.pt"
+    shutil.copy(out / "sampler.pt", folder / "sampler_tiny_any_t100.pt")        # an any sampler for T=100 wins there
+    assert resolve_sampler_path(folder / "prior_tiny.pt", 2, 3, 100) == (folder / "sampler_tiny_any_t100.pt", None)
+    assert resolve_sampler_path(folder / "prior_tiny.pt", 2, 3, 4)[0] == folder / "sampler_tiny_n2_k3_t3.pt"
+    (folder / "sampler_tiny_any_t100.pt").unlink()
     assert "trained for T=3" in resolve_sampler_path(folder / "prior_tiny.pt", 3, 11, 100)[1]
     with pytest.raises(CheckpointError, match="N=65, K=3"):
         resolve_sampler_path(folder / "prior_tiny.pt", 65, 3, 3)

@@ -189,7 +189,8 @@ def resolve_sampler_path(prior_path, n: int, k: int, t: int) -> tuple[Path, str 
                               f"with it (--sampler-model FILE). Bundled samplers: {listing}")
     if (name, n, k, t) in bundled:
         return bundled[(name, n, k, t)], None
-    candidates = [(abs(bt - t), 0, bt, path) for (p, bn, bk, bt), path in bundled.items() if (p, bn, bk) == (name, n, k)]
+    candidates = [(abs(bt - t), 0, bt, path)                         # 0: the per-(N, K) one first on a tie
+                  for (p, bn, bk, bt), path in bundled.items() if (p, bn, bk) == (name, n, k)]
     if in_any_range(n, k):
         candidates += [(abs(bt - t), 1, bt, path) for (p, bt), path in any_nk.items() if p == name]
     if candidates:

@@ -245,8 +245,8 @@ def test_a_failed_run_goes_to_failures_csv_and_the_next_evaluation_retries_it(tm
     spy = Spy(LocalExecutor())
     run_cases(cases, grid, prior, tmp_path, log=quiet, executor=spy)
     assert spy.submitted == 1 and unresolved_failures(tmp_path) == [] and failure_status(tmp_path) == 0
-    order = [("2", "learned", "0"), ("2", "fps", "0"), ("2", "fps", "1"), ("2", "random", "0"), ("2", "random", "1"), ("4", "learned", "0"),
-             ("4", "fps", "0"), ("4", "fps", "1"), ("4", "random", "0"), ("4", "random", "1")]
+    order = [("2", "learned", "0"), ("2", "fps", "0"), ("2", "fps", "1"), ("2", "random", "0"), ("2", "random", "1"),
+             ("4", "learned", "0"), ("4", "fps", "0"), ("4", "fps", "1"), ("4", "random", "0"), ("4", "random", "1")]
     assert [(r["n"], r["sampler"], r["run"]) for r in read_rows(tmp_path / "cases.csv")] == order   # back in place
 
 

@@ -396,7 +396,7 @@ def test_the_trained_any_sampler_places_n_distinct_centres_near_the_shape_for_an
     lead1_min8/: the kidney lead of 1 trained on N >= 8; continuation/: FPS continued over the
     voxels, the vertebra lead/ weights (bundled) and a kidney lead of 1 starting central;
     central/: the lead1_min8/ weights, then the central voxel and FPS over the voxels, bundled;
-    synthetic/: the samplers of the synthetic priors `vertebra` and `kidney`, bundled)."""
+    synthetic/: the samplers of the synthetic priors `vertebra` and `kidney`, the kidney one bundled)."""
     from PatchSamplerLib.data.synthetic import make_shape
     from scipy import ndimage
     model = SamplerModel.load(TRAINED.parent / models / prior / "sampler_any_t100.pt")

@@ -227,6 +227,44 @@ def test_a_trained_voxel_continued_sampler_records_it_and_places_fps_after_its_l
     np.testing.assert_array_equal(centres[2:], voxels[fps_continued_indices(voxels, centres[:2], 6, vol.spacing)])
 
 
+@pytest.mark.parametrize("trained, scores, kept", [
+    ("cloud", {"cloud": 0.61, "voxels": 0.72, "central-voxels": 0.70}, "voxels"),
+    ("central-voxels", {"cloud": 0.8, "voxels": 0.8, "central-voxels": 0.8}, "central-voxels"),   # a tie
+])
+def test_select_continuation_keeps_the_continuation_that_validates_best(tmp_path, monkeypatch, trained, scores, kept):
+    """--select-continuation: the saved sampler = the weights a run without it saves, with the
+    continuation of the highest validation Dice (the trained one on a tie), all scores recorded.
+    The validation is replaced by known scores per continuation (the tiny prior's Dice is 0 for all)."""
+    from PatchSamplerLib.data.synthetic import make_shapes
+    from PatchSamplerLib.training.any_sampler import AnySamplerTrainer
+    from tiny_prior import TINY_SCALE, tiny_sampler_config
+    monkeypatch.setattr(AnySamplerTrainer, "validation_dice", lambda self: scores[self.model.sampler.continuation])
+    vols = make_shapes("vertebra", 5, seed=0, scale=TINY_SCALE)
+    prior = ShapePrior.load(tiny_prior_path())
+    models, lines = {}, []
+    for select in (False, True):
+        cfg = tiny_sampler_config(n=8, k=3, t=3, epochs=1, any_nk=True, anchor="lead", lead_points=1,
+                                  continuation=trained, fit_points=64, batch_size=4, select_continuation=select)
+        AnySamplerTrainer(vols[:4], vols[4:], prior, tmp_path / str(select), cfg, log=lines.append).run()
+        models[select] = SamplerModel.load(tmp_path / str(select) / "sampler.pt")
+    plain, selected = models[False], models[True]
+    assert selected.sampler.continuation == selected.metadata["continuation"] == kept
+    assert plain.sampler.continuation == trained and "val_dice_by_continuation" not in plain.metadata
+    assert selected.metadata["val_dice_by_continuation"] == scores
+    assert selected.metadata["val_dice"] == scores[kept] and selected.metadata["trained_continuation"] == trained
+    for name, weight in plain.sampler.state_dict().items():
+        assert torch.equal(weight, selected.sampler.state_dict()[name]), name
+    assert f"continuation kept: {kept} (validation Dice {scores[kept]:.4f}; trained with {trained})" in lines
+
+
+def test_select_continuation_needs_an_any_nk_lead_sampler():
+    from PatchSamplerLib.training.sampler import SamplerConfig
+    SamplerConfig(n=64, any_nk=True, anchor="lead", select_continuation=True).check()
+    for cfg in (dict(n=64, any_nk=True, anchor="fps"), dict(n=4, anchor="lead")):
+        with pytest.raises(ValueError, match="--select-continuation .* needs --any-nk --anchor lead"):
+            SamplerConfig(select_continuation=True, **cfg).check()
+
+
 @pytest.mark.parametrize("lead", [0, 5])
 def test_a_lead_outside_one_to_four_is_refused(lead):
     from PatchSamplerLib.training.sampler import SamplerConfig

@@ -37,11 +37,17 @@ drawn N before the fit, as constants: FPS has no gradient either way, the lead i
 `--continuation-gradient` gives those constants a straight-through gradient to the lead (a soft
 FPS over the same voxels, `method.sampler.straight_through_fps`); on kidneys it validated below
 its start and below FPS (results/learned_any_nk/continuation/README.md) and is not used by a
-bundled sampler.
+bundled sampler. `--select-continuation` (cfg.select_continuation): after training, the kept
+epoch's sampler is validated with every continuation (CONTINUATIONS) and saved with the best one
+(the same weights; its metadata keeps `trained_continuation` and `val_dice_by_continuation`). Why:
+the continuation trained with was not the one that validated best for the vertebra-anatomical
+(cloud -> voxels) nor the synthetic kidney sampler (central-voxels -> voxels, 0.9500 -> 0.9652),
+results/learned_any_nk/continuation/ and synthetic/; it costs two more validations.
 
 Which generator: `--anchor` (`method.sampler`). The bundled vertebra-anatomical sampler uses
 `lead` (4 generated centres, then FPS continued from them; trained over the cloud, bundled with
-"voxels", results/learned_any_nk/continuation/), the kidney-anatomical one `lead` with 1 ("cloud"); `fps` / `central` (learned offsets on
+"voxels", results/learned_any_nk/continuation/), the kidney-anatomical one `lead` with 1 (trained over
+the cloud, bundled with "central-voxels", results/learned_any_nk/central/); `fps` / `central` (learned offsets on
 64 FPS-anchored centres) and `none` (64 free centres) validated below FPS on the CPU budget tried
 (results/learned_any_nk/README.md).
 """
@@ -54,7 +60,7 @@ from PatchSamplerLib.method.baselines import fps_centres
 from PatchSamplerLib.method.fitting import fast_points
 from PatchSamplerLib.method.inr import fit_latent_unrolled
 from PatchSamplerLib.method.patches import patch_labels, patch_offsets
-from PatchSamplerLib.method.sampler import learned_centres
+from PatchSamplerLib.method.sampler import CONTINUATIONS, SamplerModel, learned_centres
 from PatchSamplerLib.training.points import SamplerShape
 from PatchSamplerLib.training.sampler import SamplerTrainer, unrolled_latent
 from PatchSamplerLib.volume import index_to_local_mm
@@ -128,6 +134,45 @@ class AnySamplerTrainer(SamplerTrainer):
 
     def fps_validation_dice(self) -> float:
         return self._cells_dice(lambda s, n, k: fps_centres(s.volume.mask, n, seed=0), "FPS validation")
+
+    def validation_by_continuation(self, model: SamplerModel) -> dict[str, float]:
+        """{continuation: `validation_dice()` of `model` with it} for every one of CONTINUATIONS
+        (each a full validation); `model` and the trainer's own model are left as they were."""
+        own_model, own = self.model, model.sampler.continuation
+        scores = {}
+        try:
+            self.model = model
+            for continuation in CONTINUATIONS:
+                model.sampler.continuation = continuation
+                scores[continuation] = self.validation_dice()
+                self.log(f"continuation {continuation}: validation Dice {scores[continuation]:.4f}")
+        finally:
+            self.model, model.sampler.continuation = own_model, own
+        return scores
+
+    def keep_best_continuation(self, path) -> None:
+        """Rewrite the sampler file `path` with the continuation of the best validation Dice
+        (`validation_by_continuation`; the trained one on a tie), recorded in its metadata."""
+        model = SamplerModel.load(path)
+        scores = self.validation_by_continuation(model)
+        trained = model.sampler.continuation
+        best = max(CONTINUATIONS, key=lambda c: (scores[c], c == trained))
+        model.metadata = {k: v for k, v in model.metadata.items() if k != "path"}
+        model.metadata.update(trained_continuation=trained, val_dice_by_continuation=scores, val_dice=scores[best])
+        model.sampler.continuation = best
+        model.save(path)
+        self.log(f"continuation kept: {best} (validation Dice {scores[best]:.4f}; trained with {trained})")
+
+    def run(self) -> SamplerModel:
+        """`SamplerTrainer.run`, then (cfg.select_continuation, with validation shapes) the kept
+        sampler's best continuation (`keep_best_continuation`)."""
+        path = self.run_epochs()
+        if self.cfg.select_continuation and self.writes:
+            if self.val_shapes:
+                self.keep_best_continuation(path)
+            else:
+                self.log("no validation shapes: the continuation trained with is kept")
+        return SamplerModel.load(path)
 
     def _cells_dice(self, centres_of, name: str) -> float:
         cells = [(n, k) for n, k in VALIDATION_CELLS if n <= self.cfg.n]

@@ -81,6 +81,8 @@ class SamplerConfig:
     lead_start: str = "free"           # anchor "lead": "free" generator or offsets from the "central" FPS points
     continuation_gradient: bool = False  # continuation "voxels": the continued centres' loss reaches the lead
     #                                      (method.sampler.straight_through_fps; not in [T])
+    select_continuation: bool = False  # any_nk, anchor "lead": keep the continuation that validates best after
+    #                                    training (training.any_sampler; not in [T])
     init_steps: int = 3000             # init "fps": generator steps of that fit
     init_lr: float = 3e-3              # init "fps": its Adam lr (cosine decay to 0)
     init_count: int = 0                # init "fps", synthetic data: extra shapes for that fit only
@@ -128,6 +130,9 @@ class SamplerConfig:
         if self.continuation_gradient and not (self.anchor == "lead" and self.continuation == "voxels"):
             raise ValueError("--continuation-gradient passes the continued centres' loss to the lead: it needs "
                              "--anchor lead --continuation voxels")
+        if self.select_continuation and not (self.any_nk and self.anchor == "lead"):
+            raise ValueError("--select-continuation picks where FPS continues after the lead of an any-(N, K) "
+                             "sampler: it needs --any-nk --anchor lead")
         if self.anchor != "none" and self.init == "fps":
             raise ValueError(f"--anchor {self.anchor} places FPS points itself (from the start or after the lead "
                              "centres); drop --init fps")

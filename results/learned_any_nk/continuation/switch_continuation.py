@@ -6,7 +6,8 @@ keeps the weights and records where it came from and both scores in its metadata
 
     python results/learned_any_nk/continuation/switch_continuation.py SAMPLER.pt voxels OUT_DIR
 
-writes OUT_DIR/sampler_any_t100.pt (the same file name) and OUT_DIR/metadata.json."""
+writes OUT_DIR/sampler_any_t100.pt (the same file name) and OUT_DIR/metadata.json. (The trainer
+does the same at the end of a run with --select-continuation; this is for files trained without it.)"""
 import json
 import sys
 import tempfile
@@ -17,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 from PatchSamplerLib.checkpoints import resolve_prior_path  # noqa: E402
 from PatchSamplerLib.data.synthetic import make_shapes  # noqa: E402
 from PatchSamplerLib.method.inr import ShapePrior  # noqa: E402
-from PatchSamplerLib.method.sampler import CONTINUATIONS, SamplerModel  # noqa: E402
+from PatchSamplerLib.method.sampler import SamplerModel  # noqa: E402
 from PatchSamplerLib.training.any_sampler import AnySamplerTrainer  # noqa: E402
 from PatchSamplerLib.training.sampler import SamplerConfig  # noqa: E402
 
@@ -31,14 +32,7 @@ def validation_by_continuation(model: SamplerModel) -> dict:
     known = set(SamplerConfig.__dataclass_fields__)
     cfg = SamplerConfig(**{k: v for k, v in meta["config"].items() if k in known})
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = AnySamplerTrainer(val[:2], val, prior, tmp, cfg, log=print)
-        trainer.model = model
-        scores = {}
-        for continuation in CONTINUATIONS:
-            model.sampler.continuation = continuation
-            scores[continuation] = trainer.validation_dice()
-            print(f"{continuation}: validation Dice {scores[continuation]:.4f}", flush=True)
-    return scores
+        return AnySamplerTrainer(val[:2], val, prior, tmp, cfg, log=print).validation_by_continuation(model)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ epoch's sampler is validated with every continuation (CONTINUATIONS) and saved w
 (the same weights; its metadata keeps `trained_continuation` and `val_dice_by_continuation`). Why:
 the continuation trained with was not the one that validated best for the vertebra-anatomical
 (cloud -> voxels) nor the synthetic kidney sampler (central-voxels -> voxels, 0.9500 -> 0.9652),
-results/learned_any_nk/continuation/ and synthetic/; it costs two more validations.
+results/learned_any_nk/continuation/ and synthetic/; it costs three more validations (one per continuation).
 
 Which generator: `--anchor` (`method.sampler`). The bundled vertebra-anatomical sampler uses
 `lead` (4 generated centres, then FPS continued from them; trained over the cloud, bundled with

@@ -160,7 +160,7 @@ FLAG_HELP = {"thick": "with --sparse-step: thick slices (mean over each window, 
              "continuation_gradient": "--continuation voxels: the loss of the FPS-continued centres reaches the lead "
                                       "through a soft FPS over the same voxels (straight-through; values unchanged)",
              "select_continuation": "--any-nk --anchor lead: after training, validate the kept sampler with every "
-                                    "continuation and save it with the best one (three more validations, one per continuation)",
+                                    "continuation and save it with the best one (three more validations)",
              "any_nk": "train one sampler for every N <= --n (up to 64) and every odd K in 3-31: ordered centres "
                        "(the first N are the N patches), K an input; --k is then unused (training.any_sampler)"}
 

@@ -158,7 +158,8 @@ class AnySamplerTrainer(SamplerTrainer):
         trained = model.sampler.continuation
         best = max(CONTINUATIONS, key=lambda c: (scores[c], c == trained))
         model.metadata = {k: v for k, v in model.metadata.items() if k != "path"}
-        model.metadata.update(trained_continuation=trained, val_dice_by_continuation=scores, val_dice=scores[best])
+        model.metadata.update(trained_continuation=trained, val_dice_by_continuation=scores,
+                              val_dice=scores[best])
         model.sampler.continuation = best
         model.save(path)
         self.log(f"continuation kept: {best} (validation Dice {scores[best]:.4f}; trained with {trained})")

@@ -427,19 +427,22 @@ def test_a_sampler_folder_falls_back_to_its_any_sampler(tmp_path):
                                             for p in ("vertebra-anatomical", "kidney-anatomical")]
                          + [("lead2/models", "kidney-anatomical"), ("lead1/models", "kidney-anatomical"),
                             ("lead1_min8/models", "kidney-anatomical"), ("central/models", "kidney-anatomical"),
-                            ("synthetic/models", "vertebra"), ("synthetic/models", "kidney")])
+                            ("synthetic/models", "vertebra"), ("synthetic/models", "kidney"),
+                            ("synthetic/models", "vertebra_lead2")])
 def test_the_trained_any_sampler_places_n_distinct_centres_near_the_shape_for_any_n_and_k(prior, models):
     """The any-(N, K) samplers trained for #18 (results/learned_any_nk/: models/, FPS anchor;
     lead/models/, lead anchor, the vertebra one bundled; lead2/, lead1/: kidney leads of 2 and 1;
     lead1_min8/: the kidney lead of 1 trained on N >= 8; continuation/: FPS continued over the
     voxels, the vertebra lead/ weights (bundled) and a kidney lead of 1 starting central;
     central/: the lead1_min8/ weights, then the central voxel and FPS over the voxels, bundled;
-    synthetic/: the samplers of the synthetic priors `vertebra` and `kidney`, the kidney one bundled)."""
+    synthetic/: the samplers of the synthetic priors `vertebra` (a lead of 4, not bundled; vertebra_lead2:
+    a lead of 2 trained on N >= 8, bundled) and `kidney` (bundled)). `prior`: the folder, named
+    after the family (what follows "_" names the variant)."""
     from PatchSamplerLib.data.synthetic import make_shape
     from scipy import ndimage
     model = SamplerModel.load(TRAINED.parent / models / prior / "sampler_any_t100.pt")
     assert model.any_nk and model.n == 64 and model.t == 100
-    vol = make_shape(prior, 5, 0)                                      # a family seed no sampler was trained on
+    vol = make_shape(prior.split("_")[0], 5, 0)                        # a family seed no sampler was trained on
     voxels_off = ndimage.distance_transform_edt(~vol.mask)
     for k in (3, 9, 13, 31):
         full = learned_centres(model, vol.mask, 64, k)[1]
@@ -459,33 +462,38 @@ SYNTHETIC_PER_N_K = {(4, 9), (8, 9), (4, 13)}                          # the the
 
 
 @pytest.mark.parametrize("prior, trained, lead, continuation, source, per_n_k",
-                         [("vertebra-anatomical", "continuation", 4, "voxels", "lead/models/vertebra-anatomical/"
-                           "sampler_any_t100.pt", {(4, 9)}),
-                          ("kidney-anatomical", "central", 1, "central-voxels", "lead1_min8/models/kidney-anatomical/"
-                           "sampler_any_t100.pt", set()),
-                          ("kidney", "synthetic", 1, "voxels", "synthetic/models/kidney/trained_central-voxels.pt",
-                           SYNTHETIC_PER_N_K)])
+                         [("vertebra-anatomical", "continuation/models/vertebra-anatomical", 4, "voxels",
+                           "lead/models/vertebra-anatomical/sampler_any_t100.pt", {(4, 9)}),
+                          ("kidney-anatomical", "central/models/kidney-anatomical", 1, "central-voxels",
+                           "lead1_min8/models/kidney-anatomical/sampler_any_t100.pt", set()),
+                          ("kidney", "synthetic/models/kidney", 1, "voxels",
+                           "synthetic/models/kidney/trained_central-voxels.pt", SYNTHETIC_PER_N_K),
+                          ("vertebra", "synthetic/models/vertebra_lead2", 2, "voxels", None, SYNTHETIC_PER_N_K)])
 def test_the_bundled_any_sampler_is_the_lead_sampler_and_serves_what_no_per_n_k_sampler_does(prior, trained, lead,
                                                                                               continuation, source,
                                                                                               per_n_k):
     """The vertebra-anatomical one: the lead/ weights with FPS continued over the voxels (twelfth
     session); the kidney-anatomical one: the lead1_min8/ weights, then the central voxel, then FPS
     over the voxels (fourteenth session); the synthetic `kidney` prior's (fifteenth session):
-    trained with the central voxel, switched to FPS over the voxels. Every other (N, K) than its
-    prior's per-(N, K) samplers resolves to it. (The synthetic `vertebra` one is not bundled.)"""
+    trained with the central voxel, switched to FPS over the voxels; the synthetic `vertebra`
+    prior's (sixteenth session): a lead of 2 trained on N >= 8 with FPS over the voxels, as trained
+    (`source` None: not switched). Every other (N, K) than its prior's per-(N, K) samplers resolves
+    to it."""
     from PatchSamplerLib.checkpoints import resolve_prior_path
     prior_path = resolve_prior_path(prior)
     any_path = checkpoints.bundled_any_samplers()[(prior, 100)]
-    assert any_path.read_bytes() == (TRAINED.parent / trained / "models" / prior / "sampler_any_t100.pt").read_bytes()
+    assert any_path.read_bytes() == (TRAINED.parent / trained / "sampler_any_t100.pt").read_bytes()
     model = SamplerModel.load(any_path)
     assert model.sampler.anchor == "lead" and model.sampler.lead_points == lead
     assert model.sampler.continuation == continuation and model.sampler.lead_start == "free"
-    # the same weights as the trained file it was switched from, named with its SHA-256
-    assert model.metadata["continuation_from"]["path"].endswith(source)
-    trained_model = SamplerModel.load(TRAINED.parent / source)
-    assert model.metadata["continuation_from"]["sha256"] == trained_model.file_sha256
-    for name, value in trained_model.sampler.state_dict().items():
-        assert torch.equal(value, model.sampler.state_dict()[name]), name
+    if source is None:
+        assert "continuation_from" not in model.metadata and model.metadata["config"]["continuation"] == continuation
+    else:                            # the same weights as the trained file it was switched from, named with its SHA-256
+        assert model.metadata["continuation_from"]["path"].endswith(source)
+        trained_model = SamplerModel.load(TRAINED.parent / source)
+        assert model.metadata["continuation_from"]["sha256"] == trained_model.file_sha256
+        for name, value in trained_model.sampler.state_dict().items():
+            assert torch.equal(value, model.sampler.state_dict()[name]), name
     assert {(n, k) for p, n, k, _ in checkpoints.bundled_samplers() if p == prior} == per_n_k
     for n, k in per_n_k:
         assert resolve_sampler_path(prior_path, n, k, 100)[0].name == f"sampler_{prior}_n{n}_k{k}_t100.pt"

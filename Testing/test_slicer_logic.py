@@ -650,12 +650,15 @@ def test_the_status_names_the_bundled_vertebra_samplers_per_setting():
 def test_the_default_prior_names_its_any_sampler_where_it_had_none():
     """`kidney` is run's default: 8 x 11 (the README demo's setting) said that no sampler was
     bundled before its any-(N, K) sampler (fifteenth session); 4 x 9 keeps its per-(N, K) one; the
-    synthetic `vertebra` prior still has none for 8 x 11 (its trained one was below FPS at N = 12)."""
+    same for the synthetic `vertebra` prior (sixteenth session)."""
     assert choices.learned_sampler_status("kidney", 8, 11, 100) == (
         "Learned sampler: sampler_kidney_any_t100.pt (one model for any N and K, here the first 8 "
         "of its centres for K=11)")
     assert choices.learned_sampler_status("kidney", 4, 9, 100) == "Learned sampler: sampler_kidney_n4_k9_t100.pt"
-    assert "no bundled learned sampler for N=8, K=11" in choices.learned_sampler_status("vertebra", 8, 11, 100)
+    assert choices.learned_sampler_status("vertebra", 8, 11, 100) == (
+        "Learned sampler: sampler_vertebra_any_t100.pt (one model for any N and K, here the first 8 "
+        "of its centres for K=11)")
+    assert choices.learned_sampler_status("vertebra", 8, 9, 100) == "Learned sampler: sampler_vertebra_n8_k9_t100.pt"
 
 
 def test_an_any_nk_sampler_makes_learned_and_compare_all_work_where_no_sampler_was(tmp_path, monkeypatch):

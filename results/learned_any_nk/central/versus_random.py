@@ -2,7 +2,9 @@
 each family: for the anatomical priors the learned rows of their evaluations here joined with the
 random rows of `../lead/<prior>/grid/cases.csv` (the same shapes, the same uniform-subset fast fit:
 their FPS rows agree value for value); for the synthetic `kidney` prior (fifteenth session) the
-rows of `../synthetic/kidney/seed1/` and `../synthetic/kidney/random/` (the product's fast fit, both).
+rows of `../synthetic/kidney/seed1/` and `../synthetic/kidney/random/`, for `vertebra` (sixteenth
+session) those of `../synthetic/vertebra_lead2/seed1/` and `../synthetic/vertebra/random/` (the
+product's fast fit, all four).
 Paired t-test and Wilcoxon (`experiments.tables.significance_table`).
 
     python results/learned_any_nk/central/versus_random.py > results/learned_any_nk/central/versus_random.md
@@ -23,7 +25,9 @@ BUNDLED = {"vertebra-anatomical": (HERE / "continuation" / "vertebra-anatomical"
            "kidney-anatomical": (HERE / "central" / "kidney-anatomical" / "seed1" / "cases.csv",
                                  HERE / "lead" / "kidney-anatomical" / "grid" / "cases.csv"),
            "kidney": (HERE / "synthetic" / "kidney" / "seed1" / "cases.csv",
-                      HERE / "synthetic" / "kidney" / "random" / "cases.csv")}
+                      HERE / "synthetic" / "kidney" / "random" / "cases.csv"),
+           "vertebra": (HERE / "synthetic" / "vertebra_lead2" / "seed1" / "cases.csv",
+                        HERE / "synthetic" / "vertebra" / "random" / "cases.csv")}
 
 
 def joined(learned: Path, random: Path, out: Path) -> Path:

@@ -197,8 +197,17 @@ def resolve_sampler_path(prior_path, n: int, k: int, t: int) -> tuple[Path, str 
         _, _, bt, path = min(candidates)
         return path, None if bt == t else f"no bundled sampler for T={t}; using the one trained for T={bt}"
     raise CheckpointError(f"no bundled learned sampler for N={n}, K={k} with the {name!r} prior. Bundled samplers: "
-                          f"{listing}. Train one with `python -m PatchSamplerLib train-sampler --prior {name} "
-                          f"--n {n} --k {k} ...` and pass it with --sampler-model FILE.")
+                          f"{listing}. {training_hint(name, n, k)} and pass it with --sampler-model FILE.")
+
+
+def training_hint(prior: str, n: int, k: int) -> str:
+    """How to train a sampler for (N, K) with `prior`: one for every N <= 64 and odd K in 3-31
+    (`--any-nk`, #18) when (N, K) is in that range, else one for exactly (N, K)."""
+    command = f"python -m PatchSamplerLib train-sampler --prior {prior}"
+    if in_any_range(n, k):
+        return (f"Train one for every N <= {ANY_N_MAX} and odd K (this one included) with `{command} "
+                f"--any-nk --n {ANY_N_MAX} ...` (or for N={n}, K={k} only: --n {n} --k {k})")
+    return f"Train one with `{command} --n {n} --k {k} ...`"
 
 
 def weights_sha256(state_dict: dict) -> str:

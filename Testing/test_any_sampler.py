@@ -412,6 +412,19 @@ def test_an_any_sampler_file_runs_any_n_and_k_and_is_found_as_the_bundled_one(tm
         reconstruct(held_out_vertebra(0), n=9, k=5, t=3, sampler="learned", prior="tiny")
 
 
+@pytest.mark.parametrize("n, k, any_nk", [(6, 9, True), (64, 31, True), (1, 3, True), (65, 11, False),
+                                           (8, 33, False), (8, 10, False)])
+def test_the_missing_sampler_error_suggests_an_any_sampler_only_within_its_range(tmp_path, monkeypatch, n, k, any_nk):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(tiny_prior_path(), folder / "prior_tiny.pt")
+    monkeypatch.setattr(checkpoints, "MODELS_DIR", folder)
+    with pytest.raises(CheckpointError, match=f"N={n}, K={k} with the 'tiny' prior") as error:
+        resolve_sampler_path(folder / "prior_tiny.pt", n, k, 100)
+    assert ("--any-nk --n 64" in str(error.value)) is any_nk
+    assert "train-sampler --prior tiny" in str(error.value) and f"--n {n} --k {k}" in str(error.value)
+
+
 def test_a_sampler_folder_falls_back_to_its_any_sampler(tmp_path):
     from PatchSamplerLib.experiments.crossval import folder_samplers
     from tiny_prior import tiny_sampler_path

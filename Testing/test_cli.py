@@ -91,6 +91,9 @@ def test_bad_input_gives_a_message_and_writes_nothing(tmp_path, capsys):
            capsys, "--t: must be an integer >= 0")
     _fails(["run", "--n", "50", "--k", "45", "--t", "2", "--out", str(out), "--input", str(good), "--prior", prior],
            capsys, "exceeds the budget")
+    assert main(base + ["--input", str(good), "--prior", prior, "--sampler", "learned"]) == 2
+    printed = capsys.readouterr()
+    assert "learned sampler" in printed.err and "estimated" not in printed.out   # refused before the estimate
     import torch
     if not torch.cuda.is_available():
         _fails(base + ["--input", str(good), "--prior", prior, "--device", "cuda"], capsys, "no CUDA")

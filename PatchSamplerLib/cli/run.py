@@ -97,12 +97,12 @@ def run_main(args) -> int:
     check_precision(device, config.precision)
     args.prior = prior_from_input(args)
     prior = ShapePrior.load(args.prior, device=device)
+    learned, _ = load_learned_sampler(prior, config.n, config.k, config.t, config.sampler_model) \
+        if config.sampler == "learned" else (None, [])          # missing / another prior's: refused before the estimate
     fit = fit_settings(config.fit, config.n * config.k ** 3, config.t, config.fit_lr)
     estimate = estimate_run(config.n, config.k, fit.steps, device, points_per_step=fit.points)
     print(f"N={config.n} K={config.k} {fit_label(fit)}: {estimate.describe()} (estimated)")
     check_affordable(estimate, config.force)
-    learned, _ = load_learned_sampler(prior, config.n, config.k, config.t, config.sampler_model) \
-        if config.sampler == "learned" else (None, [])          # a sampler of another prior: refused here
     volume = read_labelmap(args.input, args.label)
     print(f"input {args.input}: {volume.shape} voxels at {volume.spacing} mm, {volume.voxel_count} foreground")
     mismatch = structure_warning(args, prior)

@@ -52,8 +52,8 @@ edge: 5-18 times faster, within 0.002 Dice on average but up to about two Dice p
 single shape; <i>Thesis fit</i> (Advanced) makes every step look at all of them, as the thesis does.</li>
 <li><b>Sampler</b>: where the patches go. <i>FPS</i> (farthest point sampling) spreads them over
 the shape; <i>Random</i> picks segment voxels at random; <i>Learned</i> uses a sampler network
-trained for this N and K, else one trained for every N and K (installed for every bundled prior
-but the one-sided kidney one; the status line names the model used); <i>Compare all</i> runs every available
+trained for this N and K, else one trained for every N and K (installed for every bundled prior;
+the status line names the model used); <i>Compare all</i> runs every available
 sampler and fills one table row per sampler.</li>
 <li><b>Prior</b>: the shape prior: bundled kidney or vertebra (trained on hand-made solids), their
 <i>anatomical family</i> versions (trained on anatomically modelled vertebrae T10-L5 and kidneys;

@@ -185,8 +185,8 @@ def resolve_sampler_path(prior_path, n: int, k: int, t: int) -> tuple[Path, str 
     listing = ", ".join([f"{p} N={bn} K={bk} T={bt}" for p, bn, bk, bt in sorted(bundled)]
                         + [f"{p} any N, K T={bt}" for p, bt in sorted(any_nk)]) or "none installed"
     if name is None:
-        raise CheckpointError(f"no bundled learned sampler belongs to the prior {prior_path}; pass a sampler trained "
-                              f"with it (--sampler-model FILE). Bundled samplers: {listing}")
+        raise CheckpointError(f"no bundled learned sampler belongs to the prior {prior_path}. Bundled samplers: "
+                              f"{listing}. {training_hint(str(prior_path), n, k)} and pass it with --sampler-model FILE.")
     if (name, n, k, t) in bundled:
         return bundled[(name, n, k, t)], None
     candidates = [(abs(bt - t), 0, bt, path)                         # 0: the per-(N, K) one first on a tie
@@ -201,9 +201,11 @@ def resolve_sampler_path(prior_path, n: int, k: int, t: int) -> tuple[Path, str 
 
 
 def training_hint(prior: str, n: int, k: int) -> str:
-    """How to train a sampler for (N, K) with `prior`: one for every N <= 64 and odd K in 3-31
-    (`--any-nk`, #18) when (N, K) is in that range, else one for exactly (N, K)."""
-    command = f"python -m PatchSamplerLib train-sampler --prior {prior}"
+    """How to train a sampler for (N, K) with `prior` (a bundled prior's name or a prior file's path):
+    one for every N <= 64 and odd K in 3-31 (`--any-nk`, #18) when (N, K) is in that range, else one
+    for exactly (N, K)."""
+    import shlex
+    command = f"python -m PatchSamplerLib train-sampler --prior {shlex.quote(prior)}"
     if in_any_range(n, k):
         return (f"Train one for every N <= {ANY_N_MAX} and odd K (this one included) with `{command} "
                 f"--any-nk --n {ANY_N_MAX} ...` (or for N={n}, K={k} only: --n {n} --k {k})")

@@ -425,6 +425,20 @@ def test_the_missing_sampler_error_suggests_an_any_sampler_only_within_its_range
     assert "train-sampler --prior tiny" in str(error.value) and f"--n {n} --k {k}" in str(error.value)
 
 
+def test_the_missing_sampler_error_of_a_users_prior_file_gives_a_command_that_trains_one(tmp_path):
+    """A prior trained by the user (a file outside the bundle) has no bundled sampler: the error
+    says how to train one with that file, its path quoted for the shell."""
+    import shlex
+    prior = tmp_path / "my priors" / "prior.pt"
+    prior.parent.mkdir()
+    shutil.copy(tiny_prior_path(), prior)
+    with pytest.raises(CheckpointError, match="no bundled learned sampler belongs to the prior") as error:
+        resolve_sampler_path(prior, 6, 9, 100)
+    command = str(error.value).split("`")[1]
+    assert shlex.split(command)[:6] == ["python", "-m", "PatchSamplerLib", "train-sampler", "--prior", str(prior)]
+    assert "--any-nk --n 64" in command and "--sampler-model FILE" in str(error.value)
+
+
 def test_a_sampler_folder_falls_back_to_its_any_sampler(tmp_path):
     from PatchSamplerLib.experiments.crossval import folder_samplers
     from tiny_prior import tiny_sampler_path
@@ -441,13 +455,15 @@ def test_a_sampler_folder_falls_back_to_its_any_sampler(tmp_path):
                          + [("lead2/models", "kidney-anatomical"), ("lead1/models", "kidney-anatomical"),
                             ("lead1_min8/models", "kidney-anatomical"), ("central/models", "kidney-anatomical"),
                             ("synthetic/models", "vertebra"), ("synthetic/models", "kidney"),
-                            ("synthetic/models", "vertebra_lead2")])
+                            ("synthetic/models", "vertebra_lead2"),
+                            ("central/models", "kidney-anatomical-left_lead2_min8")])
 def test_the_trained_any_sampler_places_n_distinct_centres_near_the_shape_for_any_n_and_k(prior, models):
     """The any-(N, K) samplers trained for #18 (results/learned_any_nk/: models/, FPS anchor;
     lead/models/, lead anchor, the vertebra one bundled; lead2/, lead1/: kidney leads of 2 and 1;
     lead1_min8/: the kidney lead of 1 trained on N >= 8; continuation/: FPS continued over the
     voxels, the vertebra lead/ weights (bundled) and a kidney lead of 1 starting central;
-    central/: the lead1_min8/ weights, then the central voxel and FPS over the voxels, bundled;
+    central/: the lead1_min8/ weights, then the central voxel and FPS over the voxels, bundled, and
+    the one-sided kidney prior's lead of 2 trained on N >= 8, bundled (seventeenth session);
     synthetic/: the samplers of the synthetic priors `vertebra` (a lead of 4, not bundled; vertebra_lead2:
     a lead of 2 trained on N >= 8, bundled) and `kidney` (bundled)). `prior`: the folder, named
     after the family (what follows "_" names the variant)."""
@@ -481,7 +497,9 @@ SYNTHETIC_PER_N_K = {(4, 9), (8, 9), (4, 13)}                          # the the
                            "lead1_min8/models/kidney-anatomical/sampler_any_t100.pt", set()),
                           ("kidney", "synthetic/models/kidney", 1, "voxels",
                            "synthetic/models/kidney/trained_central-voxels.pt", SYNTHETIC_PER_N_K),
-                          ("vertebra", "synthetic/models/vertebra_lead2", 2, "voxels", None, SYNTHETIC_PER_N_K)])
+                          ("vertebra", "synthetic/models/vertebra_lead2", 2, "voxels", None, SYNTHETIC_PER_N_K),
+                          ("kidney-anatomical-left", "central/models/kidney-anatomical-left_lead2_min8", 2, "voxels",
+                           None, set())])
 def test_the_bundled_any_sampler_is_the_lead_sampler_and_serves_what_no_per_n_k_sampler_does(prior, trained, lead,
                                                                                               continuation, source,
                                                                                               per_n_k):
@@ -489,8 +507,8 @@ def test_the_bundled_any_sampler_is_the_lead_sampler_and_serves_what_no_per_n_k_
     session); the kidney-anatomical one: the lead1_min8/ weights, then the central voxel, then FPS
     over the voxels (fourteenth session); the synthetic `kidney` prior's (fifteenth session):
     trained with the central voxel, switched to FPS over the voxels; the synthetic `vertebra`
-    prior's (sixteenth session): a lead of 2 trained on N >= 8 with FPS over the voxels, as trained
-    (`source` None: not switched). Every other (N, K) than its prior's per-(N, K) samplers resolves
+    prior's (sixteenth session) and the one-sided `kidney-anatomical-left` prior's (seventeenth): a
+    lead of 2 trained on N >= 8 with FPS over the voxels, as trained (`source` None: not switched). Every other (N, K) than its prior's per-(N, K) samplers resolves
     to it."""
     from PatchSamplerLib.checkpoints import resolve_prior_path
     prior_path = resolve_prior_path(prior)

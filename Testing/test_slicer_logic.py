@@ -661,6 +661,18 @@ def test_the_default_prior_names_its_any_sampler_where_it_had_none():
     assert choices.learned_sampler_status("vertebra", 8, 9, 100) == "Learned sampler: sampler_vertebra_n8_k9_t100.pt"
 
 
+@pytest.mark.parametrize("prior", ["kidney", "vertebra", "kidney-anatomical", "kidney-anatomical-left",
+                                   "vertebra-anatomical"])
+def test_every_bundled_prior_of_the_module_names_a_learned_sampler_for_every_setting(prior):
+    """The module's prior choices (PatchSampler.py) all have a bundled any-(N, K) sampler since the
+    one-sided kidney prior got one (seventeenth session): "Learned" names a model at every N and K
+    the module offers (their ends and a setting no per-(N, K) sampler has)."""
+    for n, k in [(1, 3), (6, 9), (64, 31)]:
+        assert choices.learned_sampler_status(prior, n, k, 100) == (
+            f"Learned sampler: sampler_{prior}_any_t100.pt (one model for any N and K, here the first {n} "
+            f"of its centres for K={k})")
+
+
 def test_an_any_nk_sampler_makes_learned_and_compare_all_work_where_no_sampler_was(tmp_path, monkeypatch):
     import shutil
     from PatchSamplerLib import checkpoints

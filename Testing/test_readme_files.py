@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 BASES = (ROOT, ROOT / "PatchSamplerLib", ROOT / "PatchSamplerLib" / "data", ROOT / "PatchSampler")
 PLACEHOLDER = re.compile(r"[<>*]|DIR|FILE|\.\.\.")
-CODE = "\n".join(re.findall(r"```(?:bash)?\n(.*?)```", README, flags=re.S))
+FENCED = "\n".join(re.findall(r"^```[\w-]*\n(.*?)^```", README, flags=re.S | re.M))   # every block, any language
+CODE = re.sub(r"(^|\s)#.*$", "", FENCED, flags=re.M)                                     # comments are prose
 OUT_FOLDERS = sorted(set(re.findall(r"--out ([\w./-]+)", CODE)) - {"DIR", "FILE"})
 
 

@@ -179,14 +179,15 @@ class PatchSamplerLogic:
         is built outside the scene and added at the end: a failed or cancelled run leaves the scene
         as it was. Raises ValueError (incl. SamplerUnavailable) with user-facing messages."""
         from PatchSamplerLib.method.samplers import sampler_label
+        from PatchSamplerLib.method.sides import SIDE_FROM_SEGMENT, note_side_source
         from PatchSamplerLib.pipeline import RunConfig
         check_request(n, k, t, sampler)
         scene, shape_prior = self.scene_and_prior(segmentationNode, prior, device, progress)
         samplers, skipped, learned = samplers_to_run(sampler, n, k, t, shape_prior, sampler_model)
         check_run_cost(n, k, t, shape_prior, force, fit)
+        named_side = None if side else segment_side(segmentationNode, segmentId)
         config = RunConfig(n=n, k=k, t=t, seed=seed, device=device, largest_component=largest_component, force=force,
-                           fit=fit, side=side or segment_side(segmentationNode, segmentId),
-                           **_given(fit_lr=fit_lr))
+                           fit=fit, side=side or named_side, **_given(fit_lr=fit_lr))
         configs = {name: replace(config, sampler=name) for name in [*samplers, *skipped]}
         steps = _Progress(progress, should_cancel, len(samplers))
         steps.step("Reading the segment", 0.05)
@@ -201,6 +202,8 @@ class PatchSamplerLogic:
         mismatch = prior_mismatch(segmentationNode, segmentId, shape_prior, prior)
         for result in results.values():
             result.warnings[:0] = [mismatch] if mismatch else []         # in notes() and the table's Note
+            if named_side:
+                note_side_source(result.settings, SIDE_FROM_SEGMENT)
 
         steps.step("Creating the output nodes", 0.9)
         runs, table, replaced = self.build_outputs(segmentationNode, segmentId, grid, configs, results, skipped)
@@ -231,6 +234,7 @@ class PatchSamplerLogic:
         and, with a reference, Intersection / Extra / Missing) replaces the previous one of this
         segment; the input segment is never modified, and a failed, refused or cancelled run
         leaves the scene as it was. Raises ValueError with user-facing messages."""
+        from PatchSamplerLib.method.sides import SIDE_FROM_SEGMENT, note_side_source
         from PatchSamplerLib.sparse.inputs import every_nth_slice
         from PatchSamplerLib.sparse.reconstruction import SparseConfig
         scene, shape_prior = self.scene_and_prior(segmentationNode, prior, device, progress)
@@ -246,6 +250,7 @@ class PatchSamplerLogic:
         config = SparseConfig(seed=seed, device=device, side=segment_side(segmentationNode, segmentId),
                               **_given(steps=steps, fit_lr=fit_lr))
         result = self.run_slices(volume, sparse, shape_prior, config, reference, progress, should_cancel)
+        note_side_source(result.settings, SIDE_FROM_SEGMENT)          # process_slices takes no side of its own
         mismatch = prior_mismatch(segmentationNode, segmentId, shape_prior, prior)
         result.warnings[:0] = [mismatch] if mismatch else []
         segment_name = segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()

@@ -147,6 +147,11 @@ ANY_N_MAX = 64                 # an any-(N, K) sampler places up to 64 patches (
 ANY_K_RANGE = (3, 31)          # and takes odd K in this range (the module's K range)
 
 
+def any_sampler_use(n: int, k: int) -> str:
+    """How a run uses an any-(N, K) sampler, for status lines: which of its centres, for which K."""
+    return f"one model for any N and K, here the first {n} of its centres for K={k}"
+
+
 def in_any_range(n: int, k: int) -> bool:
     """Whether an any-(N, K) sampler covers (N, K): 1 <= N <= ANY_N_MAX, K odd in ANY_K_RANGE."""
     return 1 <= n <= ANY_N_MAX and ANY_K_RANGE[0] <= k <= ANY_K_RANGE[1] and k % 2 == 1
@@ -196,8 +201,10 @@ def resolve_sampler_path(prior_path, n: int, k: int, t: int) -> tuple[Path, str 
     if candidates:
         _, _, bt, path = min(candidates)
         return path, None if bt == t else f"no bundled sampler for T={t}; using the one trained for T={bt}"
-    raise CheckpointError(f"no bundled learned sampler for N={n}, K={k} with the {name!r} prior. Bundled samplers: "
-                          f"{listing}. {training_hint(name, n, k)} and pass it with --sampler-model FILE.")
+    outside = "" if in_any_range(n, k) or not any(p == name for p, _ in any_nk) else (
+        f" (its any-(N, K) sampler serves N <= {ANY_N_MAX} and odd K in {ANY_K_RANGE[0]}-{ANY_K_RANGE[1]} only)")
+    raise CheckpointError(f"no bundled learned sampler for N={n}, K={k} with the {name!r} prior{outside}. Bundled "
+                          f"samplers: {listing}. {training_hint(name, n, k)} and pass it with --sampler-model FILE.")
 
 
 def training_hint(prior: str, n: int, k: int) -> str:

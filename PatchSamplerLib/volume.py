@@ -155,6 +155,8 @@ def segment_description(path, label: int | None = None) -> list[str]:
     """[name, terminology entry] of the Slicer segment with `label` in a .seg.nrrd file (of its only
     segment when `label` is None), read from the header only; [] for other files, unreadable
     headers or no such segment. What the segment is called, for `structures.structure_mismatch`."""
+    if not os.path.isfile(path):          # a folder would make SimpleITK's HDF5 probe print pages of noise
+        return []
     reader = _sitk().ImageFileReader()
     reader.SetFileName(os.fspath(path))
     try:
@@ -237,6 +239,8 @@ def read_image(path, what: str = "a labelmap"):
     Raises FileNotFoundError / VolumeError naming the file and what it should have been."""
     sitk = _sitk()
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise FileNotFoundError(f"{path} is a folder, not a file: {what} file (NIfTI or NRRD) is needed")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"file not found: {path}")
     reader = sitk.ImageFileReader()

@@ -425,6 +425,27 @@ def test_the_missing_sampler_error_suggests_an_any_sampler_only_within_its_range
     assert "train-sampler --prior tiny" in str(error.value) and f"--n {n} --k {k}" in str(error.value)
 
 
+@pytest.mark.parametrize("n, k", [(8, 8), (65, 9), (8, 33), (8, 1)])
+def test_outside_its_range_the_error_says_why_the_priors_any_sampler_does_not_serve(n, k):
+    """The bundled `kidney` prior has an any-(N, K) sampler; asked for an even K, N > 64 or K outside
+    3-31, the error lists it and says why it does not apply (the newcomer's "--k 8" puzzle)."""
+    from PatchSamplerLib.checkpoints import resolve_prior_path
+    with pytest.raises(CheckpointError, match=f"N={n}, K={k} with the 'kidney' prior") as error:
+        resolve_sampler_path(resolve_prior_path("kidney"), n, k, 100)
+    assert "(its any-(N, K) sampler serves N <= 64 and odd K in 3-31 only)" in str(error.value)
+    assert "kidney any N, K T=100" in str(error.value) and "--any-nk" not in str(error.value)
+
+
+def test_a_learned_run_names_the_bundled_any_sampler_it_uses(tmp_path, capsys):
+    """`run --sampler learned` prints which model it uses (a newcomer found it only in the JSON files)."""
+    from PatchSamplerLib.checkpoints import sample_data_path
+    from PatchSamplerLib.cli.main import main
+    assert main(["run", "--input", str(sample_data_path("kidney_left_1.5mm.nii.gz")), "--prior", "kidney", "--n", "6",
+                 "--k", "7", "--t", "2", "--sampler", "learned", "--out", str(tmp_path / "out")]) == 0
+    assert ("learned sampler: sampler_kidney_any_t100.pt (one model for any N and K, here the first 6 of its "
+            "centres for K=7)\n") in capsys.readouterr().out
+
+
 def test_the_missing_sampler_error_of_a_users_prior_file_gives_a_command_that_trains_one(tmp_path):
     """A prior trained by the user (a file outside the bundle) has no bundled sampler: the error
     says how to train one with that file, its path quoted for the shell."""

@@ -67,6 +67,27 @@ def _fails(args, capsys, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["run", "--n", "2", "--k", "3", "--t", "2"], ["ceiling", "--steps", "2"],
+                                     ["reconstruct-slices", "--step", "3", "--steps", "2"]])
+@pytest.mark.parametrize("with_prior", [True, False])
+def test_a_folder_or_a_missing_file_as_input_is_refused_before_any_work(tmp_path, capsys, command, with_prior):
+    """A folder given as --input (a newcomer's `--input Resources/SampleData`) was "file not found"
+    after pages of SimpleITK's HDF5 noise, or "no prior given" without --prior; a missing file came
+    after the cost estimate. Now argparse refuses both first, naming the option."""
+    folder = tmp_path / "kidney_segmentations"
+    folder.mkdir()
+    prior = ["--prior", str(tiny_prior_path())] if with_prior else []
+    out = tmp_path / "out"
+    for message in [f"--input: {folder} is a folder, not a file", f"--input: file not found: {tmp_path / 'k.nii.gz'}"]:
+        given = message.split(": ")[-1].split(" is a folder")[0]
+        with pytest.raises(SystemExit) as stop:
+            main(command + ["--input", given, "--out", str(out)] + prior)
+        printed = capsys.readouterr()
+        assert stop.value.code == 2 and message in printed.err
+        assert printed.out == "" and "HDF5" not in printed.err
+    assert not out.exists()
+
+
 def test_bad_input_gives_a_message_and_writes_nothing(tmp_path, capsys):
     prior = str(tiny_prior_path())
     out = tmp_path / "out"

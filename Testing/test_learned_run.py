@@ -58,13 +58,14 @@ def test_a_sampler_for_another_n_is_refused(models):
                     sampler_model=tiny_sampler_path())
 
 
-def test_cli_run_learned_writes_generated_and_projected_points(tmp_path):
+def test_cli_run_learned_writes_generated_and_projected_points(tmp_path, capsys):
     vol = held_out_vertebra(2)
     write_volume(tmp_path / "v.nii.gz", vol)
     out = tmp_path / "out"
     assert main(["run", "--input", str(tmp_path / "v.nii.gz"), "--n", "2", "--k", "3", "--t", "5", "--sampler",
                  "learned", "--sampler-model", str(tiny_sampler_path()), "--prior", str(tiny_prior_path()),
                  "--out", str(out)]) == 0
+    assert f"learned sampler: {tiny_sampler_path().name}\n" in capsys.readouterr().out      # the model used, named
     record = json.loads((out / "patches.json").read_text())
     assert record["sampler"] == "learned" and len(record["patches"]) == 2
     model = SamplerModel.load(tiny_sampler_path())

@@ -219,7 +219,8 @@ def test_run_reads_the_side_from_the_file_name_and_says_what_it_did(tmp_path, ca
     right = sample_data_path("kidney_right_1.5mm.nii.gz")
     assert main(["run", "--input", str(right), "--prior", "kidney-anatomical-left", "--n", "4", "--k", "7",
                  "--t", "10", "--out", str(tmp_path / "named")]) == 0
-    assert "side: right (given), mirrored onto the prior's left side and back" in capsys.readouterr().out
+    assert "side: right (read from the input's name), mirrored onto the prior's left side and back" in \
+        capsys.readouterr().out
     write_volume(tmp_path / "shape.nii.gz", read_labelmap(right))
     assert main(["run", "--input", str(tmp_path / "shape.nii.gz"), "--prior", "kidney-anatomical-left", "--n", "4",
                  "--k", "7", "--t", "10", "--out", str(tmp_path / "unnamed")]) == 0
@@ -230,4 +231,6 @@ def test_run_reads_the_side_from_the_file_name_and_says_what_it_did(tmp_path, ca
     import json
     recorded = json.loads((tmp_path / "named" / "metrics.json").read_text())["frame"]["side"]
     assert recorded["mirrored"] is True and recorded["input_side"] == "right"
+    assert recorded["side_from"] == "read from the input's name"          # not "given": no --side was
+    assert json.loads((tmp_path / "told" / "metrics.json").read_text())["frame"]["side"]["side_from"] == "given"
     assert json.loads((tmp_path / "unnamed" / "patches.json").read_text())["side"]["side_from"].startswith("detected")

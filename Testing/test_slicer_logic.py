@@ -974,8 +974,13 @@ def test_a_prior_of_one_side_takes_the_side_from_the_segment_name_else_detects_i
     named, named_id = add_segmentation(scene, shape.mask, ijk_to_ras, segment_name="right kidney")
     output = L.PatchSamplerLogic().process(named, named_id, 3, 3, 5, sampler="fps", prior=tmp_path / "tiny_left.pt")
     side = output.runs[0].result.settings["side"]
-    assert side["input_side"] == "right" and side["side_from"] == "given" and side["mirrored"]
+    assert side["input_side"] == "right" and side["side_from"] == "read from the segment's name" and side["mirrored"]
     assert output.runs[0].result.reconstruction.shape == shape.mask.shape
+    told = L.PatchSamplerLogic().process(named, named_id, 3, 3, 5, sampler="fps", prior=tmp_path / "tiny_left.pt",
+                                         side="left")
+    assert told.runs[0].result.settings["side"] | {"detection_losses": None} == {
+        "canonical_side": "left", "input_side": "left", "side_from": "given", "mirrored": False,
+        "detection_losses": None}
     plain, plain_id = add_segmentation(scene, shape.mask, ijk_to_ras, segment_name="Segment_1")
     detected = L.PatchSamplerLogic().process(plain, plain_id, 3, 3, 5, sampler="fps", prior=tmp_path / "tiny_left.pt")
     assert detected.runs[0].result.settings["side"]["side_from"].startswith("detected")

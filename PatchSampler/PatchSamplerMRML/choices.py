@@ -63,16 +63,15 @@ def learned_sampler_status(prior, n: int, k: int, t: int, sampler_model=None) ->
     """One line for the module's status label about the learned sampler for (prior, N, K, T),
     from the model files only (works before torch is installed): which file will be used, or
     why none can be. prior: a bundled name or a prior file."""
-    from PatchSamplerLib.checkpoints import (CheckpointError, bundled_any_samplers, resolve_prior_path,
-                                             resolve_sampler_path)
+    from PatchSamplerLib.checkpoints import (CheckpointError, any_sampler_use, bundled_any_samplers,
+                                             resolve_prior_path, resolve_sampler_path)
     if sampler_model:
         return f"Learned sampler: {Path(sampler_model).name}"
     try:
         path, note = resolve_sampler_path(resolve_prior_path(prior), n, k, t)
     except CheckpointError as exc:
         return str(exc)
-    kind = f"one model for any N and K, here the first {n} of its centres for K={k}" \
-        if path in bundled_any_samplers().values() else ""
+    kind = any_sampler_use(n, k) if path in bundled_any_samplers().values() else ""
     notes = "; ".join(part for part in (kind, note) if part)
     return f"Learned sampler: {path.name}" + (f" ({notes})" if notes else "")
 

@@ -26,6 +26,18 @@ def _number(text: str, kind, lowest, inclusive: bool):
     return value
 
 
+def existing_file(text: str) -> str:
+    """argparse type: the path of an existing file (a labelmap to read); a missing path or a folder
+    is refused by argparse (exit 2, naming the option) before any work -- before a prior is chosen
+    from the file's name or a cost estimate is printed."""
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file: pass one labelmap file "
+                                         "(.nii, .nii.gz, .nrrd, .seg.nrrd)")
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"file not found: {text}")
+    return text
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (counts, sizes, steps, epochs)."""
     return _number(text, int, 1, True)
@@ -179,11 +191,14 @@ def add_side_argument(p: argparse.ArgumentParser) -> None:
                         "says (left / right), else detected by the prior (method/sides.py)")
 
 
-def print_side(settings: dict) -> None:
+def print_side(settings: dict, args) -> None:
     """The line saying how a run with a prior of one side treated the input's side (nothing for
-    other priors): `method.sides.describe_side` of its settings["side"]."""
+    other priors): `method.sides.describe_side` of its settings["side"]. A side the run was given
+    without --side came from the input's name (`input_side`): recorded so (side_from, metrics.json)."""
     if settings.get("side") is not None:
-        from PatchSamplerLib.method.sides import describe_side
+        from PatchSamplerLib.method.sides import SIDE_FROM_NAME, describe_side, note_side_source
+        if getattr(args, "side", None) is None:
+            note_side_source(settings, SIDE_FROM_NAME)
         print(describe_side(settings["side"]))
 
 

@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from PatchSamplerLib.cli.arguments import (add_device_argument, add_side_argument, add_threads_argument, input_side,
-                                           non_negative_int, positive_float, positive_int, print_side,
-                                           prior_from_input, structure_warning)
+from PatchSamplerLib.cli.arguments import (add_device_argument, add_side_argument, add_threads_argument,
+                                           existing_file, input_side, non_negative_int, positive_float, positive_int,
+                                           print_side, prior_from_input, structure_warning)
 from PatchSamplerLib.reporting.names import SPARSE_FILES
 
 
@@ -18,7 +18,7 @@ def add_commands(sub) -> None:
                        description="The representation ceiling: the latent fitted to every voxel of the shape's "
                                    "frame (--steps Adam steps on --points-per-step voxels each), decoded and scored. "
                                    "An upper bound for any patch reconstruction of this shape with this prior.")
-    p.add_argument("--input", required=True, help="labelmap (.nii, .nii.gz, .nrrd, .seg.nrrd)")
+    p.add_argument("--input", required=True, type=existing_file, help="labelmap (.nii, .nii.gz, .nrrd, .seg.nrrd)")
     p.add_argument("--label", type=int, default=None, help="label value to use in a multi-label file")
     p.add_argument("--prior", default=None,
                    help="bundled prior name or a prior file; default: the bundled one for the structure the input's "
@@ -58,7 +58,7 @@ def ceiling_main(args) -> int:
                                         str(device), input_side(args))
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
-    print_side(result.settings)
+    print_side(result.settings, args)
     result.warnings[:0] = [mismatch] if mismatch else []          # recorded in metrics.json
     m = result.metrics
     print(f"ceiling of {args.prior} on {args.input}: Dice {m['dice']:.3f}, ASD {m['asd_mm']:.2f} mm, "

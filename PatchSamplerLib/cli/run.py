@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 
 from PatchSamplerLib.cli.arguments import (FAMILIES, add_device_argument, add_side_argument, add_threads_argument,
-                                           input_side, print_side,
-                                           non_negative_int, positive_float, positive_int, prior_from_input,
-                                           structure_warning)
+                                           existing_file, input_side, non_negative_int, positive_float, positive_int,
+                                           print_side, prior_from_input, structure_warning)
 from PatchSamplerLib.method.samplers import SAMPLER_NAMES
 from PatchSamplerLib.reporting.names import RUN_FILES
 
@@ -28,7 +27,7 @@ def add_commands(sub) -> None:
     p.set_defaults(func=synth_main)
 
     p = sub.add_parser("run", help="choose patches, reconstruct the shape from them, score it")
-    p.add_argument("--input", required=True, help="binary or multi-label labelmap (.nii, .nii.gz, .nrrd, .seg.nrrd)")
+    p.add_argument("--input", required=True, type=existing_file, help="binary or multi-label labelmap (.nii, .nii.gz, .nrrd, .seg.nrrd)")
     p.add_argument("--label", type=int, default=None, help="label value to use in a multi-label file")
     p.add_argument("--n", type=positive_int, default=8, help="number of patches N (default 8)")
     p.add_argument("--k", type=positive_int, default=11, help="patch size K in voxels (default 11)")
@@ -42,8 +41,8 @@ def add_commands(sub) -> None:
                    help="fps, random, or learned (the bundled sampler for the prior and (N, K), or --sampler-model)")
     p.add_argument("--sampler-model", default=None, help="a learned sampler file (from train-sampler)")
     p.add_argument("--prior", default=None,
-                   help="bundled prior name (kidney, kidney-anatomical, vertebra, vertebra-anatomical) or a prior "
-                        "file; default: the bundled one for the structure the input's name says (the word kidney: "
+                   help="bundled prior name (kidney, kidney-anatomical, kidney-anatomical-left, vertebra, "
+                        "vertebra-anatomical) or a prior file; default: the bundled one for the structure the input's name says (the word kidney: "
                         "kidney; vertebra or vertebrae: vertebra-anatomical)")
     add_side_argument(p)
     add_device_argument(p)
@@ -99,6 +98,8 @@ def run_main(args) -> int:
     prior = ShapePrior.load(args.prior, device=device)
     learned, _ = load_learned_sampler(prior, config.n, config.k, config.t, config.sampler_model) \
         if config.sampler == "learned" else (None, [])          # missing / another prior's: refused before the estimate
+    if learned is not None:
+        print(learned_sampler_line(learned, config.n, config.k))
     fit = fit_settings(config.fit, config.n * config.k ** 3, config.t, config.fit_lr)
     estimate = estimate_run(config.n, config.k, fit.steps, device, points_per_step=fit.points)
     print(f"N={config.n} K={config.k} {fit_label(fit)}: {estimate.describe()} (estimated)")
@@ -111,7 +112,7 @@ def run_main(args) -> int:
         result = reconstruct(volume, config, prior, learned=learned)
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
-    print_side(result.settings)
+    print_side(result.settings, args)
     result.warnings[:0] = [mismatch] if mismatch else []          # recorded in metrics.json
     m = result.metrics
     title = (f"{args.sampler.upper()} N={args.n} K={args.k} {fit_label(fit)}: Dice {m['dice']:.3f}, "
@@ -121,6 +122,13 @@ def run_main(args) -> int:
     print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()) + f" (device {device})")
     print(f"outputs in {out.resolve()}: reconstruction.nii.gz errors.nii.gz patches.json metrics.json overview.png")
     return 0
+
+
+def learned_sampler_line(model, n: int, k: int) -> str:
+    """"learned sampler: FILE" of a run, with which of an any-(N, K) sampler's centres it uses."""
+    from PatchSamplerLib.checkpoints import any_sampler_use
+    name = Path(model.metadata.get("path", "")).name or "(given as a model)"
+    return f"learned sampler: {name}" + (f" ({any_sampler_use(n, k)})" if model.any_nk else "")
 
 
 def fit_label(fit) -> str:

@@ -7,8 +7,8 @@ import argparse
 import sys
 
 from PatchSamplerLib.cli.arguments import (FAMILIES, add_device_argument, add_side_argument, add_threads_argument,
-                                           input_side, non_negative_int, positive_float, positive_int, print_side,
-                                           prior_from_input, structure_warning)
+                                           existing_file, input_side, non_negative_int, positive_float, positive_int,
+                                           print_side, prior_from_input, structure_warning)
 from PatchSamplerLib.sparse.inputs import AXIS_HELP
 from PatchSamplerLib.sparse.reconstruction import (DEFAULT_CHECK_EVERY, DEFAULT_POINTS_PER_STEP, DEFAULT_SPARSE_LR,
                                                    DEFAULT_SPARSE_STEPS)
@@ -37,7 +37,7 @@ def add_commands(sub) -> None:
 
 
 def add_reconstruct_slices_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", required=True, help="labelmap (.nii, .nii.gz, .nrrd, .seg.nrrd)")
+    p.add_argument("--input", required=True, type=existing_file, help="labelmap (.nii, .nii.gz, .nrrd, .seg.nrrd)")
     p.add_argument("--label", type=int, default=None, help="label value to use in a multi-label file")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--step", type=positive_int, help="keep every STEP-th slice along --axis (simulation)")
@@ -140,7 +140,7 @@ def reconstruct_slices_main(args) -> int:
     result.warnings[:0] = notes
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
-    print_side(result.settings)
+    print_side(result.settings, args)
     result.warnings[:0] = [mismatch] if mismatch else []          # recorded in metrics.json
     m = result.metrics
     title = f"INR from {sparse.description}" + (

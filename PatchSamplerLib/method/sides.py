@@ -150,9 +150,24 @@ def side_record(prior: ShapePrior, side: str | None, labels: np.ndarray, spacing
     return record
 
 
+SIDE_FROM_NAME = "read from the input's name"
+"""side_from of a side the command line read from a file or segment name (not --side)."""
+SIDE_FROM_SEGMENT = "read from the segment's name"
+"""side_from of a side the Slicer module read from the segment's name or terminology."""
+
+
+def note_side_source(settings: dict, source: str) -> None:
+    """Record in a run's settings["side"] (a `side_record`) that the side it was given came from
+    `source` (SIDE_FROM_NAME, SIDE_FROM_SEGMENT) rather than from the user; nothing for a prior of
+    both sides or a detected side."""
+    record = settings.get("side")
+    if record is not None and record["side_from"] == "given":
+        record["side_from"] = source
+
+
 def describe_side(record: dict) -> str:
     """One line for the user: how a run treated the input's side (a `side_record`)."""
-    how = "given" if record["side_from"] == "given" else "detected by the prior"
+    how = "detected by the prior" if record["side_from"].startswith("detected") else record["side_from"]
     action = (f"mirrored onto the prior's {record['canonical_side']} side and back" if record["mirrored"]
               else "as it is")
     return f"side: {record['input_side']} ({how}), {action}"

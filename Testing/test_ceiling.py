@@ -1,7 +1,6 @@
 """The representation ceiling (`ceiling`) and the mean shape (`mean-shape`) of a prior (issue 17,
 items 4 and 5): the ceiling bounds every patch reconstruction from above, the mean shape is the
 decoded mean training latent, and both commands fail cleanly on bad input."""
-import json
 import subprocess
 import sys
 
@@ -77,9 +76,10 @@ def test_mean_shape_command_writes_a_labelmap(tmp_path):
     out = tmp_path / "mean.nii.gz"
     proc = _cli("mean-shape", "--prior", "kidney", "--spacing", "3", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
     volume = read_labelmap(str(out))
-    assert volume.voxel_count == report["voxels"] > 0 and volume.spacing == (3.0, 3.0, 3.0)
+    assert volume.voxel_count > 0 and volume.spacing == (3.0, 3.0, 3.0)
+    assert proc.stdout.startswith("mean shape of kidney (") and f"{volume.voxel_count:,} foreground" in proc.stdout
+    assert " x ".join(map(str, volume.shape)) + " voxels at 3 mm" in proc.stdout and str(out.resolve()) in proc.stdout
 
 
 def test_ceiling_command_reports_dice_and_refuses_bad_input(tmp_path, kidney):

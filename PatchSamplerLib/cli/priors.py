@@ -2,7 +2,6 @@
 learned), the prior diagnostics of `sparse.ceiling`."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -29,12 +28,16 @@ def add_commands(sub) -> None:
     add_side_argument(p)
     add_device_argument(p)
     add_threads_argument(p)
-    p.add_argument("--out", default=None, help="optional folder: reconstruction.nii.gz, errors.nii.gz, metrics.json")
+    p.add_argument("--out", default=None, help=f"optional folder: {', '.join(SPARSE_FILES)}")
     p.set_defaults(func=ceiling_main, out_files=SPARSE_FILES)
 
-    p = sub.add_parser("mean-shape", help="decode a prior's mean training latent ([A] App. C)")
+    p = sub.add_parser("mean-shape", help="decode a prior's mean training latent ([A] App. C)",
+                       description="Decode the mean of a prior's training latents ([A] App. C) on an isotropic grid "
+                                   "of its frame: a quick look at what the prior learned. Priors that do not record "
+                                   "a mean latent (the synthetic kidney and vertebra) decode the zero latent.")
     p.add_argument("--prior", required=True, help="bundled prior name or a prior file")
-    p.add_argument("--spacing", type=positive_float, default=1.0, help="isotropic voxel size of the output in mm")
+    p.add_argument("--spacing", type=positive_float, default=1.0,
+                   help="isotropic voxel size of the output in mm (default 1)")
     add_threads_argument(p)
     p.add_argument("--out", required=True, help="output labelmap (.nii.gz, .nrrd)")
     p.set_defaults(func=mean_shape_main, out_kind="file")
@@ -65,7 +68,7 @@ def ceiling_main(args) -> int:
           f"HD95 {m['hd95_mm']:.2f} mm ({result.settings['steps_run']} steps, {result.timings['total']:.1f} s)")
     if args.out:
         out = write_sparse_outputs(result, every_voxel_known(volume), volume, args.out, f"ceiling of {args.prior}: Dice {m['dice']:.3f}")
-        print(f"outputs in {Path(out).resolve()}")
+        print(f"outputs in {Path(out).resolve()}: {' '.join(SPARSE_FILES)}")
     return 0
 
 
@@ -81,6 +84,6 @@ def mean_shape_main(args) -> int:
         print(f"warning: {what} decodes to an empty shape", file=sys.stderr)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_volume(args.out, volume)
-    print(json.dumps({"prior": prior.metadata.get("path"), "latent": what, "spacing_mm": args.spacing,
-                      "shape": list(volume.shape), "voxels": volume.voxel_count, "out": str(args.out)}))
+    print(f"mean shape of {args.prior} ({what}): {' x '.join(map(str, volume.shape))} voxels at {args.spacing:g} mm, "
+          f"{volume.voxel_count:,} foreground; written to {Path(args.out).resolve()}")
     return 0

@@ -53,6 +53,6 @@ def component_note(mask: np.ndarray, kept_largest: bool) -> str | None:
         return None
     listed = ", ".join(str(int(s)) for s in sorted(sizes, reverse=True)[:10]) + (", ..." if len(sizes) > 10 else "")
     action = ("only the largest was kept (the others are neither reconstructed nor scored)" if kept_largest else
-              "FPS and random sampling may spend patches on small ones; keep only the largest with "
-              "--largest-component (largest_component=True)")
+              "patches may be spent on the small ones; keep only the largest with --largest-component "
+              "(Python: largest_component=True; the module: Keep only the largest connected piece)")
     return f"the mask has {len(sizes)} connected components of {listed} voxels: {action}"

@@ -191,7 +191,8 @@ def resolve_sampler_path(prior_path, n: int, k: int, t: int) -> tuple[Path, str 
                         + [f"{p} any N, K T={bt}" for p, bt in sorted(any_nk)]) or "none installed"
     if name is None:
         raise CheckpointError(f"no bundled learned sampler belongs to the prior {prior_path}. Bundled samplers: "
-                              f"{listing}. {training_hint(str(prior_path), n, k)} and pass it with --sampler-model FILE.")
+                              f"{listing}. {training_hint(str(prior_path), n, k)} and pass it with "
+                              "--sampler-model FILE.")
     if (name, n, k, t) in bundled:
         return bundled[(name, n, k, t)], None
     candidates = [(abs(bt - t), 0, bt, path)                         # 0: the per-(N, K) one first on a tie

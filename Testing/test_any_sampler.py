@@ -529,8 +529,8 @@ def test_the_bundled_any_sampler_is_the_lead_sampler_and_serves_what_no_per_n_k_
     over the voxels (fourteenth session); the synthetic `kidney` prior's (fifteenth session):
     trained with the central voxel, switched to FPS over the voxels; the synthetic `vertebra`
     prior's (sixteenth session) and the one-sided `kidney-anatomical-left` prior's (seventeenth): a
-    lead of 2 trained on N >= 8 with FPS over the voxels, as trained (`source` None: not switched). Every other (N, K) than its prior's per-(N, K) samplers resolves
-    to it."""
+    lead of 2 trained on N >= 8 with FPS over the voxels, as trained (`source` None: not switched).
+    Every other (N, K) than its prior's per-(N, K) samplers resolves to it."""
     from PatchSamplerLib.checkpoints import resolve_prior_path
     prior_path = resolve_prior_path(prior)
     any_path = checkpoints.bundled_any_samplers()[(prior, 100)]

@@ -27,7 +27,8 @@ def add_commands(sub) -> None:
     p.set_defaults(func=synth_main)
 
     p = sub.add_parser("run", help="choose patches, reconstruct the shape from them, score it")
-    p.add_argument("--input", required=True, type=existing_file, help="binary or multi-label labelmap (.nii, .nii.gz, .nrrd, .seg.nrrd)")
+    p.add_argument("--input", required=True, type=existing_file,
+                   help="binary or multi-label labelmap (.nii, .nii.gz, .nrrd, .seg.nrrd)")
     p.add_argument("--label", type=int, default=None, help="label value to use in a multi-label file")
     p.add_argument("--n", type=positive_int, default=8, help="number of patches N (default 8)")
     p.add_argument("--k", type=positive_int, default=11, help="patch size K in voxels (default 11)")
@@ -42,8 +43,8 @@ def add_commands(sub) -> None:
     p.add_argument("--sampler-model", default=None, help="a learned sampler file (from train-sampler)")
     p.add_argument("--prior", default=None,
                    help="bundled prior name (kidney, kidney-anatomical, kidney-anatomical-left, vertebra, "
-                        "vertebra-anatomical) or a prior file; default: the bundled one for the structure the input's name says (the word kidney: "
-                        "kidney; vertebra or vertebrae: vertebra-anatomical)")
+                        "vertebra-anatomical) or a prior file; default: the bundled one for the structure the "
+                        "input's name says (the word kidney: kidney; vertebra or vertebrae: vertebra-anatomical)")
     add_side_argument(p)
     add_device_argument(p)
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32",

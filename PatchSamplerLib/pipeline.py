@@ -44,7 +44,9 @@ class RunConfig:
     settings (`ReconstructionResult.settings`, `metrics.json`). Used by `reconstruct`, the
     evaluation and the Slicer module.
 
-    n: patches N; k: patch size K (odd, voxels); t: latent-fit steps T [T §3.5];
+    n: patches N; k: patch size K (voxels per side; the thesis's and the learned samplers' K are
+    odd; FPS and random take any K >= 1, an even K's patch then half a voxel off its centre); t:
+    latent-fit steps T [T §3.5];
     sampler: a name of `method.samplers.SAMPLERS` (None: the caller gives the centres);
     seed: FPS / RS start, latent init and the fast fit's voxel subsets;
     device: "auto" | "cpu" | "cuda[:i]"; precision: "fp32", or on CUDA "tf32" / "bf16";
@@ -136,11 +138,13 @@ def reconstruct(volume: BinaryVolume, config: RunConfig | None = None, prior: Sh
     (`reconstruct(volume, n=8, k=11, prior="kidney")`). `prior` is a ShapePrior (used where it
     is: a prior on another device is copied, never moved) or a bundled name / file. `learned`:
     a loaded SamplerModel for sampler "learned" (else `config.sampler_model` or the bundled
-    one). `centres` (N, 3) voxel index of `volume` overrides the sampler (then
-    `config.sampler` only names where they came from; `generated` are a learned sampler's points
-    before projection, recorded). `progress(stage, fraction)` is called as the run advances;
-    when `should_cancel()` returns True the run stops with `Cancelled`. Raises ValueError
-    subclasses with user-facing messages on bad input.
+    one). `centres` (N, 3) voxel indices (i, j, k) of `volume`, N = config.n, finite and on the
+    grid, override the sampler (then `config.sampler` only names where they came from;
+    `generated` are a learned sampler's points before projection, recorded). `progress(stage,
+    fraction)` is called as the run advances; when `should_cancel()` returns True the run stops
+    with `Cancelled`. Raises TypeError when `volume` is not a BinaryVolume and ValueError with a
+    user-facing message on bad input (VolumeError: the mask; CheckpointError: a prior or sampler
+    file; plain ValueError: settings and `centres`).
 
     The run happens in the anatomical frame (`orientation`): the same anatomy stored in any axis
     order gives the same result in world coordinates. Every array and index of the result is on
@@ -149,8 +153,13 @@ def reconstruct(volume: BinaryVolume, config: RunConfig | None = None, prior: Sh
     other (`config.side`, else detected) and the results mirrored back; `settings["side"]` says
     so (None for other priors)."""
     config = replace(config or RunConfig(), **settings).check()
+    if not isinstance(volume, BinaryVolume):
+        raise TypeError(f"volume must be a BinaryVolume, got {type(volume).__name__}: read a file with "
+                        "PatchSamplerLib.volume.read_labelmap(path), or wrap a 3-D mask as BinaryVolume(mask, spacing)")
     if volume.voxel_count == 0:
         raise VolumeError("the mask is empty: nothing to reconstruct")
+    if centres is not None:
+        check_given_centres(centres, config.n, volume.shape)
     prior = prior if isinstance(prior, ShapePrior) else ShapePrior.load(prior)
     lo, hi = work_box(volume.mask, volume.spacing, prior.extent_mm, config.k)
     anatomical, orient = to_anatomical(sub_volume(volume, lo, hi))
@@ -165,6 +174,21 @@ def reconstruct(volume: BinaryVolume, config: RunConfig | None = None, prior: Sh
     result.settings["side"] = side
     frame_records_on_whole_grid(result.settings, orient, volume, lo)
     return on_whole_grid(result_on_input_grid(result, back), lo, volume.shape)
+
+
+def check_given_centres(centres, n: int, shape) -> None:
+    """Refuse caller-given patch centres that are not (N, 3) finite voxel indices (i, j, k) inside
+    a grid of `shape`; ValueError naming what is wrong (an off-grid centre would be fitted as an
+    empty patch, a NaN one score Dice 0 without a word)."""
+    array = np.asarray(centres, dtype=float)
+    if array.shape != (n, 3):
+        raise ValueError(f"centres must be an (N, 3) array of voxel indices with N={n}, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError("centres hold NaN or infinite values")
+    outside = np.flatnonzero(np.any((array < -0.5) | (array > np.asarray(shape) - 0.5), axis=1))
+    if outside.size:
+        raise ValueError(f"centres {outside.tolist()} lie outside the {tuple(shape)} voxel grid "
+                         f"(first: {array[outside[0]].tolist()})")
 
 
 def on_whole_grid(result: "ReconstructionResult", lo, shape) -> "ReconstructionResult":

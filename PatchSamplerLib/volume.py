@@ -24,6 +24,17 @@ class VolumeError(ValueError):
     """A labelmap that cannot be used, with a message meant for the user."""
 
 
+def binary_mask(values) -> np.ndarray:
+    """`values` as a bool array; VolumeError when they are not all 0 / 1 (bool, integer or float),
+    which `astype(bool)` would silently make foreground (NaN, 0.7, a second label)."""
+    array = np.asarray(values)
+    if array.dtype != bool and np.any((array != 0) & (array != 1)):
+        odd = array[(array != 0) & (array != 1)].flat[0]
+        raise VolumeError(f"a binary mask (bool or 0 / 1) is needed, got the value {odd}: select one label first "
+                          "(mask == label), or threshold a probability map")
+    return array.astype(bool, copy=False)
+
+
 @dataclass
 class BinaryVolume:
     """A binary mask with its geometry.
@@ -32,6 +43,8 @@ class BinaryVolume:
     spacing: (3,) float mm per voxel along i, j, k.
     origin: (3,) float, world (LPS) mm of voxel (0, 0, 0)'s centre.
     direction: (3, 3) float, columns = world directions of the i, j, k axes.
+    Raises VolumeError for a mask that is not 3-D or holds values other than 0 / 1 (NaN, 0.7, a
+    label 2: select the label first, `mask == label`) and for a spacing that is not positive.
     """
     mask: np.ndarray
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -39,7 +52,7 @@ class BinaryVolume:
     direction: np.ndarray = field(default_factory=lambda: np.eye(3))
 
     def __post_init__(self):
-        self.mask = np.asarray(self.mask).astype(bool, copy=False)
+        self.mask = binary_mask(self.mask)
         if self.mask.ndim != 3:
             raise VolumeError(f"a labelmap must be 3-D, got shape {self.mask.shape}")
         self.spacing = tuple(float(s) for s in self.spacing)

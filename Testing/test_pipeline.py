@@ -125,6 +125,27 @@ def test_given_centres_are_used(prior):
     assert reconstruct(vol, n=3, k=3, t=2, prior=prior, centres=centres, sampler="fps").settings["sampler"] == "fps"
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c[:2], r"\(N, 3\) array of voxel indices with N=3, got shape \(2, 3\)"),
+    (lambda c: c.ravel(), r"got shape \(9,\)"),
+    (lambda c: np.where(np.arange(3)[:, None] == 1, np.nan, c), "NaN or infinite"),
+    (lambda c: c + np.array([[0, 0, 0], [500, 0, 0], [0, 0, 0]]), r"centres \[1\] lie outside"),
+    (lambda c: c - np.array([[0, 0, 0], [0, 0, 0], [0, 0, 99]]), r"centres \[2\] lie outside")])
+def test_given_centres_must_be_n_finite_indices_on_the_grid(prior, change, message):
+    """A newcomer's API trial: centres off the grid were fitted as empty patches, NaN ones scored
+    Dice 0 without a word, 2 centres ran as N=4."""
+    vol = held_out_vertebra(0)
+    centres = np.argwhere(vol.mask)[:3].astype(np.float64)
+    with pytest.raises(ValueError, match=message):
+        reconstruct(vol, n=3, k=3, t=2, prior=prior, centres=change(centres), sampler=None)
+
+
+def test_a_volume_that_is_not_a_binary_volume_is_a_type_error_that_says_how_to_make_one(prior):
+    for given in (held_out_vertebra(0).mask, "kidney_left.nii.gz"):
+        with pytest.raises(TypeError, match=r"BinaryVolume, got (ndarray|str): read a file with .*read_labelmap"):
+            reconstruct(given, n=2, k=3, t=2, prior=prior)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"n": 0}, "N must be"), ({"k": 0}, "K must be"), ({"t": -1}, "T must be"),
     ({"n": 64, "k": 41}, "exceeds the budget"), ({"sampler": "magic"}, "unknown sampler"),

@@ -282,3 +282,19 @@ def test_bbox_centre_mm_known_box():
 def test_bbox_empty_raises():
     with pytest.raises(VolumeError, match="empty"):
         foreground_bbox(np.zeros((3, 3, 3), bool))
+
+
+@pytest.mark.parametrize("odd", [np.nan, 0.7, 2, -1, np.inf])
+def test_a_mask_with_values_other_than_0_and_1_is_refused_not_made_foreground(odd):
+    """BinaryVolume made every non-zero value foreground (astype(bool)): NaN, a probability, a
+    second label. Now it says so; bool and 0 / 1 of any dtype stay accepted, the same mask."""
+    values = np.zeros((4, 4, 4), dtype=float if isinstance(odd, float) else np.int16)
+    values[1:3, 1:3, 1:3] = 1
+    values[0, 0, 0] = odd
+    with pytest.raises(VolumeError, match="a binary mask \\(bool or 0 / 1\\) is needed, got the value"):
+        BinaryVolume(values)
+    values[0, 0, 0] = 0
+    for dtype in (bool, np.uint8, np.int32, np.float32):
+        mask = BinaryVolume(values.astype(dtype)).mask
+        assert mask.dtype == bool and mask.sum() == 8 and mask[1:3, 1:3, 1:3].all()
+

@@ -123,6 +123,8 @@ def resolve_prior_path(name_or_path: str | os.PathLike | None) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
+    if path.suffix == ".pt" or len(path.parts) > 1:          # meant as a file
+        raise CheckpointError(f"prior file not found: {path} (bundled priors: {choices})")
     raise CheckpointError(f"prior {str(name_or_path)!r} is neither a bundled prior ({choices}) nor a file")
 
 
@@ -192,7 +194,7 @@ def resolve_sampler_path(prior_path, n: int, k: int, t: int) -> tuple[Path, str 
     if name is None:
         raise CheckpointError(f"no bundled learned sampler belongs to the prior {prior_path}. Bundled samplers: "
                               f"{listing}. {training_hint(str(prior_path), n, k)} and pass it with "
-                              "--sampler-model FILE.")
+                              "--sampler-model FILE (Python: sampler_model=FILE).")
     if (name, n, k, t) in bundled:
         return bundled[(name, n, k, t)], None
     candidates = [(abs(bt - t), 0, bt, path)                         # 0: the per-(N, K) one first on a tie
@@ -205,7 +207,8 @@ def resolve_sampler_path(prior_path, n: int, k: int, t: int) -> tuple[Path, str 
     outside = "" if in_any_range(n, k) or not any(p == name for p, _ in any_nk) else (
         f" (its any-(N, K) sampler serves N <= {ANY_N_MAX} and odd K in {ANY_K_RANGE[0]}-{ANY_K_RANGE[1]} only)")
     raise CheckpointError(f"no bundled learned sampler for N={n}, K={k} with the {name!r} prior{outside}. Bundled "
-                          f"samplers: {listing}. {training_hint(name, n, k)} and pass it with --sampler-model FILE.")
+                          f"samplers: {listing}. {training_hint(name, n, k)} and pass it with --sampler-model FILE "
+                          "(Python: sampler_model=FILE).")
 
 
 def training_hint(prior: str, n: int, k: int) -> str:

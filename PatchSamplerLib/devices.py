@@ -19,7 +19,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ValueError("--device cuda was requested but no CUDA device is available "
-                             "(this torch build or machine has none); use --device cpu or auto")
+                             "(this torch build or machine has none); use --device cpu or auto "
+                             "(Python: device=\"cpu\")")
         return torch.device(name)
     raise ValueError(f"unknown device {name!r}; choose one of {', '.join(DEVICE_CHOICES)}")
 

@@ -565,3 +565,14 @@ def test_a_centre_on_an_earlier_centres_voxel_moves_to_the_farthest_shape_voxel(
     assert len(voxels) == 4 and all(mask[v] for v in voxels)                   # (7.1, 6.9, 7) moved on too
     np.testing.assert_array_equal(distinct_centres(centres[:3], mask), out[:3])  # prefixes stay nested
     np.testing.assert_array_equal(distinct_centres(out, mask), out)             # nothing to move: unchanged
+
+
+def test_evaluate_says_when_a_bundled_sampler_was_trained_for_another_t(capsys):
+    """A newcomer's `evaluate --t 20 --samplers learned` used the T=100 sampler without a word (the
+    API warns); the grid's sampler loading now prints the note."""
+    from PatchSamplerLib.experiments.evaluation import grid_samplers
+    from PatchSamplerLib.method.inr import ShapePrior
+    models = grid_samplers(ShapePrior.load("kidney"), [(6, 7, 20, "learned", 0), (6, 7, 20, "fps", 0)], None)
+    assert list(models) == [(6, 7, 20)] and models[(6, 7, 20)].any_nk
+    assert ("note: learned sampler N=6, K=7, T=20: no bundled sampler for T=20; using the one trained for T=100"
+            in capsys.readouterr().out)

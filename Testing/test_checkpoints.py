@@ -64,3 +64,15 @@ def test_prior_names_resolve_to_bundled_files_and_errors_list_them(tmp_path, mon
         resolve_prior_path(None)
     with pytest.raises(CheckpointError, match=r"bundled prior \(bone\)"):
         resolve_prior_path("liver")
+
+
+@pytest.mark.parametrize("given, message", [
+    ("runs/my_prior/prior.pt", "prior file not found: runs/my_prior/prior.pt (bundled priors: "),
+    ("my_prior.pt", "prior file not found: my_prior.pt"),
+    ("kidny", "prior 'kidny' is neither a bundled prior (")])
+def test_a_missing_prior_file_is_not_found_and_a_misspelt_name_is_not_bundled(given, message):
+    """A path meant as a file (a .pt or a folder in it) that is not there is "not found"; a bare word
+    is a bundled name that does not exist -- both list the bundled priors."""
+    with pytest.raises(CheckpointError) as error:
+        resolve_prior_path(given)
+    assert str(error.value).startswith(message) and "kidney-anatomical-left" in str(error.value)

@@ -46,7 +46,9 @@ def add_commands(sub) -> None:
     add_prior_arguments(p)
     p.set_defaults(func=train_prior_main)
     p = sub.add_parser("train-sampler", help="train the learned patch sampler through a frozen prior",
-                       description="Train one learned sampler for (N, K, T) and a prior [T §3.6]. --mode faithful: "
+                       description="Train one learned sampler for (N, K, T) and a prior [T §3.6] -- or, with --any-nk "
+                                   "(#18), one for every N <= --n and odd K in 3-31, as the bundled any-(N, K) "
+                                   "samplers were (Resources/Models/README.md). --mode faithful: "
                                    "the thesis (all patch voxels, loss on every voxel of the grid); --mode fast: "
                                    "fit on every --patch-stride-th patch voxel and loss on --loss-voxels "
                                    "boundary-weighted voxels per shape (practical on a CPU).")

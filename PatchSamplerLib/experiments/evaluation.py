@@ -117,11 +117,16 @@ def evaluate_run(volume: BinaryVolume, name: str, grid: EvaluationGrid, n: int, 
 def grid_samplers(prior: ShapePrior, runs, learned_models: dict | None) -> dict:
     """{(N, K, T): SamplerModel} for the learned runs among `runs` ((N, K, T, sampler, run)):
     `learned_models` when given, else the bundled samplers of `prior`, each loaded once here
-    (so a job needs no file of this machine)."""
+    (so a job needs no file of this machine); a bundled one's notes (trained for another T, ...)
+    are printed, "note: learned sampler N=.., K=.., T=..: ..."."""
     if learned_models is not None:
         return learned_models
-    wanted = sorted({(n, k, t) for n, k, t, sampler, _ in runs if sampler == "learned"})
-    return {key: load_learned_sampler(prior, *key)[0] for key in wanted}
+    models = {}
+    for key in sorted({(n, k, t) for n, k, t, sampler, _ in runs if sampler == "learned"}):
+        models[key], notes = load_learned_sampler(prior, *key)
+        for note in notes:
+            print("note: learned sampler N={}, K={}, T={}: {}".format(*key, note))
+    return models
 
 
 def grid_jobs(cases, runs, done: set, grid: EvaluationGrid, prior: ShapePrior, models: dict, executor) -> list[Job]:

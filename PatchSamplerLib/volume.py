@@ -28,10 +28,11 @@ def binary_mask(values) -> np.ndarray:
     """`values` as a bool array; VolumeError when they are not all 0 / 1 (bool, integer or float),
     which `astype(bool)` would silently make foreground (NaN, 0.7, a second label)."""
     array = np.asarray(values)
-    if array.dtype != bool and np.any((array != 0) & (array != 1)):
-        odd = array[(array != 0) & (array != 1)].flat[0]
-        raise VolumeError(f"a binary mask (bool or 0 / 1) is needed, got the value {odd}: select one label first "
-                          "(mask == label), or threshold a probability map")
+    if array.dtype != bool:
+        odd = array[(array != 0) & (array != 1)]
+        if odd.size:
+            raise VolumeError(f"a binary mask (bool or 0 / 1) is needed, got the value {odd.flat[0]}: select one "
+                              "label first (mask == label), or threshold a probability map")
     return array.astype(bool, copy=False)
 
 
@@ -247,15 +248,23 @@ def check_data_complete(path) -> None:
                           f"({100 * stored / expected:.0f} %); copy or export the file again")
 
 
+def missing_file_problem(path, what: str = "a labelmap") -> str | None:
+    """Why `path` cannot be read as `what` before opening it -- "file not found: PATH" or "PATH is a
+    folder, not a file: ..." -- else None (`read_image`, and `cli.arguments.existing_file` before any work)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return f"{path} is a folder, not a file: {what} file (.nii, .nii.gz, .nrrd, .seg.nrrd) is needed"
+    return None if os.path.isfile(path) else f"file not found: {path}"
+
+
 def read_image(path, what: str = "a labelmap"):
     """SimpleITK image of a complete file (`check_data_complete`) -> (image, reader).
     Raises FileNotFoundError / VolumeError naming the file and what it should have been."""
     sitk = _sitk()
     path = os.fspath(path)
-    if os.path.isdir(path):
-        raise FileNotFoundError(f"{path} is a folder, not a file: {what} file (NIfTI or NRRD) is needed")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"file not found: {path}")
+    problem = missing_file_problem(path, what)
+    if problem:
+        raise FileNotFoundError(problem)
     reader = sitk.ImageFileReader()
     reader.SetFileName(path)
     try:

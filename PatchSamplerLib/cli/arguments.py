@@ -29,12 +29,11 @@ def _number(text: str, kind, lowest, inclusive: bool):
 def existing_file(text: str) -> str:
     """argparse type: the path of an existing file (a labelmap to read); a missing path or a folder
     is refused by argparse (exit 2, naming the option) before any work -- before a prior is chosen
-    from the file's name or a cost estimate is printed."""
-    if os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file: pass one labelmap file "
-                                         "(.nii, .nii.gz, .nrrd, .seg.nrrd)")
-    if not os.path.isfile(text):
-        raise argparse.ArgumentTypeError(f"file not found: {text}")
+    from the file's name or a cost estimate is printed (`volume.missing_file_problem`)."""
+    from PatchSamplerLib.volume import missing_file_problem
+    problem = missing_file_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 

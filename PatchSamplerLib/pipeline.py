@@ -96,18 +96,39 @@ class RunConfig:
 
 @dataclass
 class ReconstructionResult:
-    """Everything a run produces, in the input volume's voxel grid (i, j, k order)."""
-    centres: np.ndarray                 # (N, 3) float voxel index of the patch centres
-    patch_coords: np.ndarray            # (N, K^3, 3) float voxel index of the patch voxels
-    patch_values: np.ndarray            # (N, K^3) 0/1 labels of the patch voxels
-    reconstruction: np.ndarray          # (X, Y, Z) bool
-    errors: np.ndarray                  # (X, Y, Z) uint8: 0 bg, 1 intersection, 2 extra, 3 missing
-    metrics: dict                       # dice, asd_mm, hd95_mm
-    timings: dict                       # seconds per stage
-    latent: np.ndarray                  # (D,) fitted latent
-    settings: dict                      # n, k, t, sampler, seed, device, prior, frame
+    """Everything a run produces, in the input volume's voxel grid (index order i, j, k; X, Y, Z
+    its shape), whatever frame the fit ran in (`reconstruct`).
+
+    centres: (N, 3) float voxel index (i, j, k) of the patch centres.
+    patch_coords: (N, K^3, 3) float voxel index of every patch voxel, patch by patch.
+    patch_values: (N, K^3) float32 0 / 1, the input's label at those voxels.
+    reconstruction: (X, Y, Z) bool, the decoded shape on the input's grid.
+    errors: (X, Y, Z) uint8, 0 background, 1 in both, 2 extra (reconstructed only), 3 missing
+        (input only) -- the labels of the "errors" output.
+    metrics: {"dice": Dice in [0, 1], "asd_mm": average symmetric surface distance in mm,
+        "hd95_mm": 95th-percentile Hausdorff distance in mm} of reconstruction vs input
+        (`method.metrics.all_metrics`).
+    timings: seconds per stage: "sampling", "extraction", "latent_fit", "decode", "metrics", "total".
+    latent: (D,) float32 fitted latent (D = the prior's latent size, 128 for the bundled priors).
+    settings: the RunConfig's fields (n, k, t, sampler, seed, device, precision, fit, ...) as run,
+        with "prior" (the file used), "side" and the fit's frame ("frame_centre_mm",
+        "frame_extent_mm", "anatomical_frame", "fit_points_per_step", ...); "sampler_model" is
+        the learned sampler's record (its file under "path", "sha256"), None for other samplers.
+    warnings: the notes of the run (another T's sampler used, components dropped, ...) as str.
+    generated: (N, 3) float voxel index of a learned sampler's points before the soft projection
+        [T §3.3]; None for other samplers and for given centres without them.
+    """
+    centres: np.ndarray
+    patch_coords: np.ndarray
+    patch_values: np.ndarray
+    reconstruction: np.ndarray
+    errors: np.ndarray
+    metrics: dict
+    timings: dict
+    latent: np.ndarray
+    settings: dict
     warnings: list = field(default_factory=list)
-    generated: np.ndarray | None = None  # (N, 3) learned sampler: generated points before projection
+    generated: np.ndarray | None = None
 
 
 def sample_centres(volume: BinaryVolume, config: RunConfig, prior: ShapePrior, learned=None,

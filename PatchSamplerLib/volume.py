@@ -62,6 +62,13 @@ class BinaryVolume:
         self.origin = np.asarray(self.origin, dtype=float).reshape(3)
         self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
 
+    def __repr__(self) -> str:
+        """One line: the shape, spacing, origin, axis directions and foreground count, not the
+        mask's values (a dataclass repr prints the array)."""
+        return (f"BinaryVolume(shape={self.shape}, spacing={self.spacing} mm, "
+                f"origin={np.round(self.origin, 3).tolist()} mm LPS, direction={np.round(self.direction, 3).tolist()}, "
+                f"foreground={self.voxel_count} voxels)")
+
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.mask.shape)

@@ -89,6 +89,7 @@ def test_ceiling_command_reports_dice_and_refuses_bad_input(tmp_path, kidney):
               "--out", str(tmp_path / "out"))
     assert ok.returncode == 0, ok.stderr
     assert "Dice" in ok.stdout and (tmp_path / "out" / "metrics.json").exists()
+    assert ok.stdout.startswith("ceiling fit: 20 steps on 2,048 of ")          # the estimate comes first
     missing = _cli("ceiling", "--prior", "kidney", "--input", str(tmp_path / "nope.nii.gz"))
     assert missing.returncode == 2 and "nope.nii.gz" in missing.stderr
     bad = _cli("mean-shape", "--prior", "kidney", "--spacing", "0", "--out", str(tmp_path / "m.nii.gz"))

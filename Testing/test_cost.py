@@ -4,7 +4,7 @@ import torch
 
 from PatchSamplerLib.cli.main import main
 from PatchSamplerLib.method import cost
-from PatchSamplerLib.method.cost import check_affordable, estimate_run
+from PatchSamplerLib.method.cost import check_affordable, estimate_fit, estimate_run
 
 CPU = torch.device("cpu")
 
@@ -57,3 +57,19 @@ def test_the_fast_fit_costs_the_same_for_any_patches_over_its_budget(known_throu
     assert large.peak_mb - small.peak_mb == pytest.approx((64 * 31 ** 3 - 12 * 13 ** 3) * 40 / 2 ** 20)
     assert large.excess() is None
     check_affordable(large)
+
+
+def test_the_ceiling_fit_is_estimated_from_the_voxels_drawn_per_step(known_throughput):
+    """The representation ceiling fits to every voxel of the grid: its time follows the voxels
+    drawn per step (T x 16,384), its memory holds the whole grid; as a run of as many patch voxels."""
+    from PatchSamplerLib.cli.priors import ceiling_estimate_line
+    from PatchSamplerLib.volume import BinaryVolume
+    grid = BinaryVolume(torch.zeros(64, 66, 56, dtype=torch.bool).numpy())
+    voxels = 64 * 66 * 56
+    drawn, every = estimate_fit(voxels, 300, CPU, points_per_step=16384), estimate_fit(voxels, 300, CPU)
+    assert every.fit_seconds / drawn.fit_seconds == pytest.approx(voxels / 16384)
+    assert drawn.peak_mb < every.peak_mb
+    assert estimate_fit(8 * 11 ** 3, 100, CPU) == estimate_run(8, 11, 100, CPU)
+    line = ceiling_estimate_line(grid, 300, 16384, CPU)
+    assert line == f"ceiling fit: 300 steps on 16,384 of 236,544 voxels a step: {drawn.describe()} (estimated)"
+    assert "on all of 236,544" in ceiling_estimate_line(grid, 300, None, CPU)

@@ -227,6 +227,16 @@ def test_binary_volume_validation():
         BinaryVolume(np.zeros((3, 3, 3), bool), (1.0, 0.0, 1.0))
 
 
+def test_repr_is_one_line_of_geometry_not_the_mask():
+    mask = np.zeros((40, 50, 60), bool)
+    mask[10:20, 10:20, 10:15] = True
+    text = repr(BinaryVolume(mask, (1.5, 1.5, 2.0), origin=(-10.0, 5.0, 2.5)))
+    assert "\n" not in text and len(text) < 300
+    for part in ("shape=(40, 50, 60)", "spacing=(1.5, 1.5, 2.0) mm", "origin=[-10.0, 5.0, 2.5] mm LPS",
+                 "foreground=500 voxels"):
+        assert part in text
+
+
 # ---------------------------------------------------------------- resampling
 def _world_centroid(vol: BinaryVolume) -> np.ndarray:
     return index_to_world(np.argwhere(vol.mask).mean(0), vol)

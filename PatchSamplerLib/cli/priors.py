@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from PatchSamplerLib.cli.arguments import (add_device_argument, add_side_argument, add_threads_argument,
                                            existing_file, input_side, non_negative_int, positive_float, positive_int,
                                            print_side, prior_from_input, structure_warning)
@@ -55,6 +57,7 @@ def ceiling_main(args) -> int:
     prior = ShapePrior.load(args.prior, device=device)
     volume = read_labelmap(args.input, args.label)
     mismatch = structure_warning(args, prior)
+    print(ceiling_estimate_line(volume, args.steps, args.points_per_step or None, device))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = representation_ceiling(volume, prior, args.steps, args.points_per_step or None, args.seed,
@@ -70,6 +73,16 @@ def ceiling_main(args) -> int:
         out = write_sparse_outputs(result, every_voxel_known(volume), volume, args.out, f"ceiling of {args.prior}: Dice {m['dice']:.3f}")
         print(f"outputs in {Path(out).resolve()}: {' '.join(SPARSE_FILES)}")
     return 0
+
+
+def ceiling_estimate_line(volume, steps: int, points_per_step: int | None, device) -> str:
+    """What the ceiling's fit will cost, printed before it: `steps` steps on `points_per_step`
+    (None: all) of the input grid's voxels (`method.cost.estimate_fit`)."""
+    from PatchSamplerLib.method.cost import estimate_fit
+    voxels = int(np.prod(volume.shape))
+    drawn = f"{min(points_per_step, voxels):,}" if points_per_step else "all"
+    estimate = estimate_fit(voxels, steps, device, points_per_step=points_per_step)
+    return f"ceiling fit: {steps} steps on {drawn} of {voxels:,} voxels a step: {estimate.describe()} (estimated)"
 
 
 def mean_shape_main(args) -> int:

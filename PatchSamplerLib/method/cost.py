@@ -111,7 +111,13 @@ def estimate_run(n: int, k: int, t: int, device: torch.device, macs_per_point: i
     throughput is measured once per device and process, and only for runs that are not obviously
     cheap. The patch table itself (coordinates and labels, PATCH_TABLE_BYTES per voxel) is held
     either way."""
-    points = n * k ** 3
+    return estimate_fit(n * k ** 3, t, device, macs_per_point, points_per_step)
+
+
+def estimate_fit(points: int, t: int, device: torch.device, macs_per_point: int | None = None,
+                 points_per_step: int | None = None) -> RunEstimate:
+    """The RunEstimate of a latent fit of T steps to `points` known voxels (patch voxels, or every
+    voxel for the representation ceiling), each step on all of them or on `points_per_step`."""
     step_points = points if points_per_step is None else min(points, int(points_per_step))
     macs = macs_per_point or decoder_macs_per_point(OccupancyDecoder())
     floor_gflop = flop_floor(macs, step_points, t, 0)["fit_gflop"]

@@ -67,3 +67,39 @@ def test_reduced_precision_reconstructions_run_and_stay_close_to_fp32(precision)
     reduced = reconstruct(vol, n=8, k=9, t=100, prior=prior, device="cuda", precision=precision)
     assert reduced.reconstruction.shape == fp32.reconstruction.shape
     assert reduced.metrics["dice"] == pytest.approx(fp32.metrics["dice"], abs=0.01)
+
+
+def _fit_on_cuda(decoder, seed, monkeypatch, graphs_on: bool, kind: str):
+    """A fast-fit-like latent fit of one observation on CUDA, with or without CUDA graphs."""
+    from PatchSamplerLib.method.inr import fit_latent
+    monkeypatch.setenv("PATCHSAMPLER_CUDA_GRAPHS", "1" if graphs_on else "0")
+    g = torch.Generator().manual_seed(seed)
+    coords = (torch.rand(1, 4 * 9 ** 3, 3, generator=g) * 60 - 30).cuda()
+    labels = (coords.norm(dim=-1) < 18 + seed).float()
+    sampling = torch.where(labels > 0, 4.0, 1.0) if kind == "weighted" else None
+    points = None if kind == "all" else 384
+    return fit_latent(decoder, coords, labels, steps=100, seed=seed, points_per_step=points, sampling=sampling)
+
+
+@pytest.mark.parametrize("kind", ["all", "shared", "weighted"])
+def test_the_cuda_graph_fit_equals_the_eager_fit_and_is_captured_once(kind, monkeypatch):
+    from PatchSamplerLib.method.graphs import captured_graphs
+    decoder = ShapePrior.load("kidney", device="cuda").decoder
+    for seed in (0, 1):                                    # the second fit replays the first one's graph
+        graphed = _fit_on_cuda(decoder, seed, monkeypatch, True, kind)
+        eager = _fit_on_cuda(decoder, seed, monkeypatch, False, kind)
+        torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-5)
+        assert captured_graphs(decoder) == 1
+
+
+def test_reconstructions_with_cuda_graphs_equal_those_without(monkeypatch):
+    from PatchSamplerLib.method.graphs import captured_graphs
+    prior = ShapePrior.load("kidney", device="cuda")
+    vols = make_shapes("kidney", 2, seed=1)
+    for vol in vols:
+        monkeypatch.setenv("PATCHSAMPLER_CUDA_GRAPHS", "1")
+        graphed = reconstruct(vol, n=8, k=11, t=100, prior=prior, device="cuda")
+        monkeypatch.setenv("PATCHSAMPLER_CUDA_GRAPHS", "0")
+        eager = reconstruct(vol, n=8, k=11, t=100, prior=prior, device="cuda")
+        assert graphed.metrics["dice"] == pytest.approx(eager.metrics["dice"], abs=1e-4)
+    assert captured_graphs(prior.decoder) == 1            # same N, K, T: one graph for both shapes

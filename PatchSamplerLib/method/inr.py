@@ -20,6 +20,7 @@ import math
 import torch
 import torch.nn as nn
 
+from PatchSamplerLib.method.graphs import graph_fit_applies, graphed_fit
 from PatchSamplerLib.method.losses import latent_regulariser, occupancy_loss
 
 LATENT_DIM = 128
@@ -105,6 +106,9 @@ def fit_latent(decoder: OccupancyDecoder, coords: torch.Tensor, labels: torch.Te
     those of all P points, `method.fitting`'s boundary-weighted fast fit).
     `callback(step)` is called after every step (for progress; it may raise to cancel);
     `stop(step, z)` may end the fit early by returning True. Returns detached (B, D) latents.
+    On CUDA (fp32 / TF32, no `stop`, subsets of at most 65,536 points) the T steps run as one
+    CUDA graph, captured on the first fit of their shapes and replayed after (`method.graphs`;
+    `callback(T)` once, at the end); the same steps and draws.
 
     The Adam update is `adam_update_`, the same operations as torch.optim.Adam (same values):
     constructing a torch optimiser imports torch._dynamo, about 1.5 s of an interactive run on a
@@ -116,8 +120,18 @@ def fit_latent(decoder: OccupancyDecoder, coords: torch.Tensor, labels: torch.Te
                                                              device=coords.device)
     z = z.to(coords).requires_grad_(True)
     m, v = torch.zeros_like(z), torch.zeros_like(z)
-    subset = (_point_subsets(coords.shape[1], points_per_step, seed) if sampling is None
-              else _weighted_subsets(sampling, points_per_step, steps, seed))
+
+    def subsets():
+        return (_point_subsets(coords.shape[1], points_per_step, seed) if sampling is None
+                else _weighted_subsets(sampling, points_per_step, steps, seed))
+
+    if graph_fit_applies(coords, points_per_step, stop):
+        fitted = graphed_fit(decoder, coords, labels, subsets(), z.detach(), steps, lr, reg)
+        if fitted is not None:
+            if callback is not None:
+                callback(steps)
+            return fitted
+    subset = subsets()
     with _Frozen(decoder):
         for step in range(steps):
             c, y, w = _subset(coords, labels, next(subset))

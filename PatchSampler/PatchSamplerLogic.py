@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 from PatchSamplerMRML.choices import (check_request, check_run_cost, choice_label, samplers_to_run,
@@ -37,6 +38,9 @@ from PatchSamplerMRML.outputs import (build_centres_node, build_result_segmentat
 from PatchSamplerMRML.slices import drawn_slices
 
 # library stage -> what the progress bar says
+PRIORS_KEPT = 4
+LOADED_PRIORS: "OrderedDict[tuple, object]" = OrderedDict()   # (file, size, mtime, device) -> ShapePrior
+
 STAGE_TEXT = {"frame": "placing the shape frame",
               "sampling": "choosing patch centres", "extraction": "extracting patches",
               "latent_fit": "fitting the shape code", "decode": "decoding the shape",
@@ -275,11 +279,25 @@ class PatchSamplerLogic:
     @staticmethod
     def load_prior(prior, device: str = "auto"):
         """A ShapePrior on `device` from a bundled name, a file or a ShapePrior (one on another
-        device is copied there, never moved). Fails before any work on a missing CUDA."""
+        device is copied there, never moved). Fails before any work on a missing CUDA. A name or
+        file loaded before (the same file, unchanged: path, size and modification time) on the
+        same device gives the same ShapePrior again (the last PRIORS_KEPT are kept), so repeated
+        runs reuse it, and on CUDA its captured fit graphs (`PatchSamplerLib.method.graphs`)."""
+        from PatchSamplerLib.checkpoints import resolve_prior_path
         from PatchSamplerLib.devices import resolve_device
         from PatchSamplerLib.method.inr import ShapePrior
         target = resolve_device(device)
-        return prior.on(target) if isinstance(prior, ShapePrior) else ShapePrior.load(str(prior), target)
+        if isinstance(prior, ShapePrior):
+            return prior.on(target)
+        path = resolve_prior_path(str(prior))
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, str(target))
+        if key not in LOADED_PRIORS:
+            LOADED_PRIORS[key] = ShapePrior.load(str(path), target)
+            while len(LOADED_PRIORS) > PRIORS_KEPT:
+                LOADED_PRIORS.popitem(last=False)
+        LOADED_PRIORS.move_to_end(key)
+        return LOADED_PRIORS[key]
 
     @staticmethod
     def run_sampler(volume, config, prior, learned, progress, should_cancel):

@@ -984,3 +984,20 @@ def test_a_prior_of_one_side_takes_the_side_from_the_segment_name_else_detects_i
     plain, plain_id = add_segmentation(scene, shape.mask, ijk_to_ras, segment_name="Segment_1")
     detected = L.PatchSamplerLogic().process(plain, plain_id, 3, 3, 5, sampler="fps", prior=tmp_path / "tiny_left.pt")
     assert detected.runs[0].result.settings["side"]["side_from"].startswith("detected")
+
+
+def test_a_prior_loaded_again_unchanged_is_the_same_object_and_a_changed_file_is_reloaded(tmp_path, prior):
+    import os
+    import shutil
+    copy = tmp_path / "my_prior.pt"
+    shutil.copy(prior, copy)
+    first = L.PatchSamplerLogic.load_prior(str(copy), "cpu")
+    assert L.PatchSamplerLogic.load_prior(str(copy), "cpu") is first            # reused (and its CUDA fit graphs)
+    ShapePrior(first.decoder, first.extent_mm, first.spacing_mm, dict(first.metadata, note="retrained")).save(copy)
+    stat = copy.stat()
+    os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))         # a later modification time, surely
+    second = L.PatchSamplerLogic.load_prior(str(copy), "cpu")
+    assert second is not first and second.metadata["note"] == "retrained"
+    given = L.PatchSamplerLogic.load_prior(second, "cpu")
+    assert given is second                                                   # a ShapePrior is used as it is
+    assert len(L.LOADED_PRIORS) <= L.PRIORS_KEPT

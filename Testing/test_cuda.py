@@ -69,12 +69,12 @@ def test_reduced_precision_reconstructions_run_and_stay_close_to_fp32(precision)
     assert reduced.metrics["dice"] == pytest.approx(fp32.metrics["dice"], abs=0.01)
 
 
-def _fit_on_cuda(decoder, seed, monkeypatch, graphs_on: bool, kind: str):
+def _fit_on_cuda(decoder, seed, monkeypatch, graphs_on: bool, kind: str, points: int = 4 * 9 ** 3):
     """A fast-fit-like latent fit of one observation on CUDA, with or without CUDA graphs."""
     from PatchSamplerLib.method.inr import fit_latent
     monkeypatch.setenv("PATCHSAMPLER_CUDA_GRAPHS", "1" if graphs_on else "0")
     g = torch.Generator().manual_seed(seed)
-    coords = (torch.rand(1, 4 * 9 ** 3, 3, generator=g) * 60 - 30).cuda()
+    coords = (torch.rand(1, points, 3, generator=g) * 60 - 30).cuda()
     labels = (coords.norm(dim=-1) < 18 + seed).float()
     sampling = torch.where(labels > 0, 4.0, 1.0) if kind == "weighted" else None
     points = None if kind == "all" else 384
@@ -103,3 +103,14 @@ def test_reconstructions_with_cuda_graphs_equal_those_without(monkeypatch):
         eager = reconstruct(vol, n=8, k=11, t=100, prior=prior, device="cuda")
         assert graphed.metrics["dice"] == pytest.approx(eager.metrics["dice"], abs=1e-4)
     assert captured_graphs(prior.decoder) == 1            # same N, K, T: one graph for both shapes
+
+
+def test_graphs_sharing_one_memory_pool_replay_correctly_in_any_order(monkeypatch):
+    """Two fit shapes (two graphs in the decoder's one pool), replayed A, B, A, B: each equals the eager fit."""
+    from PatchSamplerLib.method.graphs import captured_graphs
+    decoder = ShapePrior.load("vertebra", device="cuda").decoder
+    for seed, points in ((0, 8 * 11 ** 3), (1, 4 * 9 ** 3), (2, 8 * 11 ** 3), (3, 4 * 9 ** 3)):
+        graphed = _fit_on_cuda(decoder, seed, monkeypatch, True, "all", points)
+        eager = _fit_on_cuda(decoder, seed, monkeypatch, False, "all", points)
+        torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-5)
+    assert captured_graphs(decoder) == 2

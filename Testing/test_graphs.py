@@ -76,6 +76,8 @@ def test_no_graph_on_the_cpu_with_an_early_stop_or_too_many_points(monkeypatch):
     assert not graph_fit_applies(coords, None, lambda step, z: False)   # an early stop needs every step
     assert not graph_fit_applies(torch.zeros(2, 40_000, 3), None, None)   # 80,000 points a step
     assert graph_fit_applies(torch.zeros(2, 40_000, 3), 2048, None)
+    assert graph_fit_applies(torch.zeros(1, 32_768, 3), None, None)      # 12 x 13 by the thesis's fit: 26,364
+    assert not graph_fit_applies(torch.zeros(1, 32_769, 3), None, None)
     monkeypatch.setenv(graphs.ENVIRONMENT_SWITCH, "0")
     assert not graph_fit_applies(coords, None, None)
 

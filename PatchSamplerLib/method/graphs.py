@@ -13,9 +13,13 @@ of `inr.fit_latent` unchanged. A fit copies its inputs into the buffers and repl
 captured on the first fit of a (decoder, shapes, T, learning rate, subset size) and kept
 (`MAX_GRAPHS` per decoder, the oldest dropped; a decoder's graphs go with it), so the first fit
 costs about an eager fit (a 2-step eager warm-up, then the capture) and the next ones the replay.
+A decoder's graphs share one memory pool: every tensor a graph allocates is freed within it (its
+results are the static buffers, allocated outside), graphs never run at the same time, so they
+may use the same memory in any order -- the pool holds about one step's activations of the
+largest (at 32,768 points about 0.6 GB), not one per graph.
 
 Used by `inr.fit_latent` on CUDA when `graph_fit_applies`: fp32 / TF32 (not under autocast),
-no early stop, at most `GRAPH_MAX_POINTS` points a step (the graph keeps its activations'
+no early stop, at most `GRAPH_MAX_POINTS` points a step (the pool keeps its activations'
 memory), the environment variable PATCHSAMPLER_CUDA_GRAPHS not "0". A capture that fails falls
 back to the eager fit, with a warning, for the rest of the process. Progress: one callback,
 after the replay (`callback(T)`). Nothing changes on the CPU.
@@ -29,12 +33,13 @@ from collections import OrderedDict
 
 import torch
 
-GRAPH_MAX_POINTS = 65536        # points per step (times volumes) above which a fit is not captured
+GRAPH_MAX_POINTS = 32768        # points per step (times volumes) above which a fit is not captured
 MAX_GRAPHS = 8                  # graphs kept per decoder
 WARMUP_STEPS = 2                # eager steps on the capture stream before the capture
 ENVIRONMENT_SWITCH = "PATCHSAMPLER_CUDA_GRAPHS"
 
 _GRAPHS: "weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict]" = weakref.WeakKeyDictionary()
+_POOLS: "weakref.WeakKeyDictionary[torch.nn.Module, object]" = weakref.WeakKeyDictionary()   # decoder -> pool
 _STATE = {"failed": None}       # the first capture error of this process (then: eager fits only)
 
 
@@ -110,7 +115,7 @@ class FitProgram:
 class FitGraph:
     """A FitProgram of T steps captured as one CUDA graph."""
 
-    def __init__(self, program: FitProgram, steps: int):
+    def __init__(self, program: FitProgram, steps: int, pool=None):
         self.program = program
         device = program.coords.device
         stream = torch.cuda.Stream(device)
@@ -119,7 +124,7 @@ class FitGraph:
             program.body(min(steps, WARMUP_STEPS))
         torch.cuda.current_stream(device).wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, stream=stream):
+        with torch.cuda.graph(self.graph, pool=pool, stream=stream):
             program.body(steps)
         program.decoder = None                               # the graph keeps no reference to its decoder
 
@@ -146,7 +151,8 @@ def graphed_fit(decoder, coords, labels, subsets, z0, steps: int, lr: float, reg
     graph = graphs.get(key)
     if graph is None:
         try:
-            graph = FitGraph(FitProgram(decoder, coords, labels, kind, draws, z0, lr, reg), steps)
+            pool = _POOLS.setdefault(decoder, torch.cuda.graph_pool_handle())
+            graph = FitGraph(FitProgram(decoder, coords, labels, kind, draws, z0, lr, reg), steps, pool)
         except RuntimeError as exc:
             _STATE["failed"] = str(exc)
             warnings.warn(f"the latent fit could not be captured as a CUDA graph ({exc}); fitting without graphs "

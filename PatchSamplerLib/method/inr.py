@@ -106,7 +106,7 @@ def fit_latent(decoder: OccupancyDecoder, coords: torch.Tensor, labels: torch.Te
     those of all P points, `method.fitting`'s boundary-weighted fast fit).
     `callback(step)` is called after every step (for progress; it may raise to cancel);
     `stop(step, z)` may end the fit early by returning True. Returns detached (B, D) latents.
-    On CUDA (fp32 / TF32, no `stop`, subsets of at most 65,536 points) the T steps run as one
+    On CUDA (fp32 / TF32, no `stop`, subsets of at most 32,768 points) the T steps run as one
     CUDA graph, captured on the first fit of their shapes and replayed after (`method.graphs`;
     `callback(T)` once, at the end); the same steps and draws.
 

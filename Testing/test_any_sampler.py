@@ -471,6 +471,24 @@ def test_a_sampler_folder_falls_back_to_its_any_sampler(tmp_path):
     assert set(models) == {(2, 3, 3), (5, 7, 3)} and len(said) == 2           # N=9 > 8 and even K: skipped, said
 
 
+def test_a_sampler_folder_finds_train_sampler_outputs_by_what_they_record(tmp_path):
+    """`evaluate --sampler-dir DIR` takes train-sampler's output folders as they are (DIR/run/sampler.pt,
+    with last.pt and logs next to it; a prior file beside them is passed over), matched by N, K, T."""
+    from PatchSamplerLib.experiments.crossval import folder_samplers
+    from tiny_prior import tiny_sampler_path
+    shutil.copytree(tiny_sampler_path().parent, tmp_path / "my_run")            # sampler.pt, last.pt, logs
+    shutil.copy(tiny_any_sampler_path(), tmp_path / "any.pt")
+    shutil.copy(tiny_prior_path(), tmp_path / "prior.pt")
+    said = []
+    models = folder_samplers(tmp_path, [(2, 3), (5, 7), (4, 4)], [3, 5], log=said.append)   # tiny: (2, 3, 5), any T=3
+    assert set(models) == {(2, 3, 3), (5, 7, 3), (2, 3, 5)}
+    assert not models[(2, 3, 5)].any_nk and models[(5, 7, 3)].any_nk and models[(2, 3, 3)].any_nk
+    assert len(said) == 3 and all("skipped" in line for line in said)        # (4, 4) twice and (5, 7, 5)
+    shutil.copytree(tiny_sampler_path().parent, tmp_path / "my_run_again")
+    with pytest.raises(ValueError, match="both samplers for"):
+        folder_samplers(tmp_path, [(2, 3)], [5], log=said.append)
+
+
 @pytest.mark.parametrize("models, prior", [(m, p) for m in ("models", "lead/models", "continuation/models")
                                             for p in ("vertebra-anatomical", "kidney-anatomical")]
                          + [("lead2/models", "kidney-anatomical"), ("lead1/models", "kidney-anatomical"),

@@ -56,6 +56,9 @@ def add_fit_arguments(p) -> None:
                    help="--fit: real binary labelmaps as well, resampled to the prior's spacing")
     p.add_argument("--fit-configs", default=",".join(f"{n}x{k}" for n, k in default.configs),
                    help="--fit: N x K to measure (default: the thesis grid, 32x15 and 64x31)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="--fit: replace the results in --out (resumable with the same prior, family, seed and "
+                        "--large-count; other ones are refused) instead")
     p.add_argument("--large-count", type=positive_int, default=default.large_count,
                    help=f"--fit: shapes with the thesis's fit above {default.paired_max_voxels:,} patch voxels "
                         f"(above {default.timed_max_voxels:,} it is only timed, over {default.timing_steps} steps)")
@@ -101,7 +104,11 @@ def fit_benchmark_main(args) -> int:
         raise ValueError("benchmark --fit needs --prior and --family (held-out synthetic shapes) and/or --inputs")
     if args.device.startswith("cuda"):
         raise ValueError("benchmark --fit compares the fits on the CPU")
+    from PatchSamplerLib.experiments.tables import resume_with_same_settings
     prior = ShapePrior.load(args.prior)
+    resume_with_same_settings(args.out, {"prior": prior.fingerprint(), "family": args.family,
+                                         "data_seed": args.data_seed, "large_count": args.large_count},
+                              args.overwrite, files=("cases.csv", "fit.md"))
     cases = fit_cases(args, prior)
     bench = FitBenchmark(configs=parse_configs(args.fit_configs), large_count=args.large_count)
     out = Path(args.out)

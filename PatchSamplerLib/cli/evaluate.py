@@ -56,8 +56,10 @@ def add_commands(sub) -> None:
     p.add_argument("--sampler-dir", help="--folds: per-fold samplers DIR/fold<f>/sampler_n<N>_k<K>_t<T>.pt "
                                          "(default OUT/samplers); without --folds: the learned samplers "
                                          "DIR/sampler_n<N>_k<K>_t<T>.pt, else DIR/sampler_any_t<T>.pt (one "
-                                         "sampler for any N and K), instead of the bundled ones (e.g. "
-                                         "train-sampler outputs renamed; use a new --out for each set)")
+                                         "sampler for any N and K), else any sampler file in DIR or its "
+                                         "subfolders recorded as trained for that N, K, T (train-sampler's "
+                                         "OUT/sampler.pt: give its OUT, or a folder of such OUTs), instead of "
+                                         "the bundled ones")
     p.add_argument("--train-missing", action="store_true", default=None,
                    help="--folds: train the missing per-fold samplers on the fold's train/validation split")
     p.add_argument("--train-mode", choices=["fast", "faithful"], default="fast", help="--train-missing: fidelity mode")
@@ -73,7 +75,12 @@ def add_commands(sub) -> None:
     add_device_argument(p)
     add_threads_argument(p)
     add_executor_arguments(p)
-    p.add_argument("--out", required=True, help="output folder (cases.csv, table.md); resumable")
+    p.add_argument("--out", required=True,
+                   help="output folder (cases.csv, table.md, settings.json); resumable: the same command (or one "
+                        "with more configs, T, samplers, runs or shapes) adds what is missing; other prior, data, "
+                        "fit or sampler folder are refused")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results in --out (cases.csv, failures.csv, table.md, settings.json) instead")
     p.set_defaults(func=evaluate_main)
 
 
@@ -107,7 +114,7 @@ def evaluation_cases(args) -> list:
     if args.family:
         return [(f"{args.family}_{args.data_seed}_{i:04d}", make_shape(args.family, args.data_seed, i, args.scale))
                 for i in range(args.count)]
-    return [(Path(item.name).name, item.volume) for item in evaluation_items(args)]
+    return [(item.name, item.volume) for item in evaluation_items(args)]      # unique: subject/structure, path
 
 
 def evaluation_items(args):
@@ -128,7 +135,9 @@ def evaluate_folds(args, grid, prior, executor) -> tuple:
     evaluated fold's learned samplers {(N, K, T): SamplerModel}); the trainings and runs go
     through `executor`."""
     from PatchSamplerLib.experiments.crossval import run_cross_validation, split_folds
-    folds = split_folds(evaluation_items(args), args.folds, side=prior.metadata.get("canonical_side"))
+    items = evaluation_items(args)
+    warn_seen_shapes(args, [item.name for item in items], {"the prior": prior.metadata})
+    folds = split_folds(items, args.folds, side=prior.metadata.get("canonical_side"))
     if args.only_folds:
         wanted = parse_ints(args.only_folds, "--only-folds")
         folds = [f for f in folds if f.index in wanted]
@@ -153,6 +162,7 @@ def run_device(args) -> str:
 
 def evaluate_main(args) -> int:
     from PatchSamplerLib.experiments.evaluation import EvaluationGrid, evaluation_figures
+    from PatchSamplerLib.experiments.tables import resume_with_same_settings
     from PatchSamplerLib.experiments.executors import make_executor
     from PatchSamplerLib.method.inr import ShapePrior
     apply_preset(args)
@@ -164,6 +174,9 @@ def evaluate_main(args) -> int:
     mismatch = data_structure_mismatch(args, prior)
     if mismatch:
         print(f"warning: {mismatch}", file=sys.stderr)
+    if args.sampler_dir and not args.folds and not Path(args.sampler_dir).is_dir():
+        raise ValueError(f"--sampler-dir {args.sampler_dir} is not a folder")
+    resume_with_same_settings(args.out, evaluation_settings(args, prior), args.overwrite)
     executor = make_executor(args.executor, args.address, args.cpus_per_task, args.gpus_per_task)
     try:
         path, cases, learned_models = evaluate_grid(args, grid, prior, executor)
@@ -173,6 +186,17 @@ def evaluate_main(args) -> int:
     if args.figures:
         evaluation_figures(path, cases[0], grid, prior, args.out, learned_models)
     return failure_status(args.out)
+
+
+def evaluation_settings(args, prior) -> dict:
+    """What the rows of an evaluation's cases.csv mean beyond their columns (`tables.
+    resume_with_same_settings`): the prior (its weights' SHA-256: the same prior under another
+    path is the same), the fit, the shapes' source and the learned samplers' folder."""
+    source = ({"family": args.family, "data_seed": args.data_seed, "scale": args.scale} if args.family else
+              {"data": str(Path(args.data).resolve()), "dataset": args.dataset, **dataset_options(args)})
+    sampler_dir = args.sampler_dir or (str(Path(args.out) / "samplers") if args.folds else None)
+    return {"prior": prior.fingerprint(), "fit": args.fit, "fit_lr": args.fit_lr, "shapes": source,
+            "folds": args.folds or 0, "sampler_dir": str(Path(sampler_dir).resolve()) if sampler_dir else None}
 
 
 def evaluate_grid(args, grid, prior, executor) -> tuple:
@@ -186,8 +210,40 @@ def evaluate_grid(args, grid, prior, executor) -> tuple:
     if args.sampler_dir and "learned" in grid.samplers:
         learned_models = folder_samplers(args.sampler_dir, grid.configs, grid.ts)
     cases = evaluation_cases(args)
+    models = {"the prior": prior.metadata, **{f"the sampler for N={n}, K={k}, T={t}": model.metadata
+                                              for (n, k, t), model in (learned_models or {}).items()}}
+    warn_seen_shapes(args, [name for name, _ in cases], models)
     return run_cases(cases, grid, prior, args.out, learned_models=learned_models, executor=executor), cases, \
         learned_models
+
+
+def shapes_seen_in_training(metadata: dict, args, names: list) -> list:
+    """Those of the evaluated shapes' `names` (in order; synthetic: index i is shape i of the
+    family seed) that a prior or sampler trained or validated on, as far as its `metadata`
+    records it: the synthetic family, seed, scale and index ranges, or the names of the dataset
+    items (train-prior / train-sampler --data: "files", a fold's "train" and "val")."""
+    if args.family:
+        if (metadata.get("data") != f"synthetic {args.family}" or metadata.get("data_seed") != args.data_seed
+                or metadata.get("scale", 1.0) != args.scale):
+            return []
+        used = set()
+        for key in ("train_indices", "val_indices"):
+            lo, hi = metadata.get(key) or (0, -1)
+            used |= set(range(int(lo), int(hi) + 1))
+        return [name for i, name in enumerate(names) if i in used]
+    seen = {str(name) for key in ("files", "train", "val") for name in metadata.get(key) or ()}
+    return [name for name in names if name in seen]
+
+
+def warn_seen_shapes(args, names: list, models: dict) -> None:
+    """A warning for each model ({what: metadata}) that saw some of the evaluated shapes in its
+    training or validation: their scores are not held-out (use other shapes, or --folds)."""
+    for what, metadata in models.items():
+        seen = shapes_seen_in_training(metadata, args, names)
+        if seen:
+            print(f"warning: {len(seen)} of the {len(names)} evaluated shapes were training or validation shapes of "
+                  f"{what} (its metadata: data {metadata.get('data')}; e.g. {seen[0]}): their scores are not "
+                  "held-out; evaluate other shapes (synthetic: another --data-seed) or use --folds", file=sys.stderr)
 
 
 def write_report(args, grid, path) -> None:

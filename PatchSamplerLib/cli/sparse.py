@@ -172,11 +172,17 @@ def add_evaluate_slices_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--points-per-step", type=non_negative_int, default=DEFAULT_POINTS_PER_STEP, help="0 = all known voxels")
     add_device_argument(p)
     add_threads_argument(p)
-    p.add_argument("--out", required=True, help="output folder (cases.csv, table.md); resumable")
+    p.add_argument("--out", required=True,
+                   help="output folder (cases.csv, table.md, settings.json); resumable with the same priors, "
+                        "family, seed, scale, slices and fit (other ones are refused)")
+    p.add_argument("--overwrite", action="store_true", help="replace the results in --out instead")
 
 
 def evaluate_slices_main(args) -> int:
+    from dataclasses import asdict
+
     from PatchSamplerLib.data.synthetic import make_shape
+    from PatchSamplerLib.experiments.tables import resume_with_same_settings
     from PatchSamplerLib.devices import resolve_device
     from PatchSamplerLib.experiments.slice_evaluation import check_names, evaluate_slices, slice_priors
     inputs = [i for i in args.inputs.split(",") if i]
@@ -184,10 +190,15 @@ def evaluate_slices_main(args) -> int:
     check_names(inputs, methods)
     device = resolve_device(args.device)
     priors = slice_priors(methods, args.prior, args.sparse_prior, device)
+    config = sparse_config(args, device, patience=False)
+    settings = {"priors": {method: prior.fingerprint() for method, prior in priors.items()}, "family": args.family,
+                "data_seed": args.data_seed, "scale": args.scale, "step": args.step, "thick_axis": args.thick_axis,
+                "fit": {key: value for key, value in asdict(config).items() if key != "device"}}
+    resume_with_same_settings(args.out, settings, args.overwrite)
     cases = [(f"{args.family}_{args.data_seed}_{i:04d}", make_shape(args.family, args.data_seed, i, args.scale))
              for i in range(args.count)]
     title = (f"Reconstruction from sparse slices: {args.count} held-out synthetic {args.family} shapes "
              f"(seed {args.data_seed})")
-    print(evaluate_slices(cases, inputs, methods, priors, args.out, args.step, args.thick_axis,
-                          sparse_config(args, device, patience=False), title, args.command_line))
+    print(evaluate_slices(cases, inputs, methods, priors, args.out, args.step, args.thick_axis, config, title,
+                          args.command_line))
     return 0

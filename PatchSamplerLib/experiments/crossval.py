@@ -13,6 +13,8 @@ process, or one Ray task each), then the folds are scored.
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,24 +54,55 @@ def fold_sampler_path(sampler_dir, fold: int, n: int, k: int, t: int) -> Path:
 
 
 def folder_samplers(sampler_dir, configs, ts, log=print) -> dict:
-    """{(N, K, T): SamplerModel} of the files DIR/sampler_n<N>_k<K>_t<T>.pt for the requested
-    (N, K) x T grid (no folds), else of DIR/sampler_any_t<T>.pt (an any-(N, K) sampler, #18)
-    where it covers (N, K); each missing one is noted and its learned rows skipped."""
+    """{(N, K, T): SamplerModel} for the requested (N, K) x T grid (no folds) from the folder
+    DIR: the files DIR/sampler_n<N>_k<K>_t<T>.pt, else DIR/sampler_any_t<T>.pt (an any-(N, K)
+    sampler, #18) where it covers (N, K), else any other sampler file in DIR or one folder down
+    (a `train-sampler` output folder's sampler.pt) trained for exactly (N, K, T), else an
+    any-(N, K) one of T -- a sampler is known by what it records, whatever its file is called.
+    Each missing one is noted and its learned rows skipped. ValueError when DIR is not a folder
+    or two other files serve the same cell (which one was meant is not known)."""
     folder, models = Path(sampler_dir), {}
     if not folder.is_dir():
         raise ValueError(f"--sampler-dir {sampler_dir} is not a folder")
+    others = other_sampler_files(folder, configs, ts)
     for t in ts:
         any_path = folder / f"sampler_any_t{t}.pt"
-        any_model = SamplerModel.load(any_path) if any_path.exists() else None
+        any_model = SamplerModel.load(any_path) if any_path.exists() else others.get(("any", t))
         for n, k in configs:
             path = folder / sampler_file_name(None, n, k, t)
             if path.exists():
                 models[(n, k, t)] = SamplerModel.load(path)
+            elif (n, k, t) in others:
+                models[(n, k, t)] = others[(n, k, t)]
             elif any_model is not None and in_any_range(n, k) and n <= any_model.n:
                 models[(n, k, t)] = any_model
             else:
-                log(f"no learned sampler {path} (N={n}, K={k}, T={t}): the learned sampler is skipped there")
+                log(f"no learned sampler {path} (N={n}, K={k}, T={t}; nor another sampler file in {folder} "
+                    f"trained for them): the learned sampler is skipped there")
     return models
+
+
+def other_sampler_files(folder: Path, configs, ts) -> dict:
+    """{(N, K, T) or ("any", T): SamplerModel} of the sampler files in `folder` and its
+    subfolders (*.pt, not named as `folder_samplers` expects) by their recorded N, K, T; files
+    that are not samplers (priors, last.pt) are passed over. ValueError for two files of one key."""
+    from PatchSamplerLib.checkpoints import CheckpointError
+    wanted = {(n, k, t) for n, k in configs for t in ts}
+    found, paths = {}, {}
+    for path in sorted(set(folder.glob("*.pt")) | set(folder.glob("*/sampler.pt"))):
+        if re.fullmatch(r"sampler_(n\d+_k\d+|any)_t\d+\.pt", path.name):
+            continue                                       # named: read by folder_samplers itself
+        try:
+            model = SamplerModel.load(path)
+        except CheckpointError:
+            continue
+        key = ("any", model.t) if model.any_nk else (model.n, model.k, model.t)
+        if key not in wanted and not (model.any_nk and model.t in ts):
+            continue
+        if key in found:
+            raise ValueError(f"--sampler-dir: {paths[key]} and {path} are both samplers for {key}; keep one")
+        found[key], paths[key] = model, path
+    return found
 
 
 def train_fold_sampler(data: FoldData, test_names: list[str], prior, n: int, k: int, t: int, sampler_dir,

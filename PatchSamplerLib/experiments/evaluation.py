@@ -28,7 +28,7 @@ from pathlib import Path
 
 from PatchSamplerLib.checkpoints import CheckpointError, resolve_sampler_path
 from PatchSamplerLib.experiments.executors import Failure, Job, LocalExecutor, Rate
-from PatchSamplerLib.experiments.tables import case_log, mean_dice_grid, sort_case_log
+from PatchSamplerLib.experiments.tables import case_log, check_unique_case_names, mean_dice_grid, sort_case_log
 from PatchSamplerLib.method.inr import DEFAULT_FIT_LR, ShapePrior
 from PatchSamplerLib.method.sampler import load_learned_sampler
 from PatchSamplerLib.method.samplers import sampler_label
@@ -157,6 +157,7 @@ def run_cases(cases: list[tuple[str, BinaryVolume]], grid: EvaluationGrid, prior
     order, runs in the grid's order; earlier rows of other grids first). A run that failed on a
     worker (`executors.Failure`) is appended to out_dir/failures.csv instead and retried by the
     next evaluation (`unresolved_failures`). Progress: the task "evaluation" over the runs still to do."""
+    check_unique_case_names(name for name, _ in cases)
     executor = executor or LocalExecutor()
     runs = _runs_of(run_plan(grid.configs, grid.ts, grid.samplers, prior, log, learned_models), grid.runs)
     with case_log(out_dir, FIELDS, _run_key) as (write, done, path):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from PatchSamplerLib.experiments.memory import first_call_peak_mb
-from PatchSamplerLib.experiments.tables import case_log, paired_tests
+from PatchSamplerLib.experiments.tables import case_log, check_unique_case_names, paired_tests
 from PatchSamplerLib.method.fitting import FITS, fit_patches, fit_settings
 from PatchSamplerLib.pipeline import RunConfig, reconstruct
 
@@ -85,6 +85,7 @@ def run_fit_benchmark(cases: list[tuple[str, object]], prior, bench: FitBenchmar
                       log=print) -> str:
     """Measure every case x (N, K) x fit not yet in out_dir/cases.csv (resumable) -> the report
     (`fit_report`; `real`: the names of the real shapes among the cases)."""
+    check_unique_case_names(name for name, _ in cases)
     key = lambda r: (r["case"], int(r["n"]), int(r["k"]), r["fit"])  # noqa: E731
     with case_log(out_dir, FIELDS, key) as (write, done, path):
         for index, (case, volume) in enumerate(cases):

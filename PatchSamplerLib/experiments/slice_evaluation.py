@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from PatchSamplerLib.experiments.tables import case_log, mean_std
+from PatchSamplerLib.experiments.tables import case_log, check_unique_case_names, mean_std
 from PatchSamplerLib.method.inr import ShapePrior
 from PatchSamplerLib.method.metrics import all_metrics
 from PatchSamplerLib.progress import task
@@ -61,6 +61,7 @@ def run_slice_cases(cases, inputs, methods, priors: dict, out_dir, step: int = 8
     priors: method -> ShapePrior for the INR methods; fit: the INR methods' settings. Progress:
     the task "slice evaluation" over the (case, input) pairs still to do."""
     fit = fit or SparseConfig()
+    check_unique_case_names(name for name, _ in cases)
     with case_log(out_dir, FIELDS, lambda r: (r["case"], r["input"], r["method"])) as (write, done, path):
         pending = sum(any((name, inp, m) not in done for m in methods) for name, _ in cases for inp in inputs)
         with task("slice evaluation", pending, "inputs") as progress:

@@ -6,12 +6,55 @@ test (learned vs FPS, p < 0.05 in both), and the Markdown tables (`summary_table
 from __future__ import annotations
 
 import csv
+import json
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from PatchSamplerLib.method.samplers import SAMPLER_NAMES, SAMPLERS
+
+
+def check_unique_case_names(names) -> None:
+    """ValueError naming the repeated ones when two cases share a name: cases.csv identifies a
+    case by its name, so the second would be taken as done (resumed) or pooled with the first."""
+    seen, repeated = set(), []
+    for name in names:
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    if repeated:
+        raise ValueError(f"two or more shapes are named {', '.join(map(repr, repeated[:5]))}: cases.csv needs one "
+                         "name per shape (give files of different names, or one folder per subject)")
+
+
+SETTINGS_FILE = "settings.json"
+
+
+def resume_with_same_settings(out_dir, settings: dict, overwrite: bool = False,
+                              files=("cases.csv", "failures.csv", "table.md")) -> None:
+    """Before a resumable command (evaluate, evaluate-slices, benchmark --fit) adds rows to
+    out_dir/cases.csv: the settings that give its rows their meaning beyond their own columns
+    (the prior, the data, the fit, ...; JSON values) must be those recorded in
+    out_dir/settings.json by the run that wrote them, else the table would mix two experiments.
+    Raises ValueError naming what differs. `overwrite`: the earlier run's `files` and its
+    settings are deleted first (nothing else in the folder). A folder with rows but no
+    settings.json (written before they were recorded) is resumed as it is. Records `settings`."""
+    out = Path(out_dir)
+    path = out / SETTINGS_FILE
+    settings = json.loads(json.dumps(settings))               # tuples as lists: as read back
+    if overwrite:
+        for name in (*files, SETTINGS_FILE):
+            (out / name).unlink(missing_ok=True)
+    elif path.exists():
+        recorded = json.loads(path.read_text())
+        differing = [key for key in settings if key in recorded and recorded[key] != settings[key]]
+        if differing:
+            shown = "; ".join(f"{key}: {recorded[key]} there, {settings[key]} now" for key in differing)
+            raise ValueError(f"{out} holds results of other settings ({shown}); adding these rows would mix two "
+                             "experiments in one table: choose another --out, or --overwrite to replace them")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2) + "\n")
 
 
 @contextmanager

@@ -105,10 +105,10 @@ def verse_root(tmp_path_factory):
     add(v20 / "derivatives/sub-verse501/sub-verse501_dir-sag_seg-vert_msk.nii.gz", pir,
         org=pir_origin, direction=pir_dir)
     add(v20 / "derivatives/sub-verse502/sub-verse502_dir-ax_seg-vert_msk.nii.gz",
-        vertebra_stack([20, 21], seed=2), spacing=(1.0, 1.0, 2.5))       # anisotropic: dropped
+        vertebra_stack([20, 21], seed=2), spacing=(1.0, 1.0, 2.5))       # anisotropic: resampled to 1 mm
     cut = vertebra_stack([18, 19], seed=3, top_margin=0)                # T12 touches the top slice
     add(v20 / "derivatives/sub-verse503/sub-verse503_split-verse553_seg-vert_msk.nii.gz", cut,
-        spacing=(1.05, 0.95, 1.05))                                     # within +-0.1 mm
+        spacing=(1.05, 0.95, 1.05))                                     # near 1 mm: resampled too
     lumbar = vertebra_stack([23, 24, 26], seed=4)                       # L4, L5 and the sacrum
     add(v20 / "derivatives/sub-verse503/sub-verse503_split-verse554_seg-vert_msk.nii.gz", lumbar)
     wide = vertebra_stack([8, 9], seed=5, pad_x=120)                    # 152 voxels in x > 128
@@ -138,19 +138,18 @@ def test_verse_finds_both_layouts_and_filters(verse, verse_root):
     names = {item.name for item in verse}
     assert names == {"sub-verse500_dir-ax_L1", "sub-verse500_dir-ax_L2", "sub-verse500_dir-ax_L3",
                      "sub-verse501_dir-sag_L1", "sub-verse501_dir-sag_L2", "sub-verse501_dir-sag_L3",
+                     "sub-verse502_dir-ax_L1", "sub-verse502_dir-ax_L2",
                      "sub-verse503_split-verse553_T11",
                      "sub-verse503_split-verse554_L4", "sub-verse503_split-verse554_L5",
                      "sub-verse004_T1", "sub-verse004_T2", "sub-verse010_C1"}
-    assert len(verse) == 12 and isinstance(verse, ShapeDataset)
+    assert len(verse) == 14 and isinstance(verse, ShapeDataset)
     assert sorted(set(verse.subjects)) == ["sub-verse004", "sub-verse010", "sub-verse500",
-                                           "sub-verse501", "sub-verse503"]
+                                           "sub-verse501", "sub-verse502", "sub-verse503"]
     # the two series of patient 503 share the subject; labels are the VerSe labels
     assert {i.label for i in verse if i.subject == "sub-verse503"} == {18, 23, 24}
     assert all("dataset-verse19training" in i.source for i in verse if i.subject == "sub-verse004")
     by_file = {Path(p).name: r for p, r in verse.dropped}
-    assert len(verse.dropped) == 3
-    assert "not isotropic 1 mm" in by_file["sub-verse502_dir-ax_seg-vert_msk.nii.gz"]
-    assert "2.5" in by_file["sub-verse502_dir-ax_seg-vert_msk.nii.gz"]
+    assert len(verse.dropped) == 2 and "sub-verse502_dir-ax_seg-vert_msk.nii.gz" not in by_file
     assert by_file["sub-verse503_split-verse553_seg-vert_msk.nii.gz"].startswith(
         "sub-verse503_split-verse553_T12 (label 19): cut by the scan border")
     dup = [(p, r) for p, r in verse.dropped if "duplicate" in r]
@@ -163,16 +162,20 @@ def test_verse_default_crop_keeps_each_label_region_in_world(verse, verse_root):
     _, written = verse_root
     for item in verse:
         vol = item.volume
-        assert vol.shape == (128, 120, 90)
+        assert vol.shape == (128, 120, 90) and vol.spacing == (1.0, 1.0, 1.0)
         np.testing.assert_allclose(vol.direction, np.eye(3))             # reoriented to LPS
         array, spacing, origin, direction = written[item.source]
-        world_axis_source = np.argmax(np.abs(direction), axis=1)           # file axis along L, P, S
-        assert vol.spacing == pytest.approx(tuple(np.asarray(spacing)[world_axis_source]))
         expected = world_points(array == item.label, spacing, origin, direction)
         got = world_points(vol.mask, vol.spacing, vol.origin, vol.direction)
-        assert got.shape == expected.shape and len(got) > 100
-        np.testing.assert_allclose(got, expected, atol=1e-6)              # same voxels, same place
+        assert len(got) > 100
         assert_bbox_centred(vol.mask)
+        if np.allclose(spacing, 1.0):                                     # a 1 mm scan: not interpolated
+            assert got.shape == expected.shape
+            np.testing.assert_allclose(got, expected, atol=1e-6)          # same voxels, same place
+        else:                                                             # resampled: same place and volume
+            np.testing.assert_allclose(got.mean(axis=0), expected.mean(axis=0), atol=1.0)
+            mm3 = len(expected) * np.prod(spacing)
+            assert abs(len(got) - mm3) < 0.1 * mm3                        # quarter-size vertebrae: coarse
 
 
 def test_verse_reoriented_scan_gives_identical_items(verse):
@@ -194,9 +197,13 @@ def test_verse_options_border_and_crop(verse_root):
     assert all(i.volume.shape == (40, 40, 30) for i in kept)
     tiny = load_verse(root, labels=(20,), crop_size=(8, 8, 8), **QUARTER)
     assert len(tiny) == 0
-    assert sum("larger than the crop (8, 8, 8)" in r for _, r in tiny.dropped) == 2  # L1 of 500 and 501
-    strict = load_verse(root, labels=(18,), spacing_tolerance_mm=0.01, **QUARTER)
-    assert len(strict) == 0 and any("not isotropic" in r and "verse553" in p for p, r in strict.dropped)
+    assert sum("larger than the crop (8, 8, 8)" in r for _, r in tiny.dropped) == 3  # L1 of 500, 501, 502
+    coarse = load_verse(root, labels=(20,), spacing_mm=1.5, crop_size=(40, 40, 30), min_voxels=10)
+    assert [i.name for i in coarse] == ["sub-verse500_dir-ax_L1", "sub-verse501_dir-sag_L1", "sub-verse502_dir-ax_L1"]
+    assert all(i.volume.spacing == (1.5, 1.5, 1.5) and i.volume.shape == (40, 40, 30) for i in coarse)
+    assert np.array_equal(coarse[0].volume.mask, coarse[1].volume.mask)  # one spine stored in two axis orders
+    with pytest.raises(ValueError, match="spacing_mm must be a positive"):
+        load_verse(root, spacing_mm=0)
 
 
 def test_verse_errors(tmp_path):
@@ -281,6 +288,7 @@ def test_totalsegmentator_filters_report_reasons(totalseg, totalseg_root):
         "s0003_left.nii.gz": "empty (no foreground voxel)",
         "s0003_right.nii.gz": "2 connected components (26-connectivity)",
         "s0004_right.nii.gz": "file missing",
+        "s0005": "no segmentations/ folder and no multi-label file (segmentations.nii[.gz])",   # reported, not ignored
         "s0006_right.nii.gz": "file missing",
     }
     assert small.endswith("voxels < 25000 at 1.5 mm") and ";" not in small

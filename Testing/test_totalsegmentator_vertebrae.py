@@ -78,7 +78,7 @@ def multilabel(masks: dict[str, np.ndarray], numbers=V2) -> np.ndarray:
 def spine_root(tmp_path_factory) -> Path:
     """s0001: per-structure files (T10 written empty, T11 missing, as a crop without them);
     s0002: ``segmentations.nii`` (``-o s0002/segmentations --ml``); s0003.nii.gz: a multi-label
-    file in the root, LPS-ordered; meta.csv and an empty folder: not subjects."""
+    file in the root, LPS-ordered; meta.csv (skipped) and an empty folder (reported): not subjects."""
     root = tmp_path_factory.mktemp("totalseg_spine")
     masks = spine()
     for name, mask in masks.items():
@@ -185,7 +185,10 @@ def test_subjects_group_the_splits(spine_data):
 
 def test_default_thresholds_and_the_v1_class_map(spine_root, tmp_path):
     strict = load_totalsegmentator(spine_root, structure="vertebra", levels="L1")
-    assert len(strict) == 0 and all("< 5000 at 1 mm" in r for _, r in strict.dropped)
+    assert len(strict) == 0 and len(strict.dropped) == 4
+    assert strict.dropped[0] == (str(spine_root / "s0009"), "no segmentations/ folder and no multi-label file "
+                                                             "(segmentations.nii[.gz])")
+    assert all("< 5000 at 1 mm" in r for _, r in strict.dropped[1:])
     write_nifti(tmp_path / "v1" / "segmentations.nii.gz", multilabel(spine(), CLASS_MAPS["total_v1"]))
     v1 = load_totalsegmentator(tmp_path, structure="vertebra", levels="T12-L2", class_map="total_v1", **SMALL)
     reference = load_totalsegmentator(spine_root, structure="vertebra", levels="T12-L2", **SMALL)

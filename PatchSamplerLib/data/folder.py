@@ -14,6 +14,11 @@ coordinates are LPS millimetres. Two operations are shared by all loaders:
   axis convention of the synthetic families (x left-right, y anterior -> posterior, z inferior
   -> superior). This only reorders voxels: no interpolation, the world position of every voxel
   is unchanged, so a crop size (x, y, z) means the same anatomy in every item.
+- **Resampling near the foreground** (`resample_window`, `resample_near_foreground`): a mask
+  (or a window of a scan holding one label) resampled to an isotropic spacing as
+  `volume.resample_isotropic` would resample the whole grid (linear interpolation of 0/1,
+  threshold 0.5, physical box kept, SimpleITK), computed only on the output voxels that can be
+  foreground, with whether it touches the full resampled grid's border.
 - **Centring and cropping** (`crop_centred`): the window of the requested size whose centre is
   the nearest voxel position to the centre of the foreground bounding box; the window may
   reach outside the scan (padded with background). The origin moves to the window's first
@@ -35,7 +40,7 @@ from PatchSamplerLib.orientation import to_anatomical
 from PatchSamplerLib.progress import tracked
 from PatchSamplerLib.structures import side_in_name
 from PatchSamplerLib.volume import (LABELMAP_SUFFIXES, BinaryVolume, VolumeError, foreground_bbox, index_to_world,
-                                    read_labelmap, resample_isotropic)
+                                    read_labelmap, resample_isotropic, to_sitk_image)
 
 
 # ---------------------------------------------------------------- items
@@ -63,11 +68,15 @@ class Dropped(NamedTuple):
 
 
 class ShapeDataset(list):
-    """A list of `ShapeItem` that also remembers what was dropped (`.dropped`)."""
+    """A list of `ShapeItem` that also remembers what was dropped (`.dropped`) and the loader's
+    warnings about the dataset as a whole (`.notes`, one line each, e.g. a class map that may
+    not be the files')."""
 
-    def __init__(self, items: Iterable[ShapeItem] = (), dropped: Iterable[Dropped] = ()):
+    def __init__(self, items: Iterable[ShapeItem] = (), dropped: Iterable[Dropped] = (),
+                 notes: Iterable[str] = ()):
         super().__init__(items)
         self.dropped: list[Dropped] = list(dropped)
+        self.notes: list[str] = list(notes)
 
     @property
     def subjects(self) -> list[str]:
@@ -102,13 +111,81 @@ def to_one_side(dataset: ShapeDataset, side: str) -> ShapeDataset:
             dropped.append(Dropped(item.source or item.name, "its name says neither left nor right (--one-side)"))
         else:
             items.append(kept)
-    return ShapeDataset(items, dropped)
+    return ShapeDataset(items, dropped, dataset.notes)
 
 
 # ---------------------------------------------------------------- reorientation
 def reorient_volume(volume: BinaryVolume) -> BinaryVolume:
     """`volume` on the anatomical (LPS-axes) grid, `orientation.to_anatomical`."""
     return to_anatomical(volume)[0]
+
+
+# ---------------------------------------------------------------- resampling near the foreground
+def isotropic_grid(volume: BinaryVolume, spacing_mm: float, offset: Sequence[int] = (0, 0, 0),
+                   shape: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(size (3,) int, origin (3,) world mm) of `volume.resample_isotropic`'s output grid for
+    the full grid of `shape` voxels (default `volume.shape`) of which `volume` is the block
+    starting at voxel `offset` (same spacing and direction)."""
+    shape = volume.shape if shape is None else shape
+    size = np.array([max(1, int(round(n * s / spacing_mm))) for n, s in zip(shape, volume.spacing)])
+    corner = index_to_world(-np.asarray(offset, float) - 0.5, volume)
+    return size, corner + volume.direction @ np.full(3, spacing_mm / 2.0)
+
+
+def _on_border(mask: np.ndarray, lo: np.ndarray, hi: np.ndarray, size: np.ndarray) -> bool:
+    """Whether a window [lo, hi] of a grid of `size` has foreground in the grid's outer layer."""
+    for axis in range(3):
+        planes = np.moveaxis(mask, axis, 0)
+        if (lo[axis] == 0 and planes[0].any()) or (hi[axis] == size[axis] - 1 and planes[-1].any()):
+            return True
+    return False
+
+
+def resample_window(window: BinaryVolume, offset: Sequence[int], shape: Sequence[int],
+                    spacing_mm: float) -> tuple[BinaryVolume, bool]:
+    """Resample a mask to isotropic `spacing_mm` near its foreground, when the mask is a window
+    of a larger grid: `window` is the block of a (X, Y, Z) = `shape` grid (same spacing and
+    direction) starting at voxel `offset`, and holds all of the grid's foreground with 2
+    voxels of margin (or up to the grid's edge).
+
+    Returns (resampled, at_border): a block of `volume.resample_isotropic(full grid, spacing_mm)`
+    (same spacing mm, direction and voxel positions) holding every foreground voxel, and whether
+    the foreground touches that full resampled grid's outermost voxel layer. A window already
+    at `spacing_mm` is returned as it is (at_border: its foreground reaches the full grid's
+    edge). VolumeError for an empty mask."""
+    import SimpleITK as sitk
+    offset, shape = np.asarray(offset, int), np.asarray(shape, int)
+    lo, hi = foreground_bbox(window.mask)
+    if np.allclose(window.spacing, spacing_mm, rtol=1e-6, atol=0.0):
+        return window, bbox_touches_border(lo + offset, hi + offset, shape)
+    size, origin = isotropic_grid(window, spacing_mm, offset, shape)
+    ratio = np.asarray(window.spacing) / spacing_mm
+    lo_full, hi_full = lo + offset, hi + offset
+    # output voxel m sits at input index (m + 0.5) / ratio - 0.5: non-zero only within (lo - 1, hi + 1)
+    out_lo = np.maximum(np.floor((lo_full - 0.5) * ratio - 0.5).astype(int) - 1, 0)
+    out_hi = np.minimum(np.ceil((hi_full + 1.5) * ratio - 0.5).astype(int) + 1, size - 1)
+    in_lo, in_hi = np.maximum(lo - 2, 0), np.minimum(hi + 2, np.array(window.shape) - 1)
+    block = window.mask[tuple(slice(a, b + 1) for a, b in zip(in_lo, in_hi))]
+    source = BinaryVolume(block, window.spacing, index_to_world(in_lo, window), window.direction)
+    out_origin = origin + window.direction @ (out_lo * spacing_mm)
+    out = sitk.Resample(to_sitk_image(block, source, np.float32), [int(n) for n in out_hi - out_lo + 1],
+                        sitk.Transform(), sitk.sitkLinear, tuple(out_origin), (spacing_mm,) * 3,
+                        tuple(window.direction.reshape(-1)), 0.0, sitk.sitkFloat32)
+    mask = sitk.GetArrayFromImage(out).transpose(2, 1, 0) >= 0.5
+    resampled = BinaryVolume(mask, (spacing_mm,) * 3, out_origin, window.direction.copy())
+    return resampled, _on_border(mask, out_lo, out_hi, size)
+
+
+def resample_near_foreground(volume: BinaryVolume, spacing_mm: float) -> tuple[BinaryVolume, bool]:
+    """`volume.resample_isotropic(volume, spacing_mm)`, computed only on the output voxels that
+    can be foreground, and whether the foreground touches the full output grid's border.
+
+    Returns (window, at_border): the window is a block of the full output grid (same spacing,
+    direction and voxel positions) holding every foreground voxel, so centring, cropping,
+    counts and components are those of the full resampling, without resampling a whole CT
+    grid per structure. A volume already at `spacing_mm` is returned as it is. VolumeError for
+    an empty mask."""
+    return resample_window(volume, np.zeros(3, int), volume.shape, spacing_mm)
 
 
 # ---------------------------------------------------------------- centring and cropping
@@ -185,6 +262,16 @@ def check_dataset_root(root) -> Path:
     if not path.is_dir():
         raise NotADirectoryError(f"dataset root must be a folder, got a file: {path}")
     return path
+
+
+def check_3d_labelmap(image, path) -> None:
+    """Raise VolumeError, with `volume.read_labelmap`'s messages, unless the SimpleITK `image` read
+    from `path` is 3-D with one component per voxel ("PATH is 4-D; a 3-D labelmap is needed")."""
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise VolumeError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel "
+                          "(an overlapping multi-layer segmentation?); export a single-layer labelmap")
+    if image.GetDimension() != 3:
+        raise VolumeError(f"{path} is {image.GetDimension()}-D; a 3-D labelmap is needed")
 
 
 def labelmap_stem(name: str) -> str:

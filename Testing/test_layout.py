@@ -21,6 +21,7 @@ LAYERS = [
     ("PatchSamplerLib.method.pointcloud", 2),                           # volume -> cloud
     ("PatchSamplerLib.method.baselines", 3), ("PatchSamplerLib.method.samplers", 4),   # cloud -> centres
     ("PatchSamplerLib.method.patches", 5), ("PatchSamplerLib.method.frame", 5),        # centres -> patches
+    ("PatchSamplerLib.method.fit_step", 3), ("PatchSamplerLib.method.graphs", 5),      # a fit step; its CUDA graph
     ("PatchSamplerLib.method.inr", 6), ("PatchSamplerLib.method.decoding", 7),         # patches -> latent -> grid
     ("PatchSamplerLib.method.sampler", 7), ("PatchSamplerLib.method.cost", 7), ("PatchSamplerLib.method.fitting", 7),
     ("PatchSamplerLib.method.sides", 7),

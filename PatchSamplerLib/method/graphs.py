@@ -33,6 +33,8 @@ from collections import OrderedDict
 
 import torch
 
+from PatchSamplerLib.method.fit_step import Frozen, fit_step_
+
 GRAPH_MAX_POINTS = 32768        # points per step (times volumes) above which a fit is not captured
 MAX_GRAPHS = 8                  # graphs kept per decoder
 WARMUP_STEPS = 2                # eager steps on the capture stream before the capture
@@ -66,7 +68,7 @@ def stacked_draws(subsets, steps: int) -> tuple[str, tuple[torch.Tensor, ...]]:
 
 
 def step_draw(kind: str, draws: tuple[torch.Tensor, ...], step: int):
-    """Step `step`'s draw in the form `inr._subset` takes (None, (M,) or ((B, M), (B, M)))."""
+    """Step `step`'s draw in the form `fit_step.step_points` takes (None, (M,) or ((B, M), (B, M)))."""
     if kind == "all":
         return None
     if kind == "shared":
@@ -94,19 +96,14 @@ class FitProgram:
             static.copy_(value)
 
     def body(self, steps: int) -> None:
-        from PatchSamplerLib.method.inr import _Frozen, _subset, adam_update_
-        from PatchSamplerLib.method.losses import latent_regulariser, occupancy_loss
         with torch.no_grad():
             self.z.copy_(self.z0)
             self.m.zero_()
             self.v.zero_()
-        with _Frozen(self.decoder):
+        with Frozen(self.decoder):
             for step in range(steps):
-                c, y, w = _subset(self.coords, self.labels, step_draw(self.kind, self.draws, step))
-                loss = occupancy_loss(self.decoder(c, self.z), y, w) + self.reg * latent_regulariser(self.z)
-                (g,) = torch.autograd.grad(loss, self.z)
-                with torch.no_grad():
-                    adam_update_(self.z, g, self.m, self.v, step + 1, self.lr)
+                fit_step_(self.decoder, self.coords, self.labels, step_draw(self.kind, self.draws, step), self.z,
+                          self.m, self.v, step + 1, self.lr, self.reg)
 
     def result(self) -> torch.Tensor:
         return self.z.detach().clone()

@@ -20,7 +20,7 @@ import math
 import torch
 import torch.nn as nn
 
-from PatchSamplerLib.method.graphs import graph_fit_applies, graphed_fit
+from PatchSamplerLib.method.fit_step import Frozen, fit_step_
 from PatchSamplerLib.method.losses import latent_regulariser, occupancy_loss
 
 LATENT_DIM = 128
@@ -69,21 +69,6 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-class _Frozen:
-    """Context: parameters of `module` do not require grad inside (restored after)."""
-
-    def __init__(self, module: nn.Module):
-        self.module = module
-
-    def __enter__(self):
-        self.flags = [p.requires_grad for p in self.module.parameters()]
-        self.module.requires_grad_(False)
-
-    def __exit__(self, *exc):
-        for p, f in zip(self.module.parameters(), self.flags):
-            p.requires_grad_(f)
-
-
 def initial_latent(batch: int, latent_dim: int = LATENT_DIM, std: float = 1e-4, seed: int = 0,
                    device="cpu") -> torch.Tensor:
     """(B, D) latent initialisation z ~ N(0, std^2) [A §2], reproducible by seed."""
@@ -110,7 +95,7 @@ def fit_latent(decoder: OccupancyDecoder, coords: torch.Tensor, labels: torch.Te
     CUDA graph, captured on the first fit of their shapes and replayed after (`method.graphs`;
     `callback(T)` once, at the end); the same steps and draws.
 
-    The Adam update is `adam_update_`, the same operations as torch.optim.Adam (same values):
+    The step is `fit_step.fit_step_`; its Adam update the same operations as torch.optim.Adam (same values):
     constructing a torch optimiser imports torch._dynamo, about 1.5 s of an interactive run on a
     2-core CPU."""
     if steps < 0:
@@ -125,6 +110,7 @@ def fit_latent(decoder: OccupancyDecoder, coords: torch.Tensor, labels: torch.Te
         return (_point_subsets(coords.shape[1], points_per_step, seed) if sampling is None
                 else _weighted_subsets(sampling, points_per_step, steps, seed))
 
+    from PatchSamplerLib.method.graphs import graph_fit_applies, graphed_fit
     if graph_fit_applies(coords, points_per_step, stop):
         fitted = graphed_fit(decoder, coords, labels, subsets(), z.detach(), steps, lr, reg)
         if fitted is not None:
@@ -132,43 +118,14 @@ def fit_latent(decoder: OccupancyDecoder, coords: torch.Tensor, labels: torch.Te
                 callback(steps)
             return fitted
     subset = subsets()
-    with _Frozen(decoder):
+    with Frozen(decoder):
         for step in range(steps):
-            c, y, w = _subset(coords, labels, next(subset))
-            loss = occupancy_loss(decoder(c, z), y, w) + reg * latent_regulariser(z)
-            (g,) = torch.autograd.grad(loss, z)
-            with torch.no_grad():
-                adam_update_(z, g, m, v, step + 1, lr)
+            fit_step_(decoder, coords, labels, next(subset), z, m, v, step + 1, lr, reg)
             if callback is not None:
                 callback(step + 1)
             if stop is not None and stop(step + 1, z.detach()):
                 break
     return z.detach()
-
-
-def adam_update_(z: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: int, lr: float,
-                 betas=(0.9, 0.999), eps: float = 1e-8) -> None:
-    """One Adam step in place on z with moments m, v (step counts from 1), written as
-    torch.optim.Adam's single-tensor path (Kingma & Ba 2015, Alg. 1): the same values."""
-    b1, b2 = betas
-    m.lerp_(g, 1 - b1)
-    v.mul_(b2).addcmul_(g, g, value=1 - b2)
-    denom = (v.sqrt() / math.sqrt(1 - b2 ** step)).add_(eps)
-    z.addcdiv_(m, denom, value=-lr / (1 - b1 ** step))
-
-
-def _subset(coords: torch.Tensor, labels: torch.Tensor, drawn):
-    """The points of one step: coords (B, M, 3), labels (B, M) and their weights (B, M) or None,
-    from `drawn`: None (all points), (M,) indices shared by the volumes, or ((B, M) indices,
-    (B, M) weights)."""
-    if drawn is None:
-        return coords, labels, None
-    if isinstance(drawn, torch.Tensor):
-        idx = drawn.to(coords.device)
-        return coords[:, idx], labels[:, idx], None
-    idx, weights = (t.to(coords.device) for t in drawn)
-    return (coords.gather(1, idx[..., None].expand(-1, -1, coords.shape[-1])), labels.gather(1, idx),
-            weights.to(coords.dtype))
 
 
 def _weighted_subsets(sampling: torch.Tensor, size: int | None, steps: int, seed: int):

@@ -104,7 +104,67 @@ def test_train_prior_from_a_folder_skips_unusable_files(tmp_path, capsys):
     assert "skipped" in capsys.readouterr().out
     meta = ShapePrior.load(out / "prior.pt").metadata
     assert (meta["n_train"], meta["n_val"]) == (3, 1) and len(meta["files"]) == 4
-    assert main(["train-prior", "--data", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    for wrong in (tmp_path / "nothing", data / "case0.nii.gz"):        # no folder, a file: argparse, exit 2
+        with pytest.raises(SystemExit) as leaving:
+            main(["train-prior", "--data", str(wrong), "--out", str(tmp_path / "other")])
+        assert leaving.value.code == 2 and not (tmp_path / "other").exists()
+    assert "a dataset folder is needed" in capsys.readouterr().err
+
+
+TINY_PRIOR_RUN = ["--epochs", "1", "--batch-size", "2", "--points-per-shape", "64", "--val-t", "1", "--val-n", "1",
+                  "--val-k", "3"]
+
+
+def _kidney_folder(root, count: int):
+    from PatchSamplerLib.volume import write_volume
+    root.mkdir()
+    for i, vol in enumerate(make_shapes("kidney", count, seed=5, scale=0.2)):
+        write_volume(root / f"case{i}.nii.gz", vol)
+    return root
+
+
+@pytest.mark.parametrize("count, val_count, split", [(4, None, (4, 0)), (6, None, (5, 1)), (12, None, (10, 2)),
+                                                     (6, 2, (4, 2))])
+def test_the_validation_split_of_a_dataset_leaves_most_shapes_for_training(tmp_path, count, val_count, split):
+    """By default a fifth of the shapes validate (at most 8, none below 5 shapes): 6 shapes are 5 + 1,
+    not 1 + 5 as with a fixed 8."""
+    import argparse
+    from PatchSamplerLib.cli.training import load_training_data
+    data = _kidney_folder(tmp_path / "data", count)
+    args = argparse.Namespace(family=None, data=str(data), dataset="folder", fold=None, val_count=val_count,
+                              one_side=None)
+    train, val, desc = load_training_data(args)
+    assert (len(train), len(val)) == split and len(desc["files"]) == count
+
+
+def test_a_split_leaving_fewer_than_two_training_shapes_is_refused_and_leaves_no_run_folder(tmp_path, capsys):
+    data = _kidney_folder(tmp_path / "data", 3)
+    out = tmp_path / "run"
+    assert main(["train-prior", "--data", str(data), "--val-count", "2", *TINY_PRIOR_RUN, "--out", str(out)]) == 2
+    assert "leave 1 to train on; at least 2 are needed" in capsys.readouterr().err
+    assert not out.exists()                                   # no empty train.log refusing the next command
+    assert main(["train-prior", "--data", str(data), "--val-count", "1", *TINY_PRIOR_RUN, "--out", str(out)]) == 0
+    assert "2 training shapes and 1 validation shape loaded" in (out / "train.log").read_text()
+    assert not any(line.endswith(" ") for line in (out / "train.log").read_text().splitlines())
+
+
+def test_a_failed_command_in_an_existing_folder_keeps_the_folder_and_removes_only_its_log(tmp_path):
+    data = _kidney_folder(tmp_path / "data", 3)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["train-prior", "--data", str(data), "--val-count", "2", *TINY_PRIOR_RUN, "--out", str(out)]) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_a_spent_time_budget_validates_its_last_epoch(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train-prior", "--family", "kidney", "--count", "2", "--val-count", "1", "--scale", "0.2",
+                 *TINY_PRIOR_RUN[2:], "--epochs", "5", "--val-every", "50", "--max-minutes", "0.0001",
+                 "--out", str(out)]) == 0
+    meta = ShapePrior.load(out / "prior.pt").metadata
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(rows) < 5 and "val_dice" in rows[-1] and meta["val_dice"] is not None   # every 50: never due
 
 
 def test_train_prior_on_one_side_mirrors_named_shapes_and_records_the_side(tmp_path, capsys):

@@ -181,7 +181,7 @@ def test_sparse_slices_of_the_other_side_are_mirrored_onto_the_prior_and_back(on
 
 @pytest.mark.parametrize("data, prior_side", [(["--family", "kidney-anatomical"], "left"),
                                               (["--family", "kidney-anatomical-left"], None),
-                                              (["--data", "no-such-folder", "--one-side", "right"], "left")])
+                                              (["--data", ".", "--one-side", "right"], "left")])
 def test_training_a_sampler_on_shapes_of_another_side_than_the_prior_is_refused(tmp_path, capsys, data, prior_side):
     from PatchSamplerLib.cli.main import main
     prior = ShapePrior.load(tiny_prior_path())

@@ -152,8 +152,8 @@ def test_without_prior_an_input_of_no_known_structure_is_refused_naming_the_prio
     assert "no prior given; use --prior NAME" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("data", [["--family", "kidney-anatomical"], ["--data", "no-such-folder", "--dataset", "verse"],
-                                  ["--data", "no-such-folder", "--dataset", "totalsegmentator", "--structure",
+@pytest.mark.parametrize("data", [["--family", "kidney-anatomical"], ["--data", ".", "--dataset", "verse"],
+                                  ["--data", ".", "--dataset", "totalsegmentator", "--structure",
                                    "kidney"]])
 def test_training_a_sampler_on_shapes_of_another_structure_than_the_prior_is_refused_before_anything(tmp_path, capsys,
                                                                                                      data):

@@ -37,6 +37,18 @@ def existing_file(text: str) -> str:
     return text
 
 
+def existing_folder(text: str) -> str:
+    """argparse type: an existing folder (a dataset root); a missing path or a file is refused
+    by argparse (exit 2, naming the option) before any work."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"folder not found: {text}")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; a dataset folder is needed (its files are read by "
+                                         "--dataset's layout)")
+    return text
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (counts, sizes, steps, epochs)."""
     return _number(text, int, 1, True)
@@ -96,10 +108,13 @@ def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     """--dataset (the layout of --data) and the TotalSegmentator --structure / --levels, shared by
     the commands that read a dataset folder (train-prior, train-sampler, evaluate)."""
     p.add_argument("--dataset", choices=DATASET_LAYOUTS, default="folder",
-                   help="layout of --data: any folder of labelmaps, VerSe 2019/2020 (one shape per complete "
-                        "vertebra, 1 mm scans, 128 x 120 x 90 crops) or TotalSegmentator outputs (a folder of "
-                        "subjects: <subject>/segmentations/*.nii.gz or multi-label --ml files; --structure) "
-                        "(default folder)")
+                   help="layout of --data: any folder of labelmaps (--label for multi-label files), VerSe "
+                        "2019/2020 (one shape per complete vertebra at 1 mm, 128 x 120 x 90 crops) or "
+                        "TotalSegmentator outputs (a folder of subjects: <subject>/segmentations/*.nii.gz, or the "
+                        "multi-label files of TotalSegmentator's --ml option; --structure) (default folder)")
+    p.add_argument("--label", type=positive_int, default=None,
+                   help="--dataset folder: the label value to take from multi-label files (default: every file "
+                        "must hold one label)")
     p.add_argument("--structure", choices=["kidney", "vertebra"], default=None,
                    help="--dataset totalsegmentator: every complete kidney (1.5 mm, 85 x 85 x 110 crops) or "
                         "vertebra of --levels (1 mm, 128 x 120 x 90 crops); masks in several pieces, touching the "
@@ -110,11 +125,17 @@ def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def dataset_options(args) -> dict:
-    """Loader options of --structure / --levels (TotalSegmentator only; absent or None: not
-    given); ValueError when they are given for another layout, --levels without vertebrae or
-    an unknown level (checked here, before any data or model is read)."""
-    given = {k: getattr(args, k, None) for k in ("structure", "levels") if getattr(args, k, None) is not None}
-    if given and args.dataset != "totalsegmentator":
+    """Loader options of --structure / --levels (TotalSegmentator only) and --label (folder only;
+    absent or None: not given); ValueError when they are given with --family or for another
+    layout, --levels without vertebrae or an unknown level (checked here, before any data or
+    model is read)."""
+    given = {k: getattr(args, k, None) for k in ("structure", "levels", "label") if getattr(args, k, None) is not None}
+    if given and getattr(args, "family", None):
+        raise ValueError(f"--{' and --'.join(given)} appl{'ies' if len(given) == 1 else 'y'} to --data (a dataset "
+                         f"folder), not to the synthetic --family {args.family}")
+    if "label" in given and args.dataset != "folder":
+        raise ValueError(f"--label applies to --dataset folder, not {args.dataset} (its layout names the labels)")
+    if {"structure", "levels"} & set(given) and args.dataset != "totalsegmentator":
         raise ValueError(f"--structure and --levels apply to --dataset totalsegmentator, not {args.dataset}")
     if "levels" in given:
         if given.get("structure") != "vertebra":

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from PatchSamplerLib.cli.arguments import (FAMILIES, add_dataset_arguments, add_device_argument, add_threads_argument,
-                                           data_structure_mismatch, dataset_options, non_negative_float,
+                                           data_structure_mismatch, dataset_options, existing_folder, non_negative_float,
                                            non_negative_int, parse_configs, parse_ints, parse_samplers, positive_float,
                                            positive_int)
 
@@ -27,7 +27,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("evaluate", help="score FPS / random sampling over an (N, K) grid on held-out shapes")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--family", choices=FAMILIES, help="synthetic family")
-    src.add_argument("--data", help="dataset folder (layout: --dataset)")
+    src.add_argument("--data", type=existing_folder, help="dataset folder (layout: --dataset)")
     p.add_argument("--preset", choices=list(PRESETS),
                    help="full: the thesis protocol (N 4, 8, 12 x K 9, 11, 13 x T 33, 66, 100; learned, FPS, RS; "
                         "30 runs; 100 shapes in 5 folds, the missing per-fold samplers trained); cpu: 4x9, 8x9, "

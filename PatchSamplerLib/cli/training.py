@@ -5,17 +5,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
 from PatchSamplerLib.cli.arguments import (FAMILIES, add_dataset_arguments, add_threads_argument, data_structure_mismatch,
-                                           dataset_options, non_negative_float, non_negative_int, positive_float,
-                                           positive_int)
+                                           dataset_options, existing_folder, non_negative_float, non_negative_int,
+                                           positive_float, positive_int)
 from PatchSamplerLib.data.augment import AugmentConfig, augment_shapes
 from PatchSamplerLib.devices import resolve_device
-from PatchSamplerLib.training.loop import prepare_run_folder
+from PatchSamplerLib.training.loop import earlier_run_files, prepare_run_folder
 from PatchSamplerLib.training.prior import LR_SCHEDULES, PriorConfig, PriorTrainer
 from PatchSamplerLib.training.sampler import ANCHORS, CONTINUATIONS, INITS, LEAD_STARTS, MODES
 
@@ -28,7 +29,7 @@ class Tee:
 
     def write(self, text):
         self.stream.write(text)
-        clean = text.split("\r")[-1]
+        clean = re.sub(r" +\n", "\n", text.split("\r")[-1])       # a progress line's padding stays on the console
         if clean:
             self.file.write(clean)
             self.file.flush()
@@ -60,7 +61,9 @@ def add_data_arguments(p: argparse.ArgumentParser, count: int) -> None:
     """--data / --family, the layout options (`arguments.add_dataset_arguments`) and the
     synthetic-data options shared by the training commands."""
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", help="folder of binary labelmaps (NIfTI / NRRD), one shape per file")
+    src.add_argument("--data", type=existing_folder,
+                     help="dataset folder (layout --dataset: by default binary labelmaps, NIfTI / NRRD, one shape "
+                          "per file)")
     src.add_argument("--family", choices=FAMILIES, help="train on a synthetic shape family")
     p.add_argument("--count", type=positive_int, default=count, help=f"synthetic: number of training shapes (default {count})")
     p.add_argument("--scale", type=positive_float, default=1.0, help="synthetic: grid scale (1 = full resolution)")
@@ -74,8 +77,9 @@ def add_data_arguments(p: argparse.ArgumentParser, count: int) -> None:
     p.add_argument("--fold", type=non_negative_int, default=None,
                    help="--data: train / validate on the train / val split of this cross-validation fold "
                         "(0-4; grouped by subject, 70/10/20). Default: the last --val-count shapes validate")
-    p.add_argument("--val-count", type=non_negative_int, default=8,
-                   help="validation shapes (synthetic: extra shapes; folder: taken from the end)")
+    p.add_argument("--val-count", type=non_negative_int, default=None,
+                   help=f"validation shapes (synthetic: extra shapes, default {SYNTHETIC_VAL_COUNT}; --data: taken from "
+                        f"the end, default a fifth of the shapes, at most {SYNTHETIC_VAL_COUNT}, at least 1 of 2 or more)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from OUT/last.pt")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier run in --out (its models, last.pt, logs, curves); without it or "
@@ -91,7 +95,7 @@ CONFIG_HELP = {
     "surface_band_mm": "width of the surface band in mm",
     "val_every": "epochs between validations (the last epoch is always validated)",
     "max_minutes": "wall-clock budget in minutes of training, resumes added up (stops after the epoch that "
-                   "exceeds it; default: none)",
+                   "exceeds it, validated; default: none)",
     "seed": "seed of the latent initialisation, point draws and batch order",
     "fit_lr": "Adam learning rate of the latent fit (as at inference)",
     # prior [A App. A]
@@ -196,15 +200,17 @@ def add_config_arguments(p: argparse.ArgumentParser, config_class) -> None:
             continue
         kind = positive_float if f.name == "max_minutes" else config_value_type(f.name, default)
         help_text = CONFIG_HELP.get(f.name, "")
+        shown = "" if default in (None, "") or "default" in help_text else f" (default {default})"
         p.add_argument(flag, type=kind, default=default, choices=CONFIG_CHOICES.get(f.name),
-                       help=f"{help_text} (default {default})".strip())
+                       help=f"{help_text}{shown}".strip())
 
 
 def add_prior_arguments(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p, count=220)
     p.add_argument("--out", required=True, help="output folder (prior.pt, last.pt, logs, curves.png)")
-    p.add_argument("--device", default="cpu",
-                   help="cpu (default), cuda or auto: where the decoder, the latents and each step's points are. "
+    p.add_argument("--device", default="auto",
+                   help="auto (default: CUDA when present), cpu or cuda: where the decoder, the latents and each "
+                        "step's points are. "
                         "Under torchrun --nproc-per-node G: G processes with DistributedDataParallel (cuda: one GPU "
                         "each, NCCL; cpu: gloo), --batch-size shapes per step in all, rank 0 writes")
     add_config_arguments(p, PriorConfig)
@@ -237,10 +243,12 @@ def one_sided(items, side: str):
 
 def load_training_data(args):
     """-> (train volumes, validation volumes, description for the metadata)."""
+    dataset_options(args)                                   # --structure, --levels, --label: refused with --family
     if args.family and getattr(args, "one_side", None):
         raise ValueError("--one-side applies to --data; a family is one-sided by its name (kidney-anatomical-left)")
     if args.family:
         from PatchSamplerLib.data.synthetic import CANONICAL_SIDES, FAMILY_VERSIONS, make_shapes
+        args.val_count = validation_count(args.val_count)
         vols = make_shapes(args.family, args.count + args.val_count, seed=args.data_seed, scale=args.scale)
         desc = {"data": f"synthetic {args.family}", "family_version": FAMILY_VERSIONS[args.family],
                 **({"canonical_side": CANONICAL_SIDES[args.family]} if args.family in CANONICAL_SIDES else {}),
@@ -264,19 +272,61 @@ def load_training_data(args):
         desc.update(fold=args.fold, train=[i.name for i in train], val=[i.name for i in val],
                     test=[items[i].name for i in fold.test])
         return [i.volume for i in train], [i.volume for i in val], desc
-    n_val = min(args.val_count, max(len(items) - 1, 0))
+    n_val = validation_count(args.val_count, len(items))
+    check_training_count(len(items), n_val)
     desc["files"] = [i.name for i in items]
     return ([i.volume for i in items[:len(items) - n_val]], [i.volume for i in items[len(items) - n_val:]], desc)
 
 
+def plural(count: int, noun: str) -> str:
+    """"1 training shape", "2 training shapes"."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+SYNTHETIC_VAL_COUNT = 8     # validation shapes of a synthetic family, and the most --val-count takes of a dataset
+MIN_TRAINING_SHAPES = 2
+
+
+def validation_count(given: int | None, available: int | None = None) -> int:
+    """--val-count, or by default SYNTHETIC_VAL_COUNT extra shapes of a synthetic family
+    (`available` None), or a fifth of a dataset's `available` shapes, at most
+    SYNTHETIC_VAL_COUNT (none below 5 shapes)."""
+    if given is not None:
+        return int(given)
+    return SYNTHETIC_VAL_COUNT if available is None else min(SYNTHETIC_VAL_COUNT, available // 5)
+
+
+def check_training_count(available: int, n_val: int) -> None:
+    """ValueError when the validation split of `available` dataset shapes leaves fewer than
+    MIN_TRAINING_SHAPES to train on (a model of one shape learns that shape only)."""
+    left = available - n_val
+    if left < MIN_TRAINING_SHAPES:
+        raise ValueError(f"{available} usable shape{'s' if available != 1 else ''} and {n_val} for validation leave "
+                         f"{max(left, 0)} to train on; at least {MIN_TRAINING_SHAPES} are needed: give more shapes or "
+                         "a smaller --val-count (0: no validation)")
+
+
 @contextlib.contextmanager
 def console_log(out: Path):
-    """Everything printed inside also goes to out/train.log."""
+    """Everything printed inside also goes to out/train.log. When what runs inside fails before
+    the training wrote anything (no last.pt, model or train_log.jsonl: bad data, too few shapes),
+    the train.log and the folder it created are removed again, so that the corrected command is
+    not refused as a second run into the same folder."""
+    created = not out.exists()
+    had_log = (out / "train.log").exists()
     out.mkdir(parents=True, exist_ok=True)
     log = Tee(sys.stdout, out / "train.log")
     sys.stdout = log
     try:
         yield
+    except BaseException:
+        sys.stdout = log.stream
+        log.file.close()
+        if not had_log and not earlier_run_files(out, ("last.pt", "prior.pt", "sampler.pt", "train_log.jsonl")):
+            (out / "train.log").unlink(missing_ok=True)
+            if created and not any(out.iterdir()):
+                out.rmdir()
+        raise
     finally:
         sys.stdout = log.stream
         log.file.close()
@@ -289,7 +339,8 @@ def _config(args, config_class):
 def _load_data(args):
     t0 = time.time()
     train, val, desc = load_training_data(args)
-    print(f"{len(train)} training and {len(val)} validation shapes loaded in {time.time() - t0:.1f} s")
+    print(f"{plural(len(train), 'training shape')} and {plural(len(val), 'validation shape')} loaded in "
+          f"{time.time() - t0:.1f} s" + ("" if val else " (no validation: the epoch with the best training score is kept)"))
     desc["command"] = args.command_line
     return train, val, desc
 

@@ -2,7 +2,7 @@
 
 `TrainingLoop` is their base class. It runs the epochs and owns what every training run does
 around them: one JSON row per epoch in train_log.jsonl and one console line; validation every
-`val_every` epochs and after the last, the best-scoring model saved as it is found; early
+`val_every` epochs and after the last (also the last of a spent time budget), the best-scoring model saved as it is found; early
 stopping after `patience` validations without improvement; a wall-clock budget of
 `max_minutes` (checked after each epoch, so the epoch that exceeds it is completed); last.pt,
 the resumable state, written atomically after every epoch (`resume()` continues from it); and
@@ -154,7 +154,9 @@ class TrainingLoop:
         fields = self.train_epoch(progress)
         self.epoch += 1
         row = {"epoch": self.epoch, **fields, "seconds": round(time.time() - start, 2)}
-        stop = self.validate_if_due(row)
+        self._tick()
+        last = bool(self.agreed(self._over_budget()))         # the budget ends the run here: validate it
+        stop = self.validate_if_due(row, force=last)
         self.record(row)
         progress.done(summary(row, self.SUMMARY))
         return stop

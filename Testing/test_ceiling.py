@@ -13,6 +13,7 @@ from PatchSamplerLib.method.inr import ShapePrior
 from PatchSamplerLib.pipeline import RunConfig, reconstruct
 from PatchSamplerLib.sparse.ceiling import mean_latent, mean_shape, representation_ceiling
 from PatchSamplerLib.volume import BinaryVolume, read_labelmap, write_volume
+from tiny_prior import tiny_prior_path
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,10 @@ def test_mean_shape_command_writes_a_labelmap(tmp_path):
     assert volume.voxel_count > 0 and volume.spacing == (3.0, 3.0, 3.0)
     assert proc.stdout.startswith("mean shape of kidney (") and f"{volume.voxel_count:,} foreground" in proc.stdout
     assert " x ".join(map(str, volume.shape)) + " voxels at 3 mm" in proc.stdout and str(out.resolve()) in proc.stdout
+    default = _cli("mean-shape", "--prior", str(tiny_prior_path()), "--out", str(tmp_path / "tiny.nii.gz"))
+    assert default.returncode == 0, default.stderr                  # no --spacing: the prior's own spacing
+    spacing = min(ShapePrior.load(tiny_prior_path()).spacing_mm)
+    assert read_labelmap(str(tmp_path / "tiny.nii.gz")).spacing == (spacing,) * 3 and f"at {spacing:g} mm" in default.stdout
 
 
 def test_ceiling_command_reports_dice_and_refuses_bad_input(tmp_path, kidney):

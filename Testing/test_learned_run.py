@@ -201,6 +201,22 @@ def test_summary_table_marks_the_best_sampler_of_every_metric(tmp_path):
                      "3.000 ± 0.000", "**2.000 ± 0.000**"]
 
 
+def test_summary_table_bolds_no_sampler_when_all_tie_as_shown_and_every_one_of_a_tie(tmp_path):
+    from PatchSamplerLib.experiments.evaluation import FIELDS
+    from PatchSamplerLib.experiments.tables import summary_table
+    rows = [("a", "learned", 0.9, 1.0, 2.0), ("a", "fps", 0.9, 1.0001, 2.0), ("a", "random", 0.8, 1.0, 3.0)]
+    path = tmp_path / "cases.csv"
+    with open(path, "w") as f:
+        f.write(",".join(FIELDS) + "\n")
+        for case, sampler, d, asd, hd in rows:
+            f.write(f"{case},4,9,100,{sampler},0,{d},{asd},{hd},1,1\n")
+    line = [x for x in summary_table(path).splitlines() if x.startswith("| 4 | 9 | 100")][0]
+    cells = [c.strip() for c in line.strip("|").split("|")][4:]
+    # Dice: learned and FPS tie (both bold); ASD: all three 1.000 as shown (none bold); HD95: learned, FPS
+    assert cells == ["**0.900 ± 0.000**", "**0.900 ± 0.000**", "0.800 ± 0.000", "1.000 ± 0.000", "1.000 ± 0.000",
+                     "1.000 ± 0.000", "**2.000 ± 0.000**", "**2.000 ± 0.000**", "3.000 ± 0.000"]
+
+
 def test_summary_table_marks_learned_cells_that_differ_significantly_from_fps(tmp_path):
     from PatchSamplerLib.experiments.evaluation import FIELDS
     from PatchSamplerLib.experiments.tables import summary_table

@@ -155,3 +155,17 @@ def test_soft_labels_equal_the_nearest_labels_at_voxel_centres_and_have_the_righ
     assert torch.autograd.gradcheck(lambda c: soft_patch_labels(mask, c), (x,))
     # linear along x between voxels 3 (inside) and 4 (outside)
     assert soft_patch_labels(mask, torch.tensor([[3.25, 1.0, 1.0]])).item() == pytest.approx(0.75)
+
+
+def test_a_read_only_mask_is_labelled_without_a_warning():
+    """A Ray task's arguments are read-only arrays; torch warns when it shares one."""
+    import warnings
+
+    from PatchSamplerLib.method.patches import patch_labels
+    mask = np.zeros((5, 5, 5), bool)
+    mask[2, 2, 2] = True
+    mask.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        labels = patch_labels(mask, torch.tensor([[2.0, 2.0, 2.0], [0.0, 0.0, 0.0], [9.0, 0.0, 0.0]]))
+    assert labels.tolist() == [1.0, 0.0, 0.0]

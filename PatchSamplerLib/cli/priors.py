@@ -38,8 +38,9 @@ def add_commands(sub) -> None:
                                    "of its frame: a quick look at what the prior learned. Priors that do not record "
                                    "a mean latent (the synthetic kidney and vertebra) decode the zero latent.")
     p.add_argument("--prior", required=True, help="bundled prior name or a prior file")
-    p.add_argument("--spacing", type=positive_float, default=1.0,
-                   help="isotropic voxel size of the output in mm (default 1)")
+    p.add_argument("--spacing", type=positive_float, default=None,
+                   help="isotropic voxel size of the output in mm (default: the prior's training spacing, e.g. "
+                        "1.5 for the kidney priors, 1 for the vertebra ones)")
     add_threads_argument(p)
     p.add_argument("--out", required=True, help="output labelmap (.nii.gz, .nrrd)")
     p.set_defaults(func=mean_shape_main, out_kind="file")
@@ -89,9 +90,10 @@ def mean_shape_main(args) -> int:
     from PatchSamplerLib.method.inr import ShapePrior
     from PatchSamplerLib.sparse.ceiling import mean_shape
     from PatchSamplerLib.volume import write_volume
-    if args.spacing <= 0:
+    if args.spacing is not None and args.spacing <= 0:
         raise ValueError(f"--spacing must be positive, got {args.spacing}")
     prior = ShapePrior.load(args.prior)
+    args.spacing = args.spacing or float(min(prior.spacing_mm))
     volume, what = mean_shape(prior, args.spacing)
     if not volume.mask.any():
         print(f"warning: {what} decodes to an empty shape", file=sys.stderr)

@@ -97,6 +97,7 @@ CONFIG_HELP = {
     "max_minutes": "wall-clock budget in minutes of training, resumes added up (stops after the epoch that "
                    "exceeds it, validated; default: none)",
     "seed": "seed of the latent initialisation, point draws and batch order",
+    "SamplerConfig.seed": "seed of the sampler network's initial weights, the point draws and the batch order",
     "fit_lr": "Adam learning rate of the latent fit (as at inference)",
     # prior [A App. A]
     "points_per_shape": "points drawn per shape and step (the paper: 64^3)",
@@ -199,7 +200,7 @@ def add_config_arguments(p: argparse.ArgumentParser, config_class) -> None:
             p.add_argument(flag, action="store_true", help=FLAG_HELP.get(f.name, "(ablation switch; default off)"))
             continue
         kind = positive_float if f.name == "max_minutes" else config_value_type(f.name, default)
-        help_text = CONFIG_HELP.get(f.name, "")
+        help_text = CONFIG_HELP.get(f"{config_class.__name__}.{f.name}", CONFIG_HELP.get(f.name, ""))
         shown = "" if default in (None, "") or "default" in help_text else f" (default {default})"
         p.add_argument(flag, type=kind, default=default, choices=CONFIG_CHOICES.get(f.name),
                        help=f"{help_text}{shown}".strip())
@@ -276,6 +277,11 @@ def load_training_data(args):
     check_training_count(len(items), n_val)
     desc["files"] = [i.name for i in items]
     return ([i.volume for i in items[:len(items) - n_val]], [i.volume for i in items[len(items) - n_val:]], desc)
+
+
+def rounded(value) -> str:
+    """A validation score as printed: 4 decimals, or "none" (no validation ran)."""
+    return "none" if value is None else f"{value:.4f}"
 
 
 def plural(count: int, noun: str) -> str:
@@ -388,7 +394,7 @@ def _train_prior(args, distributed) -> int:
         if args.resume:
             trainer.resume()
         prior = trainer.run()
-        print(f"best prior: {out / 'prior.pt'} (validation Dice {prior.metadata.get('val_dice')})")
+        print(f"best prior: {out / 'prior.pt'} (validation Dice {rounded(prior.metadata.get('val_dice'))})")
     return 0
 
 
@@ -457,6 +463,6 @@ def train_sampler_main(args) -> int:
         if args.resume:
             trainer.resume()
         model = trainer.run()
-        print(f"best sampler: {out / 'sampler.pt'} (validation Dice {model.metadata.get('val_dice')}, "
-              f"FPS {model.metadata.get('fps_val_dice')})")
+        print(f"best sampler: {out / 'sampler.pt'} (validation Dice {rounded(model.metadata.get('val_dice'))}, "
+              f"FPS {rounded(model.metadata.get('fps_val_dice'))})")
     return 0

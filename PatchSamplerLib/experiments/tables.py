@@ -129,19 +129,23 @@ def mean_std(values) -> str:
     return f"{np.mean(v):.3f} ± {np.std(v):.3f}"
 
 
-def best_sampler(per: dict[str, np.ndarray], samplers, metric: int) -> str | None:
-    """The sampler with the best mean of column `metric` (0 Dice: highest; 1 ASD, 2 HD95:
-    lowest) of its (cases, 3) rows; None when no sampler has a finite mean."""
-    means = {s: float(np.mean(per[s][:, metric])) for s in samplers if len(per[s])}
+def best_samplers(per: dict[str, np.ndarray], samplers, metric: int) -> set:
+    """The samplers with the best mean of column `metric` (0 Dice: highest; 1 ASD, 2 HD95:
+    lowest) of their (cases, 3) rows, as shown (3 decimals: samplers tied there are all best);
+    empty when no sampler has a finite mean or all that have one are tied (no best)."""
+    means = {s: round(float(np.mean(per[s][:, metric])), 3) for s in samplers if len(per[s])}
     means = {s: v for s, v in means.items() if np.isfinite(v)}
     if not means:
-        return None
-    return max(means, key=means.get) if metric == 0 else min(means, key=means.get)
+        return set()
+    best = max(means.values()) if metric == 0 else min(means.values())
+    tied = {s for s, v in means.items() if v == best}
+    return set() if len(tied) == len(means) and len(means) > 1 else tied
 
 
 def summary_table(csv_path, title: str = "") -> str:
     """Markdown table (rows N, K, T; columns per sampler and metric). Per case the runs are
-    averaged first; mean +- std are over cases. The best mean of each metric in a row in bold;
+    averaged first; mean +- std are over cases. The best mean of each metric in a row in bold (all
+    of a tie as shown; none when every sampler ties);
     a learned cell marked † differs from FPS with p < 0.05 in both paired tests."""
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
@@ -156,11 +160,11 @@ def summary_table(csv_path, title: str = "") -> str:
         marks = significant_metrics(per_case.get("learned", {}), per_case.get("fps", {}))
         cells = []
         for m in range(3):
-            best = best_sampler(per, samplers, m)
+            best = best_samplers(per, samplers, m)
             for s in samplers:
                 mark = " †" if s == "learned" and marks[m] else ""
                 cell = mean_std(per[s][:, m]) + mark if len(per[s]) else "–"
-                cells.append(f"**{cell}**" if s == best and len(samplers) > 1 else cell)
+                cells.append(f"**{cell}**" if s in best and len(samplers) > 1 else cell)
         lines.append("| " + " | ".join([str(n), str(k), str(t), f"{n * k ** 3:,}"] + cells) + " |")
     n_cases = len({r["case"] for r in rows})
     runs = {}

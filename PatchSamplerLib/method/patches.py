@@ -42,7 +42,9 @@ def patch_labels(mask: np.ndarray | torch.Tensor, coords: torch.Tensor) -> torch
     round = floor(x + 0.5) (ties up), not torch.round's ties-to-even: an even K around a
     voxel-aligned centre puts coordinates on .5 ties, and ties-to-even would map them to
     non-contiguous voxels (8.5, 9.5, 10.5, 11.5 -> 8, 10, 10, 12)."""
-    volume = torch.as_tensor(np.asarray(mask) if isinstance(mask, np.ndarray) else mask, device=coords.device)
+    if isinstance(mask, np.ndarray) and not mask.flags.writeable:
+        mask = mask.copy()                    # read-only (a Ray task's argument): torch warns on sharing it
+    volume = torch.as_tensor(mask, device=coords.device)
     idx = torch.floor(coords.detach() + 0.5).long()
     size = torch.tensor(volume.shape, device=coords.device)
     inside = ((idx >= 0) & (idx < size)).all(dim=-1)

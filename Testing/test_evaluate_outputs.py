@@ -92,3 +92,24 @@ def test_benchmark_fit_refuses_two_inputs_of_one_file_name(tmp_path, capsys):
                  str(tmp_path / "b/kidney.nii.gz"), "--fit-configs", "2x3", "--out", str(tmp_path / "bench")]) == 2
     assert "two or more shapes are named 'kidney.nii.gz'" in capsys.readouterr().err
     assert not (tmp_path / "bench" / "cases.csv").exists()
+
+
+@pytest.mark.parametrize("given, expected", [
+    (dict(dataset="totalsegmentator", min_voxels=9000, class_map="total_v1"), {"min_voxels": 9000,
+                                                                                "class_map": "total_v1"}),
+    (dict(dataset="verse", min_voxels=2000), {"min_voxels": 2000}),
+    (dict(dataset="folder", label=3), {"label": 3}),
+    (dict(dataset="folder", min_voxels=2000), "--min-voxels applies to --dataset totalsegmentator and verse"),
+    (dict(dataset="verse", class_map="total"), "--class-map apply to --dataset totalsegmentator"),
+    (dict(dataset="verse", label=3), "--label applies to --dataset folder"),
+    (dict(dataset="folder", family="kidney", min_voxels=10), "--min-voxels applies to --data"),
+])
+def test_dataset_options_reach_their_layout_and_are_refused_elsewhere(given, expected):
+    from PatchSamplerLib.cli.arguments import dataset_options
+    args = argparse.Namespace(**dict(dict(family=None, structure=None, levels=None, label=None, min_voxels=None,
+                                          class_map=None), **given))
+    if isinstance(expected, str):
+        with pytest.raises(ValueError, match=expected):
+            dataset_options(args)
+    else:
+        assert dataset_options(args) == expected

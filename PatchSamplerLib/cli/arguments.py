@@ -122,21 +122,31 @@ def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--levels", default=None,
                    help="--structure vertebra: levels or ranges of C1-C7, T1-T12, L1-L5, S1, e.g. 'L1-L5' or "
                         "'T12,L1' (default T10-L5)")
+    p.add_argument("--min-voxels", type=positive_int, default=None,
+                   help="--dataset totalsegmentator / verse: the smallest kept shape in voxels at the training "
+                        "spacing (default: kidneys 25,000 at 1.5 mm, the thesis's rule; vertebrae 5,000 at 1 mm; "
+                        "lower it for children or cervical vertebrae)")
+    p.add_argument("--class-map", choices=["total", "total_v1"], default=None,
+                   help="--dataset totalsegmentator: the class numbers of multi-label files: total "
+                        "(TotalSegmentator v2, default) or total_v1 (v1 files, or v2 run with --v1_order)")
 
 
 def dataset_options(args) -> dict:
-    """Loader options of --structure / --levels (TotalSegmentator only) and --label (folder only;
-    absent or None: not given); ValueError when they are given with --family or for another
-    layout, --levels without vertebrae or an unknown level (checked here, before any data or
-    model is read)."""
-    given = {k: getattr(args, k, None) for k in ("structure", "levels", "label") if getattr(args, k, None) is not None}
+    """Loader options of --structure / --levels / --class-map (TotalSegmentator only),
+    --min-voxels (TotalSegmentator and VerSe) and --label (folder only); absent or None: not
+    given. ValueError when they are given with --family or for another layout, --levels without
+    vertebrae or an unknown level (checked here, before any data or model is read)."""
+    given = {k: getattr(args, k, None) for k in ("structure", "levels", "label", "min_voxels", "class_map")
+             if getattr(args, k, None) is not None}
     if given and getattr(args, "family", None):
-        raise ValueError(f"--{' and --'.join(given)} appl{'ies' if len(given) == 1 else 'y'} to --data (a dataset "
+        raise ValueError(f"--{' and --'.join(k.replace('_', '-') for k in given)} appl{'ies' if len(given) == 1 else 'y'} to --data (a dataset "
                          f"folder), not to the synthetic --family {args.family}")
     if "label" in given and args.dataset != "folder":
         raise ValueError(f"--label applies to --dataset folder, not {args.dataset} (its layout names the labels)")
-    if {"structure", "levels"} & set(given) and args.dataset != "totalsegmentator":
-        raise ValueError(f"--structure and --levels apply to --dataset totalsegmentator, not {args.dataset}")
+    if {"structure", "levels", "class_map"} & set(given) and args.dataset != "totalsegmentator":
+        raise ValueError(f"--structure, --levels and --class-map apply to --dataset totalsegmentator, not {args.dataset}")
+    if "min_voxels" in given and args.dataset == "folder":
+        raise ValueError("--min-voxels applies to --dataset totalsegmentator and verse (a plain folder is not filtered)")
     if "levels" in given:
         if given.get("structure") != "vertebra":
             raise ValueError("--levels needs --structure vertebra")

@@ -111,7 +111,7 @@ def fit_latent(decoder: OccupancyDecoder, coords: torch.Tensor, labels: torch.Te
                 else _weighted_subsets(sampling, points_per_step, steps, seed))
 
     from PatchSamplerLib.method.graphs import graph_fit_applies, graphed_fit
-    if graph_fit_applies(coords, points_per_step, stop):
+    if steps > 0 and graph_fit_applies(coords, points_per_step, stop):
         fitted = graphed_fit(decoder, coords, labels, subsets(), z.detach(), steps, lr, reg)
         if fitted is not None:
             if callback is not None:

@@ -150,14 +150,20 @@ def sample_centres(volume: BinaryVolume, config: RunConfig, prior: ShapePrior, l
     return projected, generated, model.record()
 
 
-def reconstruct(volume: BinaryVolume, config: RunConfig | None = None, prior: ShapePrior | str = "vertebra", *,
+DEFAULT_API_PRIOR = "vertebra"
+NO_PRIOR_NOTE = (f"no prior given: the bundled {DEFAULT_API_PRIOR!r} prior (synthetic vertebrae) was used; pass "
+                 "prior='vertebra-anatomical' for real vertebrae, 'kidney' / 'kidney-anatomical' for kidneys, or a file")
+
+
+def reconstruct(volume: BinaryVolume, config: RunConfig | None = None, prior: ShapePrior | str | None = None, *,
                 centres: np.ndarray | None = None, generated: np.ndarray | None = None, learned=None,
                 progress=None, should_cancel=None, **settings) -> ReconstructionResult:
     """Reconstruct `volume` from N patches of K^3 voxels with T latent-fit steps.
 
     `config` (a RunConfig; default RunConfig()) with any of its fields overridden by keyword
     (`reconstruct(volume, n=8, k=11, prior="kidney")`). `prior` is a ShapePrior (used where it
-    is: a prior on another device is copied, never moved) or a bundled name / file. `learned`:
+    is: a prior on another device is copied, never moved) or a bundled name / file; None (not
+    given) uses `DEFAULT_API_PRIOR` with a warning, also in `result.warnings`. `learned`:
     a loaded SamplerModel for sampler "learned" (else `config.sampler_model` or the bundled
     one). `centres` (N, 3) voxel indices (i, j, k) of `volume`, N = config.n, finite and on the
     grid, override the sampler (then `config.sampler` only names where they came from;
@@ -181,7 +187,10 @@ def reconstruct(volume: BinaryVolume, config: RunConfig | None = None, prior: Sh
         raise VolumeError("the mask is empty: nothing to reconstruct")
     if centres is not None:
         check_given_centres(centres, config.n, volume.shape)
-    prior = prior if isinstance(prior, ShapePrior) else ShapePrior.load(prior)
+    prior_given = prior is not None
+    if not prior_given:
+        warnings.warn(NO_PRIOR_NOTE)
+    prior = prior if isinstance(prior, ShapePrior) else ShapePrior.load(prior or DEFAULT_API_PRIOR)
     lo, hi = work_box(volume.mask, volume.spacing, prior.extent_mm, config.k)
     anatomical, orient = to_anatomical(sub_volume(volume, lo, hi))
     anatomical, back, side = to_canonical_side(anatomical, orient, prior, config.side, config.seed)
@@ -194,6 +203,7 @@ def reconstruct(volume: BinaryVolume, config: RunConfig | None = None, prior: Sh
     result.settings["anatomical_frame"] = orient.record()
     result.settings["side"] = side
     frame_records_on_whole_grid(result.settings, orient, volume, lo)
+    result.warnings[:0] = [] if prior_given else [NO_PRIOR_NOTE]
     return on_whole_grid(result_on_input_grid(result, back), lo, volume.shape)
 
 

@@ -234,3 +234,18 @@ def test_a_prior_on_another_device_is_copied_never_moved(prior):
     assert elsewhere is not prior and next(elsewhere.decoder.parameters()).device.type == "meta"
     assert next(prior.decoder.parameters()).device.type == "cpu"
     assert elsewhere.extent_mm == prior.extent_mm and elsewhere.metadata == prior.metadata
+
+
+def test_a_run_without_a_prior_says_which_prior_it_used():
+    import warnings
+
+    from PatchSamplerLib.data.synthetic import make_shape
+    from PatchSamplerLib.pipeline import NO_PRIOR_NOTE, reconstruct
+    volume = make_shape("vertebra", 99, 0, 0.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = reconstruct(volume, n=2, k=3, t=1)
+    assert NO_PRIOR_NOTE in result.warnings and any(NO_PRIOR_NOTE in str(w.message) for w in caught)
+    assert result.settings["prior"].endswith("prior_vertebra.pt")
+    given = reconstruct(volume, n=2, k=3, t=1, prior="vertebra")
+    assert NO_PRIOR_NOTE not in given.warnings and given.metrics == result.metrics

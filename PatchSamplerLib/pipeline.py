@@ -53,7 +53,8 @@ class RunConfig:
     fit: "fast" (each step on a random, boundary-weighted eighth of the patch voxels, 384-2,048) or "adam" (the
     thesis: each step on every patch voxel), `method.fitting`; fit_lr: Adam learning rate of the fit;
     dense_decode: every voxel instead of coarse-to-fine;
-    chunk: points per decoder call; sampler_model: a learned sampler file (None: the bundled
+    chunk: points per decoder call; sampler_model: a learned sampler file or a run's
+    settings["sampler_model"] record (None: the bundled
     one of the prior and (N, K)); largest_component: keep only the mask's largest connected
     component (drops false-positive specks; they are then neither reconstructed nor scored);
     force: run even when the estimate (`method.cost`) is above the time or memory limit;
@@ -88,10 +89,28 @@ class RunConfig:
         check_side(self.side)
         if isinstance(self.sampler_model, os.PathLike):
             return replace(self, sampler_model=os.fspath(self.sampler_model))
+        if isinstance(self.sampler_model, dict):
+            return replace(self, sampler_model=recorded_sampler_file(self.sampler_model))
         if self.sampler_model is not None and not isinstance(self.sampler_model, str):
-            raise TypeError("RunConfig.sampler_model is a file name; pass a loaded SamplerModel as "
-                            "reconstruct(..., learned=model)")
+            raise TypeError("RunConfig.sampler_model is a file name (or a run's settings['sampler_model'] record); "
+                            "pass a loaded SamplerModel as reconstruct(..., learned=model)")
         return self
+
+
+def recorded_sampler_file(record: dict) -> str:
+    """The file of a run's `settings["sampler_model"]` record ({"path", "sha256", ...}), so that
+    a result's settings run the same sampler again; ValueError when the record names no file or
+    the file's SHA-256 is no longer the recorded one (it was replaced since)."""
+    from PatchSamplerLib.checkpoints import file_sha256
+    path = record.get("path")
+    if not path:
+        raise ValueError(f"this sampler record names no file: {record}")
+    if not os.path.isfile(path):
+        raise ValueError(f"the learned sampler of that run is gone: {path} not found")
+    if record.get("sha256") and file_sha256(path) != record["sha256"]:
+        raise ValueError(f"{path} is not the learned sampler of that run any more (its SHA-256 differs from the "
+                         "record): it was replaced since")
+    return str(path)
 
 
 @dataclass

@@ -272,3 +272,23 @@ def test_cross_validation_trains_one_sampler_per_fold_and_scores_each_shape_in_i
     rows = list(csv.DictReader(open(other / "cases.csv")))
     assert {r["sampler"] for r in rows} == {"fps"} and all(r["case"].startswith("f0/") for r in rows)
     assert "no learned sampler" in capsys.readouterr().out
+
+
+def test_a_results_sampler_record_runs_the_same_sampler_again_while_the_file_is_unchanged(tmp_path):
+    copy = tmp_path / "mine.pt"
+    shutil.copy(tiny_sampler_path(), copy)
+    volume = held_out_vertebra(0)
+    settings = dict(n=2, k=3, t=5, sampler="learned", prior=str(tiny_prior_path()))
+    first = reconstruct(volume, sampler_model=str(copy), **settings)
+    record = first.settings["sampler_model"]
+    again = reconstruct(volume, sampler_model=record, **settings)
+    np.testing.assert_array_equal(again.centres, first.centres)
+    assert again.metrics == first.metrics and again.settings["sampler_model"] == record
+    model = SamplerModel.load(copy)
+    model.metadata["note"] = "retrained"
+    model.save(copy)
+    with pytest.raises(ValueError, match="not the learned sampler of that run any more"):
+        reconstruct(volume, sampler_model=record, **settings)
+    copy.unlink()
+    with pytest.raises(ValueError, match="is gone"):
+        reconstruct(volume, sampler_model=record, **settings)

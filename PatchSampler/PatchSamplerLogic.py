@@ -29,7 +29,7 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
-from PatchSamplerMRML.choices import (check_request, check_run_cost, choice_label, samplers_to_run,
+from PatchSamplerMRML.choices import (check_request, check_run_cost, choice_label, prior_of_segment, samplers_to_run,
                                       segment_description)
 from PatchSamplerMRML.geometry import SegmentGrid, grid_axis, mask_on_grid, read_segment_grid
 from PatchSamplerMRML.metrics_table import metrics_row, updated_metrics_table
@@ -153,7 +153,7 @@ class PatchSamplerLogic:
             _register_as_hidden_module(parent)
 
     def process(self, segmentationNode, segmentId: str, n: int = 8, k: int = 11, t: int = 100,
-                sampler: str = "fps", prior="kidney", device: str = "auto", seed: int = 0, sampler_model=None,
+                sampler: str = "fps", prior=None, device: str = "auto", seed: int = 0, sampler_model=None,
                 fit_lr: float | None = None, largest_component: bool = True, force: bool = False, fit: str = "fast",
                 side: str | None = None, progress=None, should_cancel=None) -> ProcessResult:
         """Run the sampler(s) on one segment and write the results as MRML nodes.
@@ -161,7 +161,11 @@ class PatchSamplerLogic:
         segmentationNode, segmentId: the input segment (never modified).
         n, k, t: patches, patch size in voxels (odd), latent-fit steps. sampler: "learned",
         "fps", "random" or "all" (compare: every available sampler).
-        prior: "kidney", "vertebra", a prior file or a loaded ShapePrior. device: "auto" | "cpu" |
+        prior: a bundled prior ("kidney", "kidney-anatomical", "kidney-anatomical-left",
+        "vertebra-anatomical", "vertebra"), a prior file or a loaded ShapePrior; None: the bundled
+        one of the structure the segment's name, terminology or node name says (kidney: "kidney",
+        vertebra: "vertebra-anatomical", as the command line picks it from the file name), else
+        "kidney" with a note. device: "auto" | "cpu" |
         "cuda". seed: reproducibility of the samplers and the latent initialisation.
         sampler_model: a learned sampler file (None: the bundled one of the prior and (N, K)).
         fit_lr: the learning rate of the thesis fit (None: the library's).
@@ -186,6 +190,7 @@ class PatchSamplerLogic:
         from PatchSamplerLib.method.sides import SIDE_FROM_SEGMENT, note_side_source
         from PatchSamplerLib.pipeline import RunConfig
         check_request(n, k, t, sampler)
+        prior, prior_note = prior_of_segment(segment_description(segmentationNode, segmentId), prior)
         scene, shape_prior = self.scene_and_prior(segmentationNode, prior, device, progress)
         samplers, skipped, learned = samplers_to_run(sampler, n, k, t, shape_prior, sampler_model)
         check_run_cost(n, k, t, shape_prior, force, fit)
@@ -205,7 +210,7 @@ class PatchSamplerLogic:
                                              steps.for_sampler(index, sampler_label(name)), should_cancel)
         mismatch = prior_mismatch(segmentationNode, segmentId, shape_prior, prior)
         for result in results.values():
-            result.warnings[:0] = [mismatch] if mismatch else []         # in notes() and the table's Note
+            result.warnings[:0] = [note for note in (prior_note, mismatch) if note]   # notes() and the table's Note
             if named_side:
                 note_side_source(result.settings, SIDE_FROM_SEGMENT)
 
@@ -219,7 +224,7 @@ class PatchSamplerLogic:
         return ProcessResult(runs, table, skipped, volume, grid)
 
     def process_slices(self, segmentationNode, segmentId: str, orientation="axial", step: int | None = None,
-                       referenceSegmentId: str | None = None, prior="vertebra", device: str = "auto", seed: int = 0,
+                       referenceSegmentId: str | None = None, prior=None, device: str = "auto", seed: int = 0,
                        steps: int | None = None, fit_lr: float | None = None, progress=None,
                        should_cancel=None) -> SliceRun:
         """Reconstruct a whole shape from a segment drawn on a few slices (the sparse-input task of
@@ -232,7 +237,7 @@ class PatchSamplerLogic:
         not drawn on separate slices is refused); with `step`, every step-th slice along the grid
         axis closest to that direction of a full segment is kept (a simulation) and the full
         segment is the reference. referenceSegmentId: a full segmentation of the same shape to
-        score against.
+        score against. prior: as `process`'s (None: chosen from the segment's names).
         steps, fit_lr: the latent fit's steps and learning rate (None: the library's).
         The output segmentation "<segment> - reconstruction from slices" (segments Reconstruction
         and, with a reference, Intersection / Extra / Missing) replaces the previous one of this
@@ -241,6 +246,7 @@ class PatchSamplerLogic:
         from PatchSamplerLib.method.sides import SIDE_FROM_SEGMENT, note_side_source
         from PatchSamplerLib.sparse.inputs import every_nth_slice
         from PatchSamplerLib.sparse.reconstruction import SparseConfig
+        prior, prior_note = prior_of_segment(segment_description(segmentationNode, segmentId), prior)
         scene, shape_prior = self.scene_and_prior(segmentationNode, prior, device, progress)
         grid = read_segment_grid(segmentationNode, segmentId, frame_mm=shape_prior.extent_mm)
         if step is not None:
@@ -256,7 +262,7 @@ class PatchSamplerLogic:
         result = self.run_slices(volume, sparse, shape_prior, config, reference, progress, should_cancel)
         note_side_source(result.settings, SIDE_FROM_SEGMENT)          # process_slices takes no side of its own
         mismatch = prior_mismatch(segmentationNode, segmentId, shape_prior, prior)
-        result.warnings[:0] = [mismatch] if mismatch else []
+        result.warnings[:0] = [note for note in (prior_note, mismatch) if note]
         segment_name = segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()
         node = build_result_segmentation(f"{segment_name} - reconstruction from slices", grid,
                                          result.reconstruction, result.errors)

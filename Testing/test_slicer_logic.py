@@ -484,7 +484,7 @@ def test_segment_description_reads_the_name_and_terminology():
     scene = new_scene()
     node, segment_id = add_segmentation(scene, np.ones((3, 3, 3), bool), np.eye(4), segment_name="T12 vertebra")
     node.GetSegmentation().GetSegment(segment_id).SetTerminology(VERTEBRA_TERMINOLOGY)
-    assert choices.segment_description(node, segment_id) == ["T12 vertebra", VERTEBRA_TERMINOLOGY]
+    assert choices.segment_description(node, segment_id) == ["T12 vertebra", VERTEBRA_TERMINOLOGY, node.GetName()]
     assert choices.segment_description(node, "missing") == [] and choices.segment_description(None, "") == []
 
 
@@ -1001,3 +1001,41 @@ def test_a_prior_loaded_again_unchanged_is_the_same_object_and_a_changed_file_is
     given = L.PatchSamplerLogic.load_prior(second, "cpu")
     assert given is second                                                   # a ShapePrior is used as it is
     assert len(L.LOADED_PRIORS) <= L.PRIORS_KEPT
+
+
+@pytest.mark.parametrize("segment_name, node_name, expected, noted", [
+    ("Segment_1", "vertebrae_T12", "vertebra-anatomical", False),      # a file dragged in: its node's name
+    ("left kidney", "Segmentation", "kidney", False),
+    ("Segment_1", "Segmentation", "kidney", True),                     # nothing says: the fallback, noted
+])
+def test_without_a_prior_the_console_run_picks_it_from_the_segments_names(segment_name, node_name, expected, noted):
+    scene = new_scene()
+    node, segment_id = add_segmentation(scene, np.ones((3, 3, 3), bool), np.eye(4), name=node_name,
+                                        segment_name=segment_name)
+    prior, note = choices.prior_of_segment(choices.segment_description(node, segment_id), None)
+    assert prior == expected and (note is not None) == noted
+    assert choices.prior_of_segment(choices.segment_description(node, segment_id), "my.pt") == ("my.pt", None)
+
+
+@pytest.mark.parametrize("orientation", ["coronal", "sagittal"])
+def test_slices_drawn_in_one_orientation_are_refused_as_another_on_aligned_grids(orientation, prior):
+    """Every 6th axial slice of a vertebra on a grid aligned with the views, run as coronal or
+    sagittal (and a solid segment as axial): the segment lies on every slice of that orientation,
+    so it was not drawn on a few of them -- refused, the scene unchanged."""
+    shape = held_out_vertebra(1)
+    ijk_to_ras = ijk_to_ras_matrix((2.0, 2.0, 2.0), np.eye(3), ORIGIN_RAS)
+    axis = geometry.grid_axis("axial", ijk_to_ras)
+    kept = np.zeros(shape.mask.shape[axis], bool)
+    kept[::6] = True
+    drawn = shape.mask & np.expand_dims(kept, tuple(a for a in range(3) if a != axis))
+    scene = new_scene()
+    node, drawn_id = add_segmentation(scene, drawn, ijk_to_ras, segment_name="Drawn")
+    before = node_ids(scene)
+    with pytest.raises(ValueError, match=f"not drawn on separate {orientation} slices: it lies on"):
+        L.PatchSamplerLogic().process_slices(node, drawn_id, orientation, prior=prior, steps=2)
+    assert node_ids(scene) == before
+    from PatchSamplerMRML.slices import drawn_slices
+    with pytest.raises(ValueError, match="nearly all next to another"):
+        drawn_slices(geometry.SegmentGrid(shape.mask, ijk_to_ras), "axial")
+    assert drawn_slices(geometry.SegmentGrid(drawn, ijk_to_ras), "axial").positions.tolist() == \
+        np.flatnonzero(kept & np.any(shape.mask, axis=tuple(a for a in range(3) if a != axis))).tolist()

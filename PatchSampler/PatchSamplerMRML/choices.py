@@ -135,11 +135,33 @@ def check_run_cost(n: int, k: int, t: int, prior, force: bool = False, fit: str 
 
 
 def segment_description(segmentation_node, segment_id: str) -> list[str]:
-    """[name, terminology entry] of a segment (what `PatchSamplerLib.structures` reads its structure
-    from: the TotalSegmentator extension names segments "left kidney", "T12 vertebra" and tags
-    them with SNOMED CT terminology); [] when there is no such segment."""
+    """[segment name, terminology entry, segmentation node name] of a segment, in the order
+    `PatchSamplerLib.structures` reads a structure or side from them: the TotalSegmentator
+    extension names segments "left kidney", "T12 vertebra" and tags them with SNOMED CT
+    terminology; a file dragged into Slicer gives a segment "Segment_1" in a node named after the
+    file ("vertebrae_T12"), whose name the command line reads; [] when there is no such segment."""
     segment = segmentation_node.GetSegmentation().GetSegment(segment_id) if segmentation_node and segment_id else None
-    return [segment.GetName(), segment.GetTerminology()] if segment is not None else []
+    if segment is None:
+        return []
+    return [segment.GetName(), segment.GetTerminology(), segmentation_node.GetName() or ""]
+
+
+FALLBACK_PRIOR = "kidney"
+
+
+def prior_of_segment(description: list[str], prior) -> tuple[object, str | None]:
+    """(the prior a console run uses, a note or None): `prior` when given (a name, a file or a
+    ShapePrior); else the bundled prior of the structure the segment's names say
+    (`structures.DEFAULT_PRIORS`: kidney -> kidney, vertebra -> vertebra-anatomical, as the
+    command line picks it from the file name), else FALLBACK_PRIOR with a note saying so."""
+    from PatchSamplerLib.structures import DEFAULT_PRIORS, first_structure
+    if prior is not None:
+        return prior, None
+    found = first_structure(description)
+    if found:
+        return DEFAULT_PRIORS[found[0]], None
+    return FALLBACK_PRIOR, (f"no prior given and the segment's names ({', '.join(map(repr, description[:1] + description[2:]))}) "
+                            f"say no structure: the {FALLBACK_PRIOR} prior was used; pass prior= for another")
 
 
 def prior_for_segment(description: list[str], prior: str) -> tuple[str | None, str]:

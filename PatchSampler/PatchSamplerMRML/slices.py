@@ -9,6 +9,8 @@ for "axial" / "coronal" / "sagittal":
 1. painted voxels on separate planes normal to the view direction: known are the voxels those
    planes certainly pass through (`PatchSamplerLib.sparse.inputs.painted_planes`); for a grid
    aligned with the views, exactly the grid slices holding a painted voxel;
+   a segment on (nearly) every grid slice of its extent is refused (drawn in another
+   orientation, or a full segmentation; `one_block`); some neighbouring slices are fine;
 2. else painted voxels on separate, non-adjacent slices of the grid along its axis nearest to the
    view direction (views rotated to the volume): those grid slices (`labelled_slices`);
 3. else the run is refused with a message that says how to draw the segment.
@@ -47,11 +49,15 @@ def drawn_slices(grid: SegmentGrid, orientation):
         return labelled_slices(grid.mask, axis)
     normal = view_normal_ras(orientation)
     try:
-        return painted_planes(grid.mask, grid.ijk_to_ras, normal)
+        planes = painted_planes(grid.mask, grid.ijk_to_ras, normal)
     except VolumeError as exc:
         on_views = str(exc)
+    else:
+        if planes.positions is None or not one_block(planes.positions):
+            return planes
+        return refuse_block(orientation, planes.positions)
     grid_slices = labelled_slices(grid.mask, axis)
-    if np.all(np.diff(grid_slices.positions) > 1):
+    if separate(grid_slices.positions):
         return grid_slices
     raise ValueError(
         f"The segment is not drawn on separate {orientation} slices: its voxels lie neither on separate planes of "
@@ -59,3 +65,29 @@ def drawn_slices(grid: SegmentGrid, orientation):
         f"{tilt_degrees(grid.ijk_to_ras, normal):.1f} degrees to those views. Align the slice views with the volume "
         "(slice view menu: 'Rotate to volume plane'), draw the segment on every few slices and run again, or "
         "choose the orientation it was drawn in.")
+
+
+def separate(positions) -> bool:
+    """Whether sorted slice indices are separate slices (none next to another)."""
+    return bool(np.all(np.diff(positions) > 1))
+
+
+ADJACENT_SHARE = 0.75     # a segment with this share of its slices next to the previous one was not drawn on a few
+
+
+def one_block(positions) -> bool:
+    """Whether sorted slice indices are 4 or more slices, at least ADJACENT_SHARE of them next to
+    the one before: a segment on (nearly) every slice of its extent -- a hole in the shape may
+    leave a few out -- was not drawn on a few slices."""
+    steps = np.diff(positions)
+    return len(positions) >= 4 and float(np.mean(steps == 1)) >= ADJACENT_SHARE
+
+
+def refuse_block(orientation: str, positions) -> None:
+    """ValueError for a segment, on a grid aligned with the views, that lies on (nearly) every
+    one of its slices: drawn in another orientation, or a full segmentation -- not a few drawn slices."""
+    raise ValueError(
+        f"The segment is not drawn on separate {orientation} slices: it lies on {len(positions)} of the "
+        f"{positions[-1] - positions[0] + 1} {orientation} slices from {positions[0]} to {positions[-1]}, nearly all "
+        "next to another. Was it drawn in another orientation? Choose that one; for a full segmentation, keep every "
+        "few slices of it with 'step' (a simulation, scored against the full segment).")

@@ -280,6 +280,10 @@ def reconstruct_anatomical(volume: BinaryVolume, config: RunConfig, prior, given
                                   fit.points), config.force)
     timings, notes = {}, []
     volume = input_mask(volume, config, notes)
+    note = spacing_note(volume.spacing, prior.spacing_mm, config.k)
+    if note:
+        notes.append(note)
+        warnings.warn(note)
 
     with monitor.stage("sampling", timings):
         centre_mm, lo, hi = place_frame(volume.mask, volume.spacing, prior.extent_mm, notes)
@@ -310,6 +314,24 @@ def reconstruct_anatomical(volume: BinaryVolume, config: RunConfig, prior, given
                   decode="dense" if config.dense_decode else "coarse-to-fine", decoder_points=evaluated)
     return ReconstructionResult(centres, coords_idx.numpy(), values.numpy(), recon, errors, metrics, timings,
                                 latent[0].cpu().numpy(), record, notes, generated)
+
+
+SPACING_RATIO = 2.0     # input voxels this many times finer or coarser than the prior's get a note
+
+
+def spacing_note(spacing, prior_spacing, k: int) -> str | None:
+    """A note when the input's voxels (mm along i, j, k) are at least SPACING_RATIO times finer or
+    coarser than the prior's training spacing along some axis: a patch is K input voxels, so its
+    size in mm differs as much from the patches of the thesis's setting, and a fine grid (e.g. a
+    surface rasterised at 0.2 mm) makes the decode slow. None otherwise."""
+    ratio = np.asarray(spacing, float) / float(min(prior_spacing))
+    if np.all(ratio < SPACING_RATIO) and np.all(ratio > 1 / SPACING_RATIO):
+        return None
+    shown = " x ".join(f"{s:g}" for s in spacing)
+    side = " x ".join(f"{k * s:.3g}" for s in spacing)
+    return (f"the input's voxels ({shown} mm) are far from the prior's {min(prior_spacing):g} mm: a patch of K={k} voxels "
+            f"spans {side} mm{' and the decode evaluates many voxels' if ratio.min() <= 1 / SPACING_RATIO else ''}; "
+            f"resample the input to {min(prior_spacing):g} mm to run as the prior was trained")
 
 
 def result_on_input_grid(result: ReconstructionResult, orient: AxisReorientation) -> ReconstructionResult:

@@ -249,3 +249,30 @@ def test_a_run_without_a_prior_says_which_prior_it_used():
     assert result.settings["prior"].endswith("prior_vertebra.pt")
     given = reconstruct(volume, n=2, k=3, t=1, prior="vertebra")
     assert NO_PRIOR_NOTE not in given.warnings and given.metrics == result.metrics
+
+
+def test_an_input_far_finer_or_coarser_than_the_prior_gets_a_note():
+    from PatchSamplerLib.pipeline import spacing_note
+    assert spacing_note((1.5, 1.5, 1.5), (1.5, 1.5, 1.5), 11) is None
+    assert spacing_note((1.0, 1.0, 2.5), (1.5, 1.5, 1.5), 11) is None          # within a factor 2
+    fine = spacing_note((0.2, 0.2, 0.2), (1.5, 1.5, 1.5), 11)
+    assert "0.2 x 0.2 x 0.2 mm" in fine and "spans 2.2 x 2.2 x 2.2 mm" in fine and "decode" in fine
+    coarse = spacing_note((3.0, 3.0, 3.0), (1.5, 1.5, 1.5), 11)
+    assert "spans 33 x 33 x 33 mm" in coarse and "decode" not in coarse and "resample the input to 1.5 mm" in coarse
+    assert spacing_note((0.7, 0.7, 5.0), (1.0, 1.0, 1.0), 9) is not None
+
+
+def test_a_run_on_a_coarse_grid_carries_the_note():
+    import warnings
+
+    from PatchSamplerLib.data.synthetic import make_shape
+    from PatchSamplerLib.pipeline import reconstruct
+    from PatchSamplerLib.volume import BinaryVolume
+    shape = make_shape("kidney", 99, 0)                                         # 1.5 mm voxels
+    assert shape.spacing == (1.5, 1.5, 1.5)
+    coarse = BinaryVolume(shape.mask[::2, ::2, ::2], (3.0, 3.0, 3.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = reconstruct(coarse, n=2, k=3, t=1, prior="kidney")
+    assert any("far from the prior's 1.5 mm" in note for note in result.warnings)
+    assert not any("far from" in note for note in reconstruct(shape, n=2, k=3, t=1, prior="kidney").warnings)

@@ -29,8 +29,8 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
-from PatchSamplerMRML.choices import (check_request, check_run_cost, choice_label, prior_of_segment, samplers_to_run,
-                                      segment_description)
+from PatchSamplerMRML.choices import (check_request, check_run_cost, check_segment, choice_label, prior_of_segment,
+                                      samplers_to_run, segment_description)
 from PatchSamplerMRML.geometry import SegmentGrid, grid_axis, mask_on_grid, read_segment_grid
 from PatchSamplerMRML.metrics_table import metrics_row, updated_metrics_table
 from PatchSamplerMRML.outputs import (build_centres_node, build_result_segmentation, commit_nodes, find_outputs,
@@ -189,7 +189,8 @@ class PatchSamplerLogic:
         from PatchSamplerLib.method.samplers import sampler_label
         from PatchSamplerLib.method.sides import SIDE_FROM_SEGMENT, note_side_source
         from PatchSamplerLib.pipeline import RunConfig
-        check_request(n, k, t, sampler)
+        check_request(n, k, t, sampler, seed)
+        check_segment(segmentationNode, segmentId)
         prior, prior_note = prior_of_segment(segment_description(segmentationNode, segmentId), prior)
         scene, shape_prior = self.scene_and_prior(segmentationNode, prior, device, progress)
         samplers, skipped, learned = samplers_to_run(sampler, n, k, t, shape_prior, sampler_model)
@@ -246,6 +247,7 @@ class PatchSamplerLogic:
         from PatchSamplerLib.method.sides import SIDE_FROM_SEGMENT, note_side_source
         from PatchSamplerLib.sparse.inputs import every_nth_slice
         from PatchSamplerLib.sparse.reconstruction import SparseConfig
+        check_segment(segmentationNode, segmentId)
         prior, prior_note = prior_of_segment(segment_description(segmentationNode, segmentId), prior)
         scene, shape_prior = self.scene_and_prior(segmentationNode, prior, device, progress)
         grid = read_segment_grid(segmentationNode, segmentId, frame_mm=shape_prior.extent_mm)

@@ -339,7 +339,7 @@ class Monitor:
 
     def __call__(self, stage: str, within: float = 0.0) -> None:
         if self.should_cancel is not None and self.should_cancel():
-            raise Cancelled(f"cancelled during {stage}")
+            raise Cancelled(f"cancelled during {stage.replace('_', ' ')}")
         if self.progress is not None:
             lo, hi = self.weights[stage]
             self.progress(stage, lo + (hi - lo) * min(max(within, 0.0), 1.0))

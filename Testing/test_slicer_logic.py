@@ -2,6 +2,7 @@
 real MRML via slicer-core: geometry, outputs, scene bookkeeping, CLI parity on the real kidney,
 offscreen 3-D rendering (Testing/offscreen_render.py)."""
 import itertools
+import re
 import json
 import subprocess
 import sys
@@ -1039,3 +1040,21 @@ def test_slices_drawn_in_one_orientation_are_refused_as_another_on_aligned_grids
         drawn_slices(geometry.SegmentGrid(shape.mask, ijk_to_ras), "axial")
     assert drawn_slices(geometry.SegmentGrid(drawn, ijk_to_ras), "axial").positions.tolist() == \
         np.flatnonzero(kept & np.any(shape.mask, axis=tuple(a for a in range(3) if a != axis))).tolist()
+
+
+@pytest.mark.parametrize("given, message", [
+    (dict(n=8.0), "N must be an integer from 1 to 64, got 8.0"),
+    (dict(seed=None), "seed must be an integer >= 0, got None"),
+    (dict(seed=-1), "seed must be an integer >= 0, got -1"),
+    (dict(segmentId=None), "segment None is not in Spine; its segment IDs: "),
+    (dict(segmentId="nope"), "segment 'nope' is not in Spine"),
+])
+def test_console_values_of_the_wrong_kind_are_refused_with_a_message(given, message, prior):
+    scene = new_scene()
+    node, segment_id = add_segmentation(scene, held_out_vertebra(0).mask, np.eye(4), name="Spine",
+                                        segment_name="L1")
+    before = node_ids(scene)
+    arguments = {**dict(segmentationNode=node, segmentId=segment_id, n=2, k=3, t=1, prior=prior), **given}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        L.PatchSamplerLogic().process(**arguments)
+    assert node_ids(scene) == before

@@ -10,6 +10,7 @@ by the widget before PatchSamplerLib is importable, everything else imports it w
 from __future__ import annotations
 
 import importlib.util
+import numbers
 from pathlib import Path
 
 N_RANGE, K_RANGE, T_RANGE = (1, 64), (3, 31), (0, 2000)
@@ -35,16 +36,34 @@ def choice_label(choice: str) -> str:
     return sampler_label(choice)
 
 
-def check_request(n: int, k: int, t: int, sampler: str) -> None:
-    """Raise ValueError with a user message unless N, K, T and the sampler are what the module
-    offers: N in 1..64, K odd in 3..31, T in 0..2000, sampler in sampler_choices()."""
-    for label, value, (lo, hi) in (("N", n, N_RANGE), ("K", k, K_RANGE), ("T", t, T_RANGE)):
-        if int(value) != value or not lo <= value <= hi:
-            raise ValueError(f"{label} must be an integer from {lo} to {hi}, got {value}")
+def check_request(n: int, k: int, t: int, sampler: str, seed: int = 0) -> None:
+    """Raise ValueError with a user message unless N, K, T, the sampler and the seed are what the
+    module offers: N in 1..64, K odd in 3..31, T in 0..2000 (integers: 8.0 is refused, not
+    truncated later), sampler in sampler_choices(), seed an integer >= 0."""
+    for label, value, (lo, hi) in (("N", n, N_RANGE), ("K", k, K_RANGE), ("T", t, T_RANGE), ("seed", seed, (0, None))):
+        if not is_integer(value) or value < lo or (hi is not None and value > hi):
+            shown = f"from {lo} to {hi}" if hi is not None else f">= {lo}"
+            raise ValueError(f"{label} must be an integer {shown}, got {value!r}")
     if k % 2 == 0:
         raise ValueError(f"K must be odd (a patch is centred on a voxel), got {k}")
     if sampler not in sampler_choices():
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(sampler_choices())}")
+
+
+def is_integer(value) -> bool:
+    """An int (numpy's too), not a bool or a float."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_segment(segmentation_node, segment_id) -> None:
+    """ValueError naming the node's segments unless `segment_id` (a str) is one of its segments."""
+    segmentation = segmentation_node.GetSegmentation() if segmentation_node is not None else None
+    if segmentation is None:
+        raise ValueError(f"no segmentation node given (got {segmentation_node!r})")
+    if not isinstance(segment_id, str) or segmentation.GetSegment(segment_id) is None:
+        ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+        raise ValueError(f"segment {segment_id!r} is not in {segmentation_node.GetName()}; its segment IDs: "
+                         f"{', '.join(map(repr, ids)) or 'none'}")
 
 
 def find_learned_sampler(prior, n: int, k: int, t: int, sampler_model=None):
@@ -56,7 +75,7 @@ def find_learned_sampler(prior, n: int, k: int, t: int, sampler_model=None):
     try:
         return load_learned_sampler(prior, n, k, t, sampler_model)
     except ValueError as exc:
-        return None, f"{exc} Use FPS or random, or compare all to run the samplers that are available."
+        return None, f"{str(exc).rstrip('. ')}. Use FPS or random, or compare all to run the samplers that are available."
 
 
 def learned_sampler_status(prior, n: int, k: int, t: int, sampler_model=None) -> str:

@@ -34,7 +34,7 @@ from PatchSamplerMRML.choices import (check_request, check_run_cost, check_segme
 from PatchSamplerMRML.geometry import SegmentGrid, grid_axis, mask_on_grid, read_segment_grid
 from PatchSamplerMRML.metrics_table import metrics_row, updated_metrics_table
 from PatchSamplerMRML.outputs import (build_centres_node, build_result_segmentation, commit_nodes, find_outputs,
-                                      tag_output)
+                                      output_base_name, tag_output)
 from PatchSamplerMRML.slices import drawn_slices
 
 # library stage -> what the progress bar says
@@ -181,7 +181,8 @@ class PatchSamplerLogic:
         progress(message, fraction in [0, 1]) reports; should_cancel() -> True stops the run with
         PatchSamplerLib.progress.Cancelled.
 
-        Per sampler, one output segmentation "<segment> - <Sampler> patches" and one markups point
+        Per sampler, one output segmentation "<segment> - <Sampler> patches" (<segment>: its name;
+        "<node> <name>" for Slicer's default "Segment_1", ...) and one markups point
         list "<segment> - <Sampler> patch centres" replace that sampler's previous outputs for this
         segment; the table "<segment> - PatchSampler metrics" gets that sampler's row. Everything
         is built outside the scene and added at the end: a failed or cancelled run leaves the scene
@@ -265,7 +266,7 @@ class PatchSamplerLogic:
         note_side_source(result.settings, SIDE_FROM_SEGMENT)          # process_slices takes no side of its own
         mismatch = prior_mismatch(segmentationNode, segmentId, shape_prior, prior)
         result.warnings[:0] = [note for note in (prior_note, mismatch) if note]
-        segment_name = segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()
+        segment_name = output_base_name(segmentationNode, segmentId)
         node = build_result_segmentation(f"{segment_name} - reconstruction from slices", grid,
                                          result.reconstruction, result.errors)
         tag_output(node, "slices", segmentationNode, segmentId)
@@ -337,7 +338,7 @@ class PatchSamplerLogic:
         they replace), built outside the scene. configs: {sampler: RunConfig} of the run and
         skipped samplers; results: {sampler: ReconstructionResult}; skipped: {sampler: why}."""
         scene = segmentation_node.GetScene()
-        segment_name = segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
+        segment_name = output_base_name(segmentation_node, segment_id)
         runs = [SamplerRun(name, result, *self.build_sampler_outputs(segmentation_node, segment_id, segment_name,
                                                                      grid, configs[name], result))
                 for name, result in results.items()]

@@ -1058,3 +1058,17 @@ def test_console_values_of_the_wrong_kind_are_refused_with_a_message(given, mess
     with pytest.raises(ValueError, match=re.escape(message)):
         L.PatchSamplerLogic().process(**arguments)
     assert node_ids(scene) == before
+
+
+def test_outputs_of_default_named_segments_carry_their_nodes_name(prior):
+    """Two dropped-in files each give a segment "Segment_1": their outputs must not share names."""
+    scene = new_scene()
+    names = []
+    for node_name in ("vertebrae_L1", "vertebrae_L2"):
+        node, segment_id = add_segmentation(scene, held_out_vertebra(0).mask, np.eye(4), name=node_name,
+                                            segment_name="Segment_1")
+        run = L.PatchSamplerLogic().process(node, segment_id, 2, 3, 1, sampler="fps", prior=prior)
+        names += [run.runs[0].segmentation_node.GetName(), run.runs[0].centres_node.GetName(), run.table_node.GetName()]
+    assert names[0] == "vertebrae_L1 Segment_1 - FPS patches" and len(set(names)) == 6
+    named, named_id = add_segmentation(scene, held_out_vertebra(0).mask, np.eye(4), name="Spine", segment_name="L3")
+    assert outputs.output_base_name(named, named_id) == "L3"

@@ -10,6 +10,7 @@ Imports slicer, vtk and numpy; PatchSamplerLib only inside the functions that ne
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,6 +77,14 @@ def add_labelmap_segment(segmentation, name: str, mask: np.ndarray, ijk_to_ras: 
     segment.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(),
                               array_to_image(mask, ijk_to_ras, offset))
     segmentation.AddSegment(segment)
+
+
+def output_base_name(segmentation_node, segment_id: str) -> str:
+    """What the outputs of a segment are named after: its name, or "<node> <name>" for Slicer's
+    default names ("Segment_1", ...), which every dropped-in file has -- so the outputs of two
+    files' segments do not share a name ("kidney_left Segment_1 - FPS patches")."""
+    name = segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
+    return f"{segmentation_node.GetName()} {name}" if re.fullmatch(r"Segment(_\d+)?", name) else name
 
 
 def build_result_segmentation(name: str, grid: SegmentGrid, reconstruction: np.ndarray,

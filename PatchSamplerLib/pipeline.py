@@ -280,10 +280,10 @@ def reconstruct_anatomical(volume: BinaryVolume, config: RunConfig, prior, given
                                   fit.points), config.force)
     timings, notes = {}, []
     volume = input_mask(volume, config, notes)
-    note = spacing_note(volume.spacing, prior.spacing_mm, config.k)
-    if note:
-        notes.append(note)
-        warnings.warn(note)
+    for note in (spacing_note(volume.spacing, prior.spacing_mm, config.k), size_note(volume.voxel_count, config.k)):
+        if note:
+            notes.append(note)
+            warnings.warn(note)
 
     with monitor.stage("sampling", timings):
         centre_mm, lo, hi = place_frame(volume.mask, volume.spacing, prior.extent_mm, notes)
@@ -332,6 +332,15 @@ def spacing_note(spacing, prior_spacing, k: int) -> str | None:
     return (f"the input's voxels ({shown} mm) are far from the prior's {min(prior_spacing):g} mm: a patch of K={k} voxels "
             f"spans {side} mm{' and the decode evaluates many voxels' if ratio.min() <= 1 / SPACING_RATIO else ''}; "
             f"resample the input to {min(prior_spacing):g} mm to run as the prior was trained")
+
+
+def size_note(voxels: int, k: int) -> str | None:
+    """A note when the shape has fewer foreground voxels than one patch of K^3 holds: the patches
+    see all of it and little else, the prior fills in the rest (a speck or a wrong segment?)."""
+    if voxels >= k ** 3:
+        return None
+    return (f"the shape has only {voxels} foreground voxels, fewer than one patch of K={k} holds ({k ** 3}): "
+            "is it the segment you meant? Its reconstruction is mostly the prior's guess")
 
 
 def result_on_input_grid(result: ReconstructionResult, orient: AxisReorientation) -> ReconstructionResult:

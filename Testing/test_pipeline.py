@@ -276,3 +276,17 @@ def test_a_run_on_a_coarse_grid_carries_the_note():
         result = reconstruct(coarse, n=2, k=3, t=1, prior="kidney")
     assert any("far from the prior's 1.5 mm" in note for note in result.warnings)
     assert not any("far from" in note for note in reconstruct(shape, n=2, k=3, t=1, prior="kidney").warnings)
+
+
+def test_a_shape_smaller_than_one_patch_gets_a_note():
+    import warnings
+
+    from PatchSamplerLib.pipeline import reconstruct, size_note
+    from PatchSamplerLib.volume import BinaryVolume
+    assert size_note(1331, 11) is None and "only 4 foreground voxels" in size_note(4, 11)
+    mask = np.zeros((30, 30, 30), bool)
+    mask[14:16, 14:16, 15] = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = reconstruct(BinaryVolume(mask, (1.5,) * 3), n=2, k=3, t=1, prior="kidney")
+    assert any("only 4 foreground voxels" in note for note in result.warnings)

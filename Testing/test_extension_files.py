@@ -145,7 +145,7 @@ def test_the_module_files_import_neither_torch_nor_the_library_at_load():
     helpers = sorted(HELPER_PACKAGE.glob("*.py"))
     assert helpers
     for path in helpers:
-        assert top_level_imports(path) <= {"__future__", "importlib", "logging", "math", "re", "dataclasses",
+        assert top_level_imports(path) <= {"__future__", "importlib", "logging", "math", "numbers", "re", "dataclasses",
                                            "pathlib", "numpy", "vtk", "slicer", "PatchSamplerMRML"}, path.name
 
 
@@ -227,7 +227,7 @@ def test_selecting_a_segment_switches_the_prior_without_torch():
         "segment.SetName('T12 vertebra')\n"
         "segment_id = 'Segment_1'\n"
         "segmentation = types.SimpleNamespace(GetSegment=lambda i: segment if i == segment_id else None)\n"
-        "node = types.SimpleNamespace(GetSegmentation=lambda: segmentation)\n"
+        "node = types.SimpleNamespace(GetSegmentation=lambda: segmentation, GetName=lambda: 'Segmentation')\n"
         "widget = types.SimpleNamespace(ui=types.SimpleNamespace(statusLabel=types.SimpleNamespace(text='')))\n"
         "widget._parameterNode = types.SimpleNamespace(inputSegmentation=node, segmentId=segment_id, "
         "prior=M.Prior.KIDNEY)\n"

@@ -184,7 +184,7 @@ def test_progress_is_reported_in_order_and_cancel_stops_the_run(prior):
     def cancel_during_fit():
         calls.append(1)
         return len(calls) > 4
-    with pytest.raises(Cancelled, match="latent_fit"):
+    with pytest.raises(Cancelled, match="during latent fit"):
         reconstruct(held_out_vertebra(0), n=2, k=3, t=50, prior=prior, should_cancel=cancel_during_fit)
 
 

@@ -184,7 +184,8 @@ class PatchSamplerLogic:
         Per sampler, one output segmentation "<segment> - <Sampler> patches" (<segment>: its name;
         "<node> <name>" for Slicer's default "Segment_1", ...) and one markups point
         list "<segment> - <Sampler> patch centres" replace that sampler's previous outputs for this
-        segment; the table "<segment> - PatchSampler metrics" gets that sampler's row. Everything
+        segment; the table "<segment> - PatchSampler metrics" (the same node from run to run, so a
+        view showing it follows) gets that sampler's row. Everything
         is built outside the scene and added at the end: a failed or cancelled run leaves the scene
         as it was. Raises ValueError (incl. SamplerUnavailable) with user-facing messages."""
         from PatchSamplerLib.method.samplers import sampler_label
@@ -219,8 +220,13 @@ class PatchSamplerLogic:
         steps.step("Creating the output nodes", 0.9)
         runs, table, replaced = self.build_outputs(segmentationNode, segmentId, grid, configs, results, skipped)
         steps.step("Adding the results to the scene", 0.98)
-        commit_nodes(scene, [node for run in runs for node in (run.segmentation_node, run.centres_node)] + [table],
-                     replaced)
+        kept_table = next((node for node in replaced if node.IsA("vtkMRMLTableNode")), None)
+        commit_nodes(scene, [node for run in runs for node in (run.segmentation_node, run.centres_node)]
+                     + ([] if kept_table else [table]), [node for node in replaced if node is not kept_table])
+        if kept_table is not None:                  # the same table node, new content: views showing it follow
+            kept_table.SetName(table.GetName())
+            kept_table.SetAndObserveTable(table.GetTable())
+            table = kept_table
         if progress is not None:
             progress("Done", 1.0)
         return ProcessResult(runs, table, skipped, volume, grid)

@@ -160,6 +160,7 @@ def test_a_second_run_replaces_only_that_samplers_outputs(case, prior):
     rows = metrics_table.table_rows(second.table_node)
     assert [row["Sampler"] for row in rows] == ["FPS", "Random"]
     assert rows[1]["Seed"] == 5 and rows[1]["Dice"] == pytest.approx(second.runs[0].result.metrics["dice"])
+    assert second.table_node is first.table_node and second.table_node.GetScene() is scene   # one table node
     assert segment_fingerprint(node, segment_id) == case["fingerprint"]
 
 

@@ -209,7 +209,8 @@ def reconstruct(volume: BinaryVolume, config: RunConfig | None = None, prior: Sh
     prior_given = prior is not None
     if not prior_given:
         warnings.warn(NO_PRIOR_NOTE)
-    prior = prior if isinstance(prior, ShapePrior) else ShapePrior.load(prior or DEFAULT_API_PRIOR)
+        prior = DEFAULT_API_PRIOR
+    prior = prior if isinstance(prior, ShapePrior) else ShapePrior.load(prior)
     lo, hi = work_box(volume.mask, volume.spacing, prior.extent_mm, config.k)
     anatomical, orient = to_anatomical(sub_volume(volume, lo, hi))
     anatomical, back, side = to_canonical_side(anatomical, orient, prior, config.side, config.seed)

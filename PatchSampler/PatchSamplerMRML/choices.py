@@ -179,7 +179,8 @@ def prior_of_segment(description: list[str], prior) -> tuple[object, str | None]
     found = first_structure(description)
     if found:
         return DEFAULT_PRIORS[found[0]], None
-    return FALLBACK_PRIOR, (f"no prior given and the segment's names ({', '.join(map(repr, description[:1] + description[2:]))}) "
+    names = [description[0], description[-1]] if description else []        # segment and node, not the terminology
+    return FALLBACK_PRIOR, (f"no prior given and the segment's names ({', '.join(map(repr, names))}) "
                             f"say no structure: the {FALLBACK_PRIOR} prior was used; pass prior= for another")
 
 

@@ -105,8 +105,9 @@ DATASET_LAYOUTS = ("folder", "verse", "totalsegmentator")
 
 
 def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
-    """--dataset (the layout of --data) and the TotalSegmentator --structure / --levels, shared by
-    the commands that read a dataset folder (train-prior, train-sampler, evaluate)."""
+    """--dataset (the layout of --data), --label (folder), the TotalSegmentator --structure /
+    --levels / --class-map and --min-voxels (TotalSegmentator, VerSe), shared by the commands that
+    read a dataset folder (train-prior, train-sampler, evaluate); `dataset_options` checks them."""
     p.add_argument("--dataset", choices=DATASET_LAYOUTS, default="folder",
                    help="layout of --data: any folder of labelmaps (--label for multi-label files), VerSe "
                         "2019/2020 (one shape per complete vertebra at 1 mm, 128 x 120 x 90 crops) or "

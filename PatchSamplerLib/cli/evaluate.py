@@ -162,6 +162,7 @@ def run_device(args) -> str:
 
 def evaluate_main(args) -> int:
     from PatchSamplerLib.experiments.evaluation import EvaluationGrid, evaluation_figures
+    from PatchSamplerLib.experiments.crossval import check_sampler_dir
     from PatchSamplerLib.experiments.tables import resume_with_same_settings
     from PatchSamplerLib.experiments.executors import make_executor
     from PatchSamplerLib.method.inr import ShapePrior
@@ -174,8 +175,8 @@ def evaluate_main(args) -> int:
     mismatch = data_structure_mismatch(args, prior)
     if mismatch:
         print(f"warning: {mismatch}", file=sys.stderr)
-    if args.sampler_dir and not args.folds and not Path(args.sampler_dir).is_dir():
-        raise ValueError(f"--sampler-dir {args.sampler_dir} is not a folder")
+    if args.sampler_dir and not args.folds:
+        check_sampler_dir(args.sampler_dir)             # before settings.json names it
     resume_with_same_settings(args.out, evaluation_settings(args, prior), args.overwrite)
     executor = make_executor(args.executor, args.address, args.cpus_per_task, args.gpus_per_task)
     try:

@@ -79,7 +79,7 @@ def add_data_arguments(p: argparse.ArgumentParser, count: int) -> None:
                         "(0-4; grouped by subject, 70/10/20). Default: the last --val-count shapes validate")
     p.add_argument("--val-count", type=non_negative_int, default=None,
                    help=f"validation shapes (synthetic: extra shapes, default {SYNTHETIC_VAL_COUNT}; --data: taken from "
-                        f"the end, default a fifth of the shapes, at most {SYNTHETIC_VAL_COUNT}, at least 1 of 2 or more)")
+                        f"the end, default a fifth of the shapes, at most {SYNTHETIC_VAL_COUNT}, none below 5 shapes)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from OUT/last.pt")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier run in --out (its models, last.pt, logs, curves); without it or "

@@ -61,9 +61,7 @@ def folder_samplers(sampler_dir, configs, ts, log=print) -> dict:
     any-(N, K) one of T -- a sampler is known by what it records, whatever its file is called.
     Each missing one is noted and its learned rows skipped. ValueError when DIR is not a folder
     or two other files serve the same cell (which one was meant is not known)."""
-    folder, models = Path(sampler_dir), {}
-    if not folder.is_dir():
-        raise ValueError(f"--sampler-dir {sampler_dir} is not a folder")
+    folder, models = check_sampler_dir(sampler_dir), {}
     others = other_sampler_files(folder, configs, ts)
     for t in ts:
         any_path = folder / f"sampler_any_t{t}.pt"
@@ -82,12 +80,20 @@ def folder_samplers(sampler_dir, configs, ts, log=print) -> dict:
     return models
 
 
+def check_sampler_dir(sampler_dir) -> Path:
+    """The --sampler-dir of an evaluation without folds as a Path; ValueError when it is not a folder."""
+    folder = Path(sampler_dir)
+    if not folder.is_dir():
+        raise ValueError(f"--sampler-dir {sampler_dir} is not a folder")
+    return folder
+
+
 def other_sampler_files(folder: Path, configs, ts) -> dict:
     """{(N, K, T) or ("any", T): SamplerModel} of the sampler files in `folder` and its
     subfolders (*.pt, not named as `folder_samplers` expects) by their recorded N, K, T; files
     that are not samplers (priors, last.pt) are passed over. ValueError for two files of one key."""
     from PatchSamplerLib.checkpoints import CheckpointError
-    wanted = {(n, k, t) for n, k in configs for t in ts}
+    wanted = {(n, k, t) for n, k in configs for t in ts} | {("any", t) for t in ts}
     found, paths = {}, {}
     for path in sorted(set(folder.glob("*.pt")) | set(folder.glob("*/sampler.pt"))):
         if re.fullmatch(r"sampler_(n\d+_k\d+|any)_t\d+\.pt", path.name):
@@ -97,7 +103,7 @@ def other_sampler_files(folder: Path, configs, ts) -> dict:
         except CheckpointError:
             continue
         key = ("any", model.t) if model.any_nk else (model.n, model.k, model.t)
-        if key not in wanted and not (model.any_nk and model.t in ts):
+        if key not in wanted:
             continue
         if key in found:
             raise ValueError(f"--sampler-dir: {paths[key]} and {path} are both samplers for {key}; keep one")
